@@ -1,0 +1,79 @@
+"""Watch and run PyTorch work inside Jupyter.
+
+``import jupyter_torchlab as tl`` is cheap: torch and ipywidgets are imported only when a name
+that needs them is first used, so the server extension (which loads this package) never pays for
+torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "History",
+    "ResNet9",
+    "TutorialNet",
+    "__version__",
+    "cifar10",
+    "copy_tutorial",
+    "describe_device",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "monitor",
+    "pick_device",
+    "progress",
+    "save_checkpoint",
+    "tutorial_path",
+]
+
+# public name -> module that defines it (imported on first use)
+_LAZY = {
+    "pick_device": "jupyter_torchlab.train.device",
+    "describe_device": "jupyter_torchlab.train.device",
+    "cifar10": "jupyter_torchlab.train.data",
+    "TutorialNet": "jupyter_torchlab.train.models",
+    "ResNet9": "jupyter_torchlab.train.models",
+    "fit": "jupyter_torchlab.train.loop",
+    "evaluate": "jupyter_torchlab.train.loop",
+    "History": "jupyter_torchlab.train.loop",
+    "save_checkpoint": "jupyter_torchlab.train.loop",
+    "load_checkpoint": "jupyter_torchlab.train.loop",
+    "progress": "jupyter_torchlab.widgets.progress",
+    "monitor": "jupyter_torchlab.widgets.monitor",
+    "tutorial_path": "jupyter_torchlab.tutorial",
+    "copy_tutorial": "jupyter_torchlab.tutorial",
+}
+
+if TYPE_CHECKING:
+    from .train.data import cifar10
+    from .train.device import describe_device, pick_device
+    from .train.loop import History, evaluate, fit, load_checkpoint, save_checkpoint
+    from .train.models import ResNet9, TutorialNet
+    from .tutorial import copy_tutorial, tutorial_path
+    from .widgets.monitor import monitor
+    from .widgets.progress import progress
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jupyter_torchlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "jupyter_torchlab.server.app"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "jupyter-torchlab"}]

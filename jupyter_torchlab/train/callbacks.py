@@ -1,0 +1,84 @@
+"""The small callback protocol through which :func:`fit` reports progress.
+
+A progress display (text or widget) is one callback. ``fit`` owns one :class:`FitState` and passes
+the same object to every hook; callbacks read it and may set ``state.stop_training = True``.
+Per-batch values on the state stay tensors: a callback that wants Python numbers converts them only
+when it refreshes its display, so nothing here forces a device sync per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from .loop import History
+
+#: fit's run states; "stopped" means a callback or ``break``-like request ended it early (not a failure)
+STATUSES = ("running", "done", "stopped", "interrupted", "failed")
+
+
+@dataclass
+class FitState:
+    """Everything a callback may want to know about a running :func:`fit`."""
+
+    model: Any
+    optimizer: Any
+    device: Any
+    epochs: int
+    history: History
+    epoch: int = 0  # 0-based index of the current epoch (absolute, so it counts resumed epochs)
+    start_epoch: int = 0  # first epoch of this call (> 0 when resumed)
+    batch: int = 0  # 1-based index of the last finished batch in the current epoch
+    batches: int | None = None  # batches per epoch, None when the loader has no len()
+    batch_size: int | None = None  # samples in the last batch
+    samples: int = 0  # samples seen in the current epoch
+    loss: torch.Tensor | None = None  # last batch's loss, detached, still on the device
+    data_time: float = 0.0  # seconds this epoch spent waiting for the data loader
+    step_time: float = 0.0  # seconds this epoch spent in forward/backward/step (dispatch time)
+    epoch_metrics: dict[str, float] = field(default_factory=dict)  # filled at epoch end
+    status: str = "running"
+    error: BaseException | None = None
+    stop_training: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Callback:
+    """Base class: override the hooks you need; all default to doing nothing."""
+
+    def on_fit_start(self, state: FitState) -> None:
+        """Run once before the first epoch."""
+
+    def on_epoch_start(self, state: FitState) -> None:
+        """Run before each epoch."""
+
+    def on_batch_end(self, state: FitState) -> None:
+        """Run after each optimizer step; must be O(1) and must not sync the device."""
+
+    def on_epoch_end(self, state: FitState) -> None:
+        """Run after each epoch (and its validation); ``state.epoch_metrics`` is filled."""
+
+    def on_fit_end(self, state: FitState) -> None:
+        """Run once at the end, whatever the outcome; ``state.status`` says which."""
+
+
+ProgressFactory = Callable[[], Callback]
+_progress_factory: ProgressFactory | None = None
+
+
+def register_progress_factory(factory: ProgressFactory | None) -> None:
+    """Set what ``fit(progress=True)`` displays; the widgets package registers its display here."""
+    global _progress_factory
+    _progress_factory = factory
+
+
+def default_progress() -> Callback:
+    """Return the registered progress display, or the plain-text one."""
+    if _progress_factory is not None:
+        return _progress_factory()
+    from .text import TextProgress
+
+    return TextProgress()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs (Python packages, Node packages, Debian's Chromium) into
+# this checkout, then run every check: ruff, mypy, and pytest (browser tests included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q -U pip
+.venv/bin/python -m pip install -q -e ".[test,bench,plot]"
+
+.venv/bin/ruff check jupyter_torchlab tests benchmarks
+.venv/bin/ruff format --check jupyter_torchlab tests benchmarks
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"
