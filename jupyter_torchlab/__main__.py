@@ -1,0 +1,8 @@
+"""``python -m jupyter_torchlab``: the same as ``jupyter torchlab``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
