@@ -1,0 +1,152 @@
+/**
+ * Pure formatting: numbers in, strings out. No DOM, no JupyterLab imports, so jest tests it
+ * with plain asserts.
+ */
+
+import type { IKernel } from './types';
+
+/** What is shown where a reading is missing. */
+export const MISSING = '–';
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+
+/** Format a byte count with binary units: 512 -> "512 B", 1.5 * 2**30 -> "1.5 GiB". */
+export function formatBytes(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined || !isFinite(bytes) || bytes < 0) {
+    return MISSING;
+  }
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  if (unit === 0) {
+    return `${Math.round(value)} B`;
+  }
+  // One decimal while it carries information, none once the number has two digits.
+  const text = value < 9.95 ? value.toFixed(1) : Math.round(value).toString();
+  return `${text} ${UNITS[unit]}`;
+}
+
+/** Format a percentage without decimals: 97.6 -> "98%". */
+export function formatPercent(percent: number | null | undefined): string {
+  if (percent === null || percent === undefined || !isFinite(percent)) {
+    return MISSING;
+  }
+  return `${Math.round(percent)}%`;
+}
+
+/** Format seconds as M:SS or H:MM:SS, like a stopwatch: 5 -> "0:05", 6160 -> "1:42:40". */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) {
+    return MISSING;
+  }
+  const total = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  const ss = s.toString().padStart(2, '0');
+  if (h > 0) {
+    return `${h}:${m.toString().padStart(2, '0')}:${ss}`;
+  }
+  return `${m}:${ss}`;
+}
+
+/** Format a used/total pair: "1.2 GiB / 16 GiB", or just the used part when total is unknown. */
+export function formatUsage(
+  used: number | null | undefined,
+  total: number | null | undefined
+): string {
+  if (total === null || total === undefined || !(total > 0)) {
+    return formatBytes(used);
+  }
+  return `${formatBytes(used)} / ${formatBytes(total)}`;
+}
+
+/** Return used / total in percent, or null when either is unknown. */
+export function ratioPercent(
+  used: number | null | undefined,
+  total: number | null | undefined
+): number | null {
+  if (used === null || used === undefined || total === null || total === undefined) {
+    return null;
+  }
+  return total > 0 ? (100 * used) / total : null;
+}
+
+/** Describe a kernel's state: "busy 0:05" while busy (when the start is known), else the state. */
+export function formatState(state: string | null | undefined, busySeconds: number | null): string {
+  const name = state || 'unknown';
+  if (name === 'busy' && busySeconds !== null) {
+    return `busy ${formatDuration(busySeconds)}`;
+  }
+  return name;
+}
+
+/** Return the last segment of a path: "a/b/c.ipynb" -> "c.ipynb". */
+export function basename(path: string | null | undefined): string {
+  if (!path) {
+    return '';
+  }
+  const parts = path.split('/').filter(p => p !== '');
+  return parts.length ? parts[parts.length - 1] : '';
+}
+
+export interface IStatusOptions {
+  /** Show GPU memory (only when the kernel reports a number for it). */
+  showGpu: boolean;
+}
+
+/**
+ * Compose the status bar text for one kernel:
+ * "busy 0:05 · CPU 98% · Mem 512 MiB · GPU 1.2 GiB", or "idle · not local".
+ */
+export function statusText(
+  kernel: IKernel,
+  busySeconds: number | null,
+  options: IStatusOptions
+): string {
+  const parts = [formatState(kernel.execution_state, busySeconds)];
+  if (kernel.pid === null && kernel.reason) {
+    parts.push('not local');
+    return parts.join(' · ');
+  }
+  parts.push(`CPU ${formatPercent(kernel.cpu_percent)}`);
+  parts.push(`Mem ${formatBytes(kernel.memory)}`);
+  if (options.showGpu && kernel.gpu_memory !== null && kernel.gpu_memory !== undefined) {
+    parts.push(`GPU ${formatBytes(kernel.gpu_memory)}`);
+  }
+  return parts.join(' · ');
+}
+
+/**
+ * Map a series to SVG polyline points inside a width x height box, oldest on the left, newest
+ * at the right edge; values are clamped to [0, max]. Missing values (null, NaN) are skipped.
+ */
+export function sparklinePoints(
+  values: ReadonlyArray<number | null>,
+  width: number,
+  height: number,
+  max: number,
+  capacity: number = values.length
+): string {
+  const n = Math.max(capacity, values.length, 2);
+  const slots = n - 1;
+  const offset = n - values.length;
+  const points: string[] = [];
+  values.forEach((value, i) => {
+    if (value === null || !isFinite(value)) {
+      return;
+    }
+    const clamped = Math.min(Math.max(value, 0), max);
+    const x = ((offset + i) / slots) * width;
+    const y = max > 0 ? height - (clamped / max) * height : height;
+    points.push(`${round2(x)},${round2(y)}`);
+  });
+  return points.join(' ');
+}
+
+function round2(value: number): number {
+  return Math.round(value * 100) / 100;
+}

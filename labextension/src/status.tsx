@@ -1,0 +1,70 @@
+import { ReactWidget } from '@jupyterlab/ui-components';
+import React from 'react';
+
+import { formatBytes, formatPercent, statusText } from './format';
+import { torchlabIcon } from './icons';
+import type { MetricsModel } from './model';
+
+export interface IStatusItemOptions {
+  model: MetricsModel;
+  /** The kernel of the current notebook, if any. */
+  currentKernel: () => { id: string; status: string } | null;
+  showGpu: () => boolean;
+  onClick: () => void;
+}
+
+/** Status bar item: the current notebook kernel's state, running time, CPU, memory, GPU memory. */
+export class KernelStatusItem extends ReactWidget {
+  constructor(options: IStatusItemOptions) {
+    super();
+    this._options = options;
+    this.addClass('jp-torchlab-status');
+    this.node.title = 'PyTorch kernel monitor: click to open the panel';
+    options.model.changed.connect(this.update, this);
+    this.node.addEventListener('click', options.onClick);
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._options.model.changed.disconnect(this.update, this);
+    this.node.removeEventListener('click', this._options.onClick);
+    super.dispose();
+  }
+
+  protected render(): JSX.Element {
+    const { model, currentKernel, showGpu } = this._options;
+    const current = currentKernel();
+    let text: string;
+    let detail = '';
+    if (!current) {
+      text = 'no kernel';
+    } else {
+      const kernel = model.kernel(current.id);
+      if (kernel) {
+        text = statusText(kernel, model.busySeconds(kernel), { showGpu: showGpu() });
+        detail =
+          kernel.pid === null && kernel.reason
+            ? `Kernel ${kernel.name}: ${kernel.reason}`
+            : `Kernel ${kernel.name} (pid ${kernel.pid}): CPU ${formatPercent(
+                kernel.cpu_percent
+              )}, memory ${formatBytes(kernel.memory)}`;
+      } else {
+        // Not in a snapshot yet (just started, or the stream is still connecting).
+        text = current.status;
+      }
+    }
+    return (
+      <span
+        className="jp-torchlab-status-inner"
+        title={detail ? `${detail}. Click to open the monitor panel.` : undefined}
+      >
+        <torchlabIcon.react tag="span" className="jp-torchlab-status-icon" />
+        <span className="jp-torchlab-status-text">{text}</span>
+      </span>
+    );
+  }
+
+  private _options: IStatusItemOptions;
+}

@@ -1,0 +1,64 @@
+/**
+ * The JSON the server extension sends on `GET torchlab/api/metrics` and on each
+ * `torchlab/api/stream` message. Any numeric reading may be null: not readable here.
+ */
+
+export interface IHost {
+  /** Percent of the CPUs this server may use (cgroup limit aware), 0-100. */
+  cpu_percent: number | null;
+  cpu_count: number | null;
+  cpu_limit: number | null;
+  per_cpu: number[];
+  load_avg: [number, number, number] | number[];
+  memory_total: number | null;
+  memory_used: number | null;
+  memory_available: number | null;
+  memory_limit: number | null;
+  swap_total: number | null;
+  swap_used: number | null;
+}
+
+export interface IGpu {
+  index: number;
+  name: string | null;
+  uuid: string | null;
+  utilization_gpu: number | null;
+  utilization_memory: number | null;
+  memory_used: number | null;
+  memory_total: number | null;
+  temperature: number | null;
+  power_watts: number | null;
+  power_limit_watts: number | null;
+  source: string | null;
+}
+
+export interface IKernel {
+  id: string;
+  name: string;
+  execution_state: string;
+  /** ISO 8601 */
+  last_activity: string | null;
+  /** Unix seconds when the kernel last went busy; null while idle. */
+  busy_since: number | null;
+  connections?: number;
+  pid: number | null;
+  /** 100 = one full core, summed over the kernel's process tree. */
+  cpu_percent: number | null;
+  /** Bytes: PSS when known, else RSS. */
+  memory: number | null;
+  gpu_memory: number | null;
+  /** Notebook path relative to the server root, when a session names one. */
+  path: string | null;
+  /** Why resources are not shown, e.g. the kernel is not a local process. */
+  reason: string | null;
+}
+
+export interface ISnapshot {
+  /** Unix seconds on the server when the snapshot was taken. */
+  time: number;
+  host: IHost | null;
+  gpus: IGpu[];
+  gpu_reason: string | null;
+  kernels: IKernel[];
+  errors: { [source: string]: string };
+}

@@ -1,0 +1,148 @@
+import {
+  basename,
+  formatBytes,
+  formatDuration,
+  formatPercent,
+  formatState,
+  formatUsage,
+  MISSING,
+  ratioPercent,
+  sparklinePoints,
+  statusText
+} from '../src/format';
+import type { IKernel } from '../src/types';
+
+const GiB = 2 ** 30;
+const MiB = 2 ** 20;
+
+function kernel(overrides: Partial<IKernel> = {}): IKernel {
+  return {
+    id: 'k1',
+    name: 'python3',
+    execution_state: 'idle',
+    last_activity: null,
+    busy_since: null,
+    pid: 1234,
+    cpu_percent: 97.6,
+    memory: 512 * MiB,
+    gpu_memory: null,
+    path: 'work/train.ipynb',
+    reason: null,
+    ...overrides
+  };
+}
+
+describe('formatBytes', () => {
+  it('uses binary units with one decimal below ten', () => {
+    expect(formatBytes(0)).toBe('0 B');
+    expect(formatBytes(512)).toBe('512 B');
+    expect(formatBytes(1536)).toBe('1.5 KiB');
+    expect(formatBytes(512 * MiB)).toBe('512 MiB');
+    expect(formatBytes(1.5 * GiB)).toBe('1.5 GiB');
+    expect(formatBytes(15.4 * GiB)).toBe('15 GiB');
+    expect(formatBytes(2 ** 40)).toBe('1.0 TiB');
+  });
+
+  it('does not print 10.0 for values that round up', () => {
+    expect(formatBytes(9.96 * GiB)).toBe('10 GiB');
+  });
+
+  it('shows a dash for unreadable values', () => {
+    expect(formatBytes(null)).toBe(MISSING);
+    expect(formatBytes(undefined)).toBe(MISSING);
+    expect(formatBytes(NaN)).toBe(MISSING);
+    expect(formatBytes(-1)).toBe(MISSING);
+  });
+});
+
+describe('formatPercent', () => {
+  it('rounds to whole percent and keeps values above 100 (several cores)', () => {
+    expect(formatPercent(97.6)).toBe('98%');
+    expect(formatPercent(0)).toBe('0%');
+    expect(formatPercent(350.2)).toBe('350%');
+    expect(formatPercent(null)).toBe(MISSING);
+  });
+});
+
+describe('formatDuration', () => {
+  it('reads like a stopwatch', () => {
+    expect(formatDuration(0)).toBe('0:00');
+    expect(formatDuration(5)).toBe('0:05');
+    expect(formatDuration(5.99)).toBe('0:05');
+    expect(formatDuration(65)).toBe('1:05');
+    expect(formatDuration(3600)).toBe('1:00:00');
+    expect(formatDuration(6160)).toBe('1:42:40');
+    expect(formatDuration(90000)).toBe('25:00:00');
+  });
+
+  it('clamps negative durations (clock skew) to zero', () => {
+    expect(formatDuration(-3)).toBe('0:00');
+    expect(formatDuration(null)).toBe(MISSING);
+  });
+});
+
+describe('formatUsage and ratioPercent', () => {
+  it('shows used of total when the total is known', () => {
+    expect(formatUsage(1.5 * GiB, 16 * GiB)).toBe('1.5 GiB / 16 GiB');
+    expect(formatUsage(1.5 * GiB, null)).toBe('1.5 GiB');
+    expect(ratioPercent(GiB, 4 * GiB)).toBe(25);
+    expect(ratioPercent(GiB, 0)).toBeNull();
+    expect(ratioPercent(null, GiB)).toBeNull();
+  });
+});
+
+describe('formatState', () => {
+  it('adds the running time only while busy', () => {
+    expect(formatState('busy', 5)).toBe('busy 0:05');
+    expect(formatState('busy', null)).toBe('busy');
+    expect(formatState('idle', 5)).toBe('idle');
+    expect(formatState('', null)).toBe('unknown');
+  });
+});
+
+describe('basename', () => {
+  it('returns the file name of a notebook path', () => {
+    expect(basename('a/b/c.ipynb')).toBe('c.ipynb');
+    expect(basename('c.ipynb')).toBe('c.ipynb');
+    expect(basename('dir/')).toBe('dir');
+    expect(basename(null)).toBe('');
+  });
+});
+
+describe('statusText', () => {
+  it('shows state, CPU and memory of a local kernel', () => {
+    expect(statusText(kernel(), null, { showGpu: true })).toBe('idle · CPU 98% · Mem 512 MiB');
+  });
+
+  it('shows the busy time and GPU memory when there is some', () => {
+    const k = kernel({ execution_state: 'busy', gpu_memory: 1.2 * GiB });
+    expect(statusText(k, 65, { showGpu: true })).toBe(
+      'busy 1:05 · CPU 98% · Mem 512 MiB · GPU 1.2 GiB'
+    );
+    expect(statusText(k, 65, { showGpu: false })).toBe('busy 1:05 · CPU 98% · Mem 512 MiB');
+  });
+
+  it('says when the kernel is not a local process', () => {
+    const k = kernel({ pid: null, cpu_percent: null, memory: null, reason: 'kernel is remote' });
+    expect(statusText(k, null, { showGpu: true })).toBe('idle · not local');
+  });
+});
+
+describe('sparklinePoints', () => {
+  it('puts the newest value at the right edge and scales to the box', () => {
+    expect(sparklinePoints([0, 50, 100], 100, 10, 100)).toBe('0,10 50,5 100,0');
+  });
+
+  it('leaves room on the left while the history is shorter than its capacity', () => {
+    expect(sparklinePoints([100, 0], 100, 10, 100, 5)).toBe('75,0 100,10');
+  });
+
+  it('clamps out-of-range values and skips missing ones', () => {
+    expect(sparklinePoints([150, null, -5], 10, 10, 100)).toBe('0,0 10,10');
+    expect(sparklinePoints([], 10, 10, 100)).toBe('');
+  });
+
+  it('draws a single value as a point at the right edge', () => {
+    expect(sparklinePoints([50], 10, 10, 100)).toBe('10,5');
+  });
+});
