@@ -63,6 +63,9 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'jupyter_torchlab' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
+    if module.startswith("jupyter_torchlab.train."):
+        # importing widgets registers fit's notebook display (it imports no ipywidgets itself)
+        importlib.import_module("jupyter_torchlab.widgets")
     globals()[name] = value
     return value
 
