@@ -604,6 +604,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
 
     kernel = args.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    # no frontend will render widgets: ask our progress displays for text (the kernel inherits
+    # this environment), unless the user chose otherwise
+    os.environ.setdefault("JUPYTER_TORCHLAB_PROGRESS", "text")
     reporter = TerminalReporter(nb)
     print(f"Running {source} in kernel {kernel!r} (working directory {workdir})", flush=True)
     client = _make_client(
