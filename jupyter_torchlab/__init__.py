@@ -74,8 +74,11 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "jupyter_torchlab.server.app"}]
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    # an ExtensionApp (not a bare load function) so the server calls stop_extension on shutdown
+    from .server.app import TorchlabExtension
+
+    return [{"module": "jupyter_torchlab.server.app", "app": TorchlabExtension}]
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

@@ -1,1 +1,1 @@
-"""The jupyter_server extension: one sampler per server, served over REST, WebSocket and Prometheus."""
+"""The jupyter_server extension: one sampler per server, served over REST, WS and Prometheus."""

@@ -1,0 +1,499 @@
+"""The jupyter_server extension: one sampler per server, its snapshots served three ways.
+
+Configuration (any jupyter_server config file, or the command line)::
+
+    c.TorchlabExtension.sample_interval = 1.0    # seconds between samples
+    c.TorchlabExtension.history_seconds = 600.0  # how much history to keep
+    c.TorchlabExtension.gpu = True               # read GPUs through NVML (torch as fallback)
+    c.TorchlabExtension.prometheus = True        # torchlab_* gauges on the server's /metrics
+
+Data flow: the sampler thread reads every kernel's process tree, the host and the GPUs once per
+interval, builds the JSON document once, and hands it to the event loop with
+``IOLoop.add_callback``; a GET writes those cached bytes and a WebSocket subscriber gets the same
+bytes. Handlers never touch psutil or NVML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.extension.application import ExtensionApp
+from tornado import web
+from tornado.ioloop import IOLoop, PeriodicCallback
+from traitlets import Bool, Float, TraitError, default, validate
+
+from .kernels import KernelInfo, KernelRegistry
+
+if TYPE_CHECKING:
+    from jupyter_torchlab.metrics import Sampler, Snapshot
+
+__all__ = ["Monitor", "TorchlabExtension", "TutorialWriter"]
+
+_HOST_FIELDS = (
+    "cpu_percent",
+    "cpu_count",
+    "cpu_limit",
+    "per_cpu",
+    "load_avg",
+    "memory_total",
+    "memory_used",
+    "memory_available",
+    "memory_limit",
+    "swap_total",
+    "swap_used",
+)
+_GPU_FIELDS = (
+    "index",
+    "name",
+    "uuid",
+    "utilization_gpu",
+    "utilization_memory",
+    "memory_used",
+    "memory_total",
+    "temperature",
+    "power_watts",
+    "power_limit_watts",
+    "source",
+)
+PROCESS_GONE = "kernel process has exited"
+
+
+class Subscriber(Protocol):
+    """A WebSocket (or anything) that takes each new snapshot document as JSON bytes."""
+
+    def push(self, data: bytes) -> None:
+        """Queue one snapshot; never block."""
+
+    def close(self) -> None:
+        """Disconnect."""
+
+
+class Monitor:
+    """Own the server's one Sampler and share each snapshot with REST, WebSocket and Prometheus."""
+
+    def __init__(
+        self,
+        kernel_manager: Any,
+        session_manager: Any,
+        *,
+        interval: float = 1.0,
+        history_seconds: float = 600.0,
+        enable_gpu: bool = True,
+        prometheus: bool = True,
+        sampler_factory: Callable[..., Sampler] | None = None,
+        wall: Callable[[], float] = time.time,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.log = log or logging.getLogger(__name__)
+        self.interval = interval
+        self._wall = wall
+        self.registry = KernelRegistry(kernel_manager, session_manager, wall=wall, log=self.log)
+        self._loop = IOLoop.current()
+        self._lock = threading.Lock()  # guards _latest and _history (sampler thread vs loop)
+        self._latest: bytes | None = None
+        self._history: deque[tuple[float, bytes]] = deque(
+            maxlen=max(1, math.ceil(history_seconds / interval) + 1)
+        )
+        self._first = asyncio.Event()
+        self._subscribers: set[Subscriber] = set()
+        self._registry_error: str | None = None
+        self._warned: set[str] = set()
+        self._exporter = None
+        if prometheus:
+            from .prometheus import PrometheusExporter
+
+            self._exporter = PrometheusExporter()
+        if sampler_factory is None:
+            from jupyter_torchlab.metrics import Sampler
+
+            sampler_factory = Sampler
+        self.sampler = sampler_factory(
+            interval=interval,
+            history_seconds=history_seconds,
+            targets=self.registry.targets,
+            enable_gpu=enable_gpu,
+            extra=self._extra,
+        )
+        self._unsubscribe: Callable[[], None] | None = None
+        self._refresher = PeriodicCallback(self._refresh, interval * 1000)
+        self._stopped = False
+
+    # --- lifecycle (event loop) ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start watching kernels and sampling."""
+        self._loop.add_callback(self._refresh)
+        self._refresher.start()
+        self._unsubscribe = self.sampler.subscribe(self._on_snapshot)
+        self.sampler.start()
+
+    def stop(self) -> None:
+        """Stop sampling, disconnect subscribers and withdraw the Prometheus series; never hangs."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._refresher.stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self.sampler.stop(timeout=2.0)
+        for sub in list(self._subscribers):
+            try:
+                sub.close()
+            except Exception as e:  # noqa: BLE001 - a broken socket must not stop the shutdown
+                self.log.debug("torchlab: closing a subscriber failed: %s", e)
+        self._subscribers.clear()
+        self.registry.close()
+        if self._exporter is not None:
+            self._exporter.close()
+
+    async def _refresh(self) -> None:
+        try:
+            await self.registry.refresh()
+            self._registry_error = None
+        except Exception as e:  # noqa: BLE001 - reported in the snapshot's errors, retried
+            self._registry_error = f"{type(e).__name__}: {e}"
+            self._warn_once("registry", "listing kernels failed: %s", self._registry_error)
+
+    # --- read side (event loop) ---------------------------------------------------------------
+
+    def latest(self) -> bytes | None:
+        """Return the latest snapshot document as JSON bytes (None before the first sample)."""
+        return self._latest
+
+    async def wait_latest(self, timeout: float) -> bytes | None:
+        """Return the latest snapshot, waiting up to ``timeout`` s for the first one."""
+        if self._latest is None:
+            try:
+                await asyncio.wait_for(self._first.wait(), timeout)
+            except asyncio.TimeoutError:
+                return None
+        return self._latest
+
+    def history(self, seconds: float | None = None) -> bytes:
+        """Return ``{"snapshots": [...]}`` for the last ``seconds`` (all kept history if None)."""
+        with self._lock:
+            items = list(self._history)
+        if seconds is not None:
+            cutoff = self._wall() - seconds
+            items = [item for item in items if item[0] >= cutoff]
+        return b'{"snapshots":[' + b",".join(data for _, data in items) + b"]}"
+
+    def add_subscriber(self, sub: Subscriber) -> None:
+        """Send every new snapshot to ``sub`` until it is removed."""
+        self._subscribers.add(sub)
+
+    def remove_subscriber(self, sub: Subscriber) -> None:
+        """Stop sending snapshots to ``sub``."""
+        self._subscribers.discard(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        """Return how many subscribers are connected."""
+        return len(self._subscribers)
+
+    def _broadcast(self, data: bytes) -> None:
+        self._first.set()
+        for sub in list(self._subscribers):
+            sub.push(data)
+
+    # --- sampler thread -----------------------------------------------------------------------
+
+    def _extra(self) -> Mapping[str, Any]:
+        return {"kernels": self.registry.view(), "registry_error": self._registry_error}
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        try:
+            doc = snapshot_document(snap)
+            try:
+                data = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+            except ValueError:  # a NaN or infinity somewhere: JSON has no spelling for it
+                data = json.dumps(_finite(doc), separators=(",", ":")).encode()
+        except Exception as e:  # noqa: BLE001 - a bad snapshot must not stop the sampler
+            self._warn_once("encode", "cannot encode a snapshot: %s", e)
+            return
+        with self._lock:
+            self._latest = data
+            self._history.append((doc["time"], data))
+        if self._exporter is not None:
+            try:
+                self._exporter.update(doc)
+            except Exception as e:  # noqa: BLE001 - the REST and WS outputs must go on
+                self._warn_once("prometheus", "cannot update the Prometheus gauges: %s", e)
+        # RuntimeError: the loop is closed because the server is shutting down
+        with contextlib.suppress(RuntimeError):
+            self._loop.add_callback(self._broadcast, data)
+
+    def _warn_once(self, key: str, msg: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.log.warning("torchlab: " + msg, *args)
+
+
+def snapshot_document(snap: Snapshot) -> dict[str, Any]:
+    """Build the JSON document of ``GET torchlab/api/metrics`` from one snapshot."""
+    host = snap.host
+    kernels: Mapping[str, KernelInfo] = snap.extra.get("kernels") or {}
+    errors = dict(snap.errors)
+    registry_error = snap.extra.get("registry_error")
+    if registry_error:
+        errors["kernels"] = registry_error
+    return {
+        "time": snap.time,
+        "host": None if host is None else {f: _plain(getattr(host, f, None)) for f in _HOST_FIELDS},
+        "gpus": [{f: getattr(g, f, None) for f in _GPU_FIELDS} for g in snap.gpus],
+        "gpu_reason": snap.gpu_reason,
+        "kernels": [_kernel_entry(info, snap.trees.get(kid)) for kid, info in kernels.items()],
+        "errors": errors,
+    }
+
+
+def _kernel_entry(info: KernelInfo, tree: Any) -> dict[str, Any]:
+    # a tree read for an older pid (the kernel restarted between listing and sampling) is stale
+    if tree is not None and info.pid is not None and getattr(tree, "pid", info.pid) != info.pid:
+        tree = None
+    reason = info.reason
+    if reason is None and tree is None:
+        reason = PROCESS_GONE
+    elif reason is None:
+        reason = tree.reason
+    memory = None
+    if tree is not None:
+        memory = tree.pss if tree.pss is not None else tree.rss
+    return {
+        "id": info.id,
+        "name": info.name,
+        "execution_state": info.execution_state,
+        "last_activity": info.last_activity,
+        "busy_since": info.busy_since,
+        "connections": info.connections,
+        "pid": info.pid,
+        "cpu_percent": None if tree is None else tree.cpu_percent,
+        "memory": memory,
+        "gpu_memory": None if tree is None else tree.gpu_memory,
+        "path": info.path,
+        "reason": reason,
+    }
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --- the tutorial endpoint's service ----------------------------------------------------------
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class TutorialWriter:
+    """Copy the bundled tutorial into the user's workspace through the contents manager."""
+
+    max_tries = 1000
+
+    def __init__(self, contents_manager: Any) -> None:
+        self._cm = contents_manager
+        # two POSTs in flight must not both pick the same free name
+        self._lock = asyncio.Lock()
+
+    async def copy(self, directory: Any) -> str:
+        """Save a copy under a fresh name in ``directory`` (relative to the root); return it."""
+        from jupyter_torchlab.tutorial import TUTORIAL_NAME, fresh_name
+
+        dir_path = self._clean(directory)
+        shown = dir_path or "/"
+        try:
+            model = await ensure_async(self._cm.get(dir_path, content=False))
+        except web.HTTPError as e:
+            if e.status_code == 404:
+                raise web.HTTPError(
+                    404,
+                    f"no such directory {shown!r}; create it first or pick an existing one",
+                ) from None
+            raise
+        if model.get("type") != "directory":
+            raise web.HTTPError(
+                400, f"{shown!r} is a file, not a directory; pass the directory to copy into"
+            )
+        if model.get("writable") is False:
+            raise web.HTTPError(
+                403,
+                f"cannot write into {shown!r}: it is read-only; pick a directory you can write to",
+            )
+        content = self._notebook()
+        async with self._lock:
+            taken: set[str] = set()
+            for _ in range(self.max_tries):
+                name = fresh_name(taken, TUTORIAL_NAME)
+                path = f"{dir_path}/{name}" if dir_path else name
+                if await ensure_async(self._cm.exists(path)):
+                    taken.add(name)
+                    continue
+                try:
+                    await ensure_async(
+                        self._cm.save(
+                            {"type": "notebook", "format": "json", "content": content}, path
+                        )
+                    )
+                except web.HTTPError as e:
+                    if e.status_code == 403:
+                        raise web.HTTPError(
+                            403,
+                            f"cannot write into {shown!r}: permission denied; "
+                            "pick a directory you can write to",
+                        ) from None
+                    raise
+                return path
+        raise web.HTTPError(
+            409,
+            f"no free name for the tutorial in {shown!r} after {self.max_tries} tries; "
+            "pick another directory",
+        )
+
+    @staticmethod
+    def _clean(directory: Any) -> str:
+        if directory is None:
+            return ""
+        if not isinstance(directory, str):
+            raise web.HTTPError(
+                400, '"dir" must be a path relative to the server root, e.g. "" or "notebooks"'
+            )
+        path = directory.replace("\\", "/")
+        if path.startswith("/") or _DRIVE.match(path) or "\x00" in path:
+            raise web.HTTPError(
+                400,
+                f"{directory!r} is not a path relative to the server root; "
+                'pass e.g. "" (the root) or "notebooks"',
+            )
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise web.HTTPError(
+                403, f"{directory!r} is outside the server root; pick a directory inside it"
+            )
+        return "/".join(parts)
+
+    @staticmethod
+    def _notebook() -> Any:
+        import nbformat
+
+        from jupyter_torchlab.tutorial import tutorial_path
+
+        try:
+            return nbformat.read(tutorial_path(), as_version=4)
+        except FileNotFoundError as e:
+            raise web.HTTPError(500, str(e)) from None
+
+
+# --- the extension ----------------------------------------------------------------------------
+
+
+class TorchlabExtension(ExtensionApp):
+    """Kernel, host and GPU monitoring for Jupyter: REST, WebSocket stream and Prometheus."""
+
+    name = "jupyter_torchlab"
+
+    sample_interval = Float(
+        1.0,
+        config=True,
+        help="""Seconds between samples of the host, the GPUs and every kernel's processes.
+        Each sample costs a few milliseconds of one core on a thread off the event loop.""",
+    )
+    history_seconds = Float(
+        600.0,
+        config=True,
+        help="Seconds of samples kept for GET torchlab/api/metrics/history.",
+    )
+    gpu = Bool(
+        True,
+        config=True,
+        help="""Read NVIDIA GPUs through NVML (torch as a fallback). False skips GPU reads:
+        gpus is then [] with gpu_reason saying so.""",
+    )
+    prometheus = Bool(
+        True,
+        config=True,
+        help="""Publish torchlab_* gauges on the server's /metrics (Prometheus text format).
+        /metrics requires a token unless ServerApp.authenticate_prometheus is False.""",
+    )
+
+    @validate("sample_interval")
+    def _check_interval(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 0.05 <= value <= 3600:
+            raise TraitError(
+                f"TorchlabExtension.sample_interval must be between 0.05 and 3600 seconds, "
+                f"got {value}"
+            )
+        return value
+
+    @validate("history_seconds")
+    def _check_history(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 0 <= value <= 7 * 24 * 3600:
+            raise TraitError(
+                f"TorchlabExtension.history_seconds must be between 0 and 604800, got {value}"
+            )
+        return value
+
+    @default("config_file_name")
+    def _config_file_name_default(self) -> str:
+        # besides any jupyter_server_config file, read jupyter_torchlab_config.py/.json
+        return "jupyter_torchlab_config"
+
+    monitor: Monitor | None = None
+    tutorial: TutorialWriter | None = None
+
+    def initialize_settings(self) -> None:
+        """Create and start the server's one Monitor."""
+        assert self.serverapp is not None
+        self.monitor = Monitor(
+            self.serverapp.kernel_manager,
+            self.serverapp.session_manager,
+            interval=self.sample_interval,
+            history_seconds=max(self.history_seconds, self.sample_interval),
+            enable_gpu=self.gpu,
+            prometheus=self.prometheus,
+            log=self.log,
+        )
+        self.tutorial = TutorialWriter(self.serverapp.contents_manager)
+        self.settings["torchlab_monitor"] = self.monitor
+        self.monitor.start()
+        self.log.info(
+            "torchlab: sampling every %.2g s, history %.0f s, GPU %s, Prometheus %s",
+            self.sample_interval,
+            self.history_seconds,
+            "on" if self.gpu else "off",
+            "on" if self.prometheus else "off",
+        )
+
+    def initialize_handlers(self) -> None:
+        """Add the torchlab/api routes (the base_url is prepended by ExtensionApp)."""
+        from .handlers import make_handlers
+
+        assert self.monitor is not None
+        assert self.tutorial is not None
+        self.handlers.extend(make_handlers(self.monitor, self.tutorial))
+
+    async def stop_extension(self) -> None:
+        """Stop the sampler and close every stream (called on server shutdown)."""
+        if self.monitor is not None:
+            self.monitor.stop()

@@ -1,0 +1,146 @@
+"""``torchlab_*`` gauges on the server's existing ``/metrics``, set from the sampler thread.
+
+A scrape only reads values that the sampler already set: nothing is computed on the event loop.
+The gauges live in prometheus_client's default registry (the one jupyter_server serves), are
+created once per process, and are shared if the extension is loaded again in the same process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import REGISTRY, Gauge
+
+__all__ = ["PrometheusExporter"]
+
+_KERNEL_LABELS = ("kernel_id", "kernel_name")
+_GPU_LABELS = ("gpu", "name", "uuid")
+
+# name -> (help, labels)
+_SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "torchlab_sample_timestamp_seconds": ("Unix time of the latest torchlab sample", ()),
+    "torchlab_host_cpu_percent": ("Host CPU use, percent of the effective CPUs (0-100)", ()),
+    "torchlab_host_cpus": ("Effective CPUs: the cgroup CPU limit if set, else the CPU count", ()),
+    "torchlab_host_memory_used_bytes": ("Host (or cgroup) memory in use", ()),
+    "torchlab_host_memory_total_bytes": ("Host memory, or the cgroup memory limit if lower", ()),
+    "torchlab_kernels": ("Kernels this server runs", ()),
+    "torchlab_kernel_busy": ("1 while the kernel is executing, else 0", _KERNEL_LABELS),
+    "torchlab_kernel_busy_seconds": (
+        "Seconds the kernel has been busy (0 when idle)",
+        _KERNEL_LABELS,
+    ),
+    "torchlab_kernel_cpu_percent": (
+        "CPU use of the kernel's process tree, percent of one core",
+        _KERNEL_LABELS,
+    ),
+    "torchlab_kernel_memory_bytes": (
+        "Memory of the kernel's process tree (PSS where readable, else RSS)",
+        _KERNEL_LABELS,
+    ),
+    "torchlab_kernel_gpu_memory_bytes": (
+        "GPU memory used by the kernel's process tree",
+        _KERNEL_LABELS,
+    ),
+    "torchlab_gpu_utilization_percent": ("GPU compute utilisation", _GPU_LABELS),
+    "torchlab_gpu_memory_used_bytes": ("GPU memory in use", _GPU_LABELS),
+    "torchlab_gpu_memory_total_bytes": ("GPU memory size", _GPU_LABELS),
+    "torchlab_gpu_temperature_celsius": ("GPU temperature", _GPU_LABELS),
+    "torchlab_gpu_power_watts": ("GPU power draw", _GPU_LABELS),
+}
+
+_lock = threading.Lock()
+_gauges: dict[str, Gauge] = {}
+
+
+def _shared_gauges() -> dict[str, Gauge]:
+    """Create the gauges once per process; reuse ones already in the default registry."""
+    with _lock:
+        if not _gauges:
+            # private, but the only way to find a collector registered by an earlier import
+            existing = getattr(REGISTRY, "_names_to_collectors", {})
+            for name, (help_text, labels) in _SPECS.items():
+                found = existing.get(name)
+                if isinstance(found, Gauge):
+                    _gauges[name] = found
+                else:
+                    _gauges[name] = Gauge(name, help_text, labels)
+        return _gauges
+
+
+class PrometheusExporter:
+    """Copy each snapshot document into the gauges; drop label sets of vanished kernels and GPUs."""
+
+    def __init__(self) -> None:
+        self._gauges = _shared_gauges()
+        self._labels: dict[str, set[tuple[str, ...]]] = {name: set() for name in _SPECS}
+
+    def update(self, doc: Mapping[str, Any]) -> None:
+        """Set every gauge from one snapshot document (the JSON of GET torchlab/api/metrics)."""
+        seen: dict[str, set[tuple[str, ...]]] = {name: set() for name in _SPECS}
+
+        def put(name: str, value: Any, labels: tuple[str, ...] = ()) -> None:
+            if value is None:
+                return
+            gauge = self._gauges[name]
+            (gauge.labels(*labels) if labels else gauge).set(float(value))
+            if labels:
+                seen[name].add(labels)
+
+        now = doc.get("time")
+        put("torchlab_sample_timestamp_seconds", now)
+        host = doc.get("host") or {}
+        put("torchlab_host_cpu_percent", _nan_if_none(host.get("cpu_percent")))
+        put("torchlab_host_cpus", host.get("cpu_limit") or host.get("cpu_count"))
+        put("torchlab_host_memory_used_bytes", _nan_if_none(host.get("memory_used")))
+        total = host.get("memory_total")
+        limit = host.get("memory_limit")
+        put("torchlab_host_memory_total_bytes", min(total, limit) if total and limit else total)
+
+        kernels = doc.get("kernels") or []
+        put("torchlab_kernels", len(kernels))
+        for k in kernels:
+            klabels = (str(k["id"]), str(k.get("name") or ""))
+            busy = k.get("execution_state") == "busy"
+            since = k.get("busy_since")
+            put("torchlab_kernel_busy", 1.0 if busy else 0.0, klabels)
+            busy_for = max(0.0, now - since) if busy and since is not None and now else 0.0
+            put("torchlab_kernel_busy_seconds", busy_for, klabels)
+            put("torchlab_kernel_cpu_percent", k.get("cpu_percent"), klabels)
+            put("torchlab_kernel_memory_bytes", k.get("memory"), klabels)
+            put("torchlab_kernel_gpu_memory_bytes", k.get("gpu_memory"), klabels)
+
+        for g in doc.get("gpus") or []:
+            labels = (str(g.get("index")), str(g.get("name") or ""), str(g.get("uuid") or ""))
+            put("torchlab_gpu_utilization_percent", g.get("utilization_gpu"), labels)
+            put("torchlab_gpu_memory_used_bytes", g.get("memory_used"), labels)
+            put("torchlab_gpu_memory_total_bytes", g.get("memory_total"), labels)
+            put("torchlab_gpu_temperature_celsius", g.get("temperature"), labels)
+            put("torchlab_gpu_power_watts", g.get("power_watts"), labels)
+
+        for name, labelsets in self._labels.items():
+            for gone in labelsets - seen[name]:
+                self._remove(name, gone)
+        self._labels = seen
+
+    def close(self) -> None:
+        """Remove every label set this exporter set, and blank the unlabelled gauges."""
+        for name, labelsets in self._labels.items():
+            for labels in labelsets:
+                self._remove(name, labels)
+        self._labels = {name: set() for name in _SPECS}
+        for name, (_, labels) in _SPECS.items():
+            if not labels:
+                self._gauges[name].set(math.nan)
+
+    def _remove(self, name: str, labels: tuple[str, ...]) -> None:
+        # KeyError: already gone (another exporter in this process removed it)
+        with contextlib.suppress(KeyError):
+            self._gauges[name].remove(*labels)
+
+
+def _nan_if_none(value: Any) -> float:
+    return math.nan if value is None else float(value)

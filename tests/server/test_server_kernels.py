@@ -1,0 +1,111 @@
+"""Real kernels started over REST, watched through GET torchlab/api/metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from .conftest import execute_request, kernel_entry
+
+pytestmark = pytest.mark.slow
+
+CPU_LOOP = "import time\nt = time.time()\nwhile time.time() - t < {seconds}:\n    pass\n"
+
+
+async def test_busy_kernel_reports_cpu_then_idle_and_idle_kernel_has_its_path(
+    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any
+) -> None:
+    idle_id = await start_kernel(path="analysis/notes.ipynb")
+    busy_id = await start_kernel()
+
+    doc = await wait_metrics(
+        lambda d: all(
+            (k := kernel_entry(d, kid)) and k["execution_state"] == "idle" and k["pid"]
+            for kid in (idle_id, busy_id)
+        )
+    )
+    idle = kernel_entry(doc, idle_id)
+    assert idle is not None
+    assert idle["path"] == "analysis/notes.ipynb"
+    assert idle["name"] == "python3"
+    assert idle["busy_since"] is None
+    assert idle["memory"] > 10_000_000  # a Python kernel is tens of MB
+    assert idle["reason"] is None
+    assert kernel_entry(doc, busy_id)["path"] is None  # started without a session
+
+    ws = await jp_ws_fetch("api", "kernels", busy_id, "channels")
+    sent = time.time()
+    await ws.write_message(execute_request(CPU_LOOP.format(seconds=6)))
+
+    busy_seen: list[dict[str, Any]] = []
+
+    def hot(d: dict[str, Any]) -> bool:
+        k = kernel_entry(d, busy_id)
+        if k and k["execution_state"] == "busy":
+            busy_seen.append(k)
+            return (k["cpu_percent"] or 0) > 50
+        return False
+
+    doc = await wait_metrics(hot, timeout=20)
+    seen_at = doc["time"]
+    busy = kernel_entry(doc, busy_id)
+    # busy_since is the moment the kernel said "busy": after we sent, before we first saw it
+    first = busy_seen[0]
+    assert sent - 0.05 <= first["busy_since"] <= seen_at
+    assert busy["busy_since"] == first["busy_since"]
+    assert kernel_entry(doc, idle_id)["execution_state"] == "idle"
+
+    doc = await wait_metrics(
+        lambda d: kernel_entry(d, busy_id)["execution_state"] == "idle", timeout=30
+    )
+    assert kernel_entry(doc, busy_id)["busy_since"] is None
+    assert doc["errors"] == {}
+    ws.close()
+
+
+async def test_killed_kernel_loses_its_process_and_a_deleted_one_disappears(
+    jp_fetch: Any, start_kernel: Any, wait_metrics: Any
+) -> None:
+    kid = await start_kernel()
+    doc = await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["pid"] is not None)
+    pid = kernel_entry(doc, kid)["pid"]
+
+    os.kill(pid, signal.SIGKILL)
+    # the server's restarter starts a new process under the same id (or gives up on the kernel):
+    # either way the dead pid is gone from the snapshot and nothing is reported as an error
+    doc = await wait_metrics(
+        lambda d: (k := kernel_entry(d, kid)) is None or (k["pid"] not in (None, pid)), timeout=30
+    )
+    assert doc["errors"] == {}
+
+    await jp_fetch("api", "kernels", kid, method="DELETE")
+    doc = await wait_metrics(lambda d: kernel_entry(d, kid) is None)
+    assert doc["errors"] == {}
+
+
+async def test_kernel_state_changes_are_timed_without_polling(
+    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any, monitor: Any
+) -> None:
+    kid = await start_kernel()
+    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
+    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+    sent = time.time()
+    await ws.write_message(execute_request("import time; time.sleep(1.5)"))
+    # the registry view changes as soon as the IOPub status arrives, before any sample is taken
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = monitor.registry.view().get(kid)
+        if info is not None and info.execution_state == "busy":
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("kernel never reported busy")
+    noticed = time.time()
+    assert info.busy_since is not None
+    assert sent - 0.05 <= info.busy_since <= noticed
+    ws.close()
