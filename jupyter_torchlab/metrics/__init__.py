@@ -1,1 +1,21 @@
-"""Host, process-tree and GPU sampling: plain dataclasses, never raises, knows nothing of Jupyter."""
+"""Host, process-tree and GPU sampling: plain dataclasses, never raising, no Jupyter imports."""
+
+from .gpu import GpuProcess, GpuReading, GpuSampler, GpuSnapshot
+from .host import CgroupLimits, HostSampler, HostSnapshot, read_cgroup_limits
+from .process import ProcessTreeSampler, ProcessTreeSnapshot
+from .sampler import Sampler, Snapshot
+
+__all__ = [
+    "CgroupLimits",
+    "GpuProcess",
+    "GpuReading",
+    "GpuSampler",
+    "GpuSnapshot",
+    "HostSampler",
+    "HostSnapshot",
+    "ProcessTreeSampler",
+    "ProcessTreeSnapshot",
+    "Sampler",
+    "Snapshot",
+    "read_cgroup_limits",
+]
