@@ -350,7 +350,7 @@ class Progress(Generic[T]):
         self._metrics = Metrics()
         budget = get_budget()
         self._timer = timer or budget.timer
-        self._throttle: Throttle = budget.throttle()
+        self._throttle: Throttle = budget.throttle(self._timer)
         self.start_t = self._timer()
         self._rate: float | None = None
         self._rate_mark = (self.start_t, 0)
@@ -628,7 +628,7 @@ class FitProgress:
         """Build and show the widgets."""
         import ipywidgets as w
 
-        self._throttle = self._budget.throttle()
+        self._throttle = self._budget.throttle(self._timer)
         self._fit_t0 = self._epoch_t0 = self._timer()
         self._device = _device_label(state.device)
         first = state.start_epoch
