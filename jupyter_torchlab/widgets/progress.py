@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import sys
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import IO, Any, Generic, TypeVar
 
+from ..train.callbacks import Callback
 from . import render
 from ._budget import Throttle, get_budget
 from ._frontend import close_tree, get_shell, replace, show, use_widgets
@@ -285,7 +285,8 @@ class _TextView(_View):
 
 # bars closed by a ``break``-like GeneratorExit in the current cell: if the cell then fails with
 # an exception that passed through the loop's frame, it was no break (see ``_post_run_cell``)
-_pending: list[tuple[weakref.ref[Progress[Any]], FrameType]] = []
+# (held strongly until the cell ends: a bar iterated without a name is garbage once closed)
+_pending: list[tuple[Progress[Any], FrameType]] = []
 _hooked = False
 
 
@@ -301,9 +302,8 @@ def _post_run_cell(result: Any) -> None:
         frames.add(id(tb.tb_frame))
         tb = tb.tb_next
     status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-    for ref, frame in pending:
-        bar = ref()
-        if bar is not None and id(frame) in frames:
+    for bar, frame in pending:
+        if id(frame) in frames:
             bar._relabel(status)
 
 
@@ -464,7 +464,7 @@ class Progress(Generic[T]):
         self._metrics.flush()
         self._view.finish(self._state(), self.leave)
         if frame is not None and isinstance(self._view, _WidgetView):
-            _pending.append((weakref.ref(self), frame))
+            _pending.append((self, frame))
 
     def _relabel(self, status: str) -> None:
         self.status = status
@@ -584,7 +584,7 @@ def _table_cells(row: dict[str, Any]) -> list[str]:
     acc = row.get("val_acc")
     ips = row.get("images_per_s")
     return [
-        str(int(row.get("epoch", 0)) + 1),
+        str(row.get("epoch", "")),  # fit's history counts epochs from 1
         num("train_loss"),
         num("val_loss"),
         "" if acc is None else render.format_percent(acc, 1),
@@ -599,7 +599,7 @@ def _text_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in table)
 
 
-class FitProgress:
+class FitProgress(Callback):
     """``fit``'s notebook display: epoch and batch bars, an epoch table, a live loss curve.
 
     A :class:`~jupyter_torchlab.train.callbacks.Callback`; per batch it stores the loss tensor and
@@ -621,8 +621,6 @@ class FitProgress:
         self._rate: float | None = None
         self._rate_mark = (0.0, 0)
         self._device = ""
-
-    # Callback protocol (duck-typed so importing this module needs no torch)
 
     def on_fit_start(self, state: Any) -> None:
         """Build and show the widgets."""

@@ -78,14 +78,15 @@ class Kernel:
         return msgs
 
 
-@pytest.fixture
-def kernel(tmp_path: Path) -> Iterator[Kernel]:
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    """One kernel per test module (tests there check deltas, so they can share it)."""
     km = KernelManager(kernel_name="python3")
-    km.kernel_spec  # noqa: B018 - resolve early so a missing spec fails here
-    km.start_kernel(cwd=str(tmp_path), env=kernel_env(), extra_arguments=[])
-    # the python3 spec may point at another interpreter; this venv's is what we test
+    cwd = tmp_path_factory.mktemp("kernel")
+    km.start_kernel(cwd=str(cwd), env=kernel_env())
     k = Kernel(km)
     try:
+        # the python3 spec may point at another interpreter; this venv's is what we test
         exe = k.value("__import__('sys').executable")
         assert Path(exe).resolve() == Path(sys.executable).resolve(), exe
         yield k
@@ -101,3 +102,32 @@ def comm_updates(msgs: list[dict]) -> list[dict]:
         for m in msgs
         if m["msg_type"] == "comm_msg" and m["content"]["data"].get("method") == "update"
     ]
+
+
+def displays(msgs: list[dict]) -> list[dict]:
+    """Return display_data and update_display_data messages, in order."""
+    return [m for m in msgs if m["msg_type"] in ("display_data", "update_display_data")]
+
+
+def widget_ids(msgs: list[dict]) -> list[str]:
+    """Return the model ids of widgets shown by display_data messages."""
+    key = "application/vnd.jupyter.widget-view+json"
+    return [
+        m["content"]["data"][key]["model_id"] for m in displays(msgs) if key in m["content"]["data"]
+    ]
+
+
+LEAK_CHECK = """
+import threading as _th
+from ipywidgets.widgets.widget import _instances as _wi
+print(repr(sorted(t.name for t in _th.enumerate()), ) + "|" + repr(len(_wi)))
+"""
+
+
+def kernel_threads_and_widgets(k: Kernel) -> tuple[list[str], int]:
+    msgs = k.execute(LEAK_CHECK)
+    out = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+    threads, count = out.strip().split("|")
+    import ast
+
+    return ast.literal_eval(threads), int(count)
