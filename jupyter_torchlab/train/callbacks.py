@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from .loop import History
 
-#: fit's run states; "stopped" means a callback or ``break``-like request ended it early (not a failure)
+#: fit's run states; "stopped" means a callback asked to end early (not a failure)
 STATUSES = ("running", "done", "stopped", "interrupted", "failed")
 
 
@@ -37,9 +37,13 @@ class FitState:
     batch_size: int | None = None  # samples in the last batch
     samples: int = 0  # samples seen in the current epoch
     loss: torch.Tensor | None = None  # last batch's loss, detached, still on the device
+    # the epoch's mean loss and accuracy so far, as device tensors refreshed every few dozen
+    # batches (fit's check window); None until the first refresh
+    running_loss: torch.Tensor | None = None
+    running_acc: torch.Tensor | None = None
     data_time: float = 0.0  # seconds this epoch spent waiting for the data loader
     step_time: float = 0.0  # seconds this epoch spent in forward/backward/step (dispatch time)
-    epoch_metrics: dict[str, float] = field(default_factory=dict)  # filled at epoch end
+    epoch_metrics: dict[str, Any] = field(default_factory=dict)  # filled at epoch end
     status: str = "running"
     error: BaseException | None = None
     stop_training: bool = False
