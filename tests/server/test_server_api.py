@@ -110,6 +110,7 @@ async def test_a_dead_subscriber_does_not_hold_up_a_live_one(
     assert times == sorted(times)
     await wait_metrics(lambda d: monitor.subscriber_count == 1)
     live.close()
+    dead.close()
 
 
 async def test_a_failing_source_is_reported_and_sampling_goes_on(
@@ -148,4 +149,5 @@ async def test_shutdown_with_subscribers_connected_does_not_hang(
         # the server closed each stream: reads drain what was queued, then end with None
         while await asyncio.wait_for(ws.read_message(), 10) is not None:
             pass
+        ws.close()
     assert {t.name for t in threading.enumerate()} <= threads_before

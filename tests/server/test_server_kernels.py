@@ -22,6 +22,9 @@ async def test_busy_kernel_reports_cpu_then_idle_and_idle_kernel_has_its_path(
 ) -> None:
     idle_id = await start_kernel(path="analysis/notes.ipynb")
     busy_id = await start_kernel()
+    # a kernel nobody has connected to stays "starting"; a client (as a notebook would) makes
+    # the server ask for kernel_info, and the reply's status makes it "idle"
+    sockets = [await jp_ws_fetch("api", "kernels", kid, "channels") for kid in (idle_id, busy_id)]
 
     doc = await wait_metrics(
         lambda d: all(
@@ -38,7 +41,7 @@ async def test_busy_kernel_reports_cpu_then_idle_and_idle_kernel_has_its_path(
     assert idle["reason"] is None
     assert kernel_entry(doc, busy_id)["path"] is None  # started without a session
 
-    ws = await jp_ws_fetch("api", "kernels", busy_id, "channels")
+    ws = sockets[1]
     sent = time.time()
     await ws.write_message(execute_request(CPU_LOOP.format(seconds=6)))
 
@@ -65,7 +68,8 @@ async def test_busy_kernel_reports_cpu_then_idle_and_idle_kernel_has_its_path(
     )
     assert kernel_entry(doc, busy_id)["busy_since"] is None
     assert doc["errors"] == {}
-    ws.close()
+    for ws in sockets:
+        ws.close()
 
 
 async def test_killed_kernel_loses_its_process_and_a_deleted_one_disappears(
@@ -92,8 +96,8 @@ async def test_kernel_state_changes_are_timed_without_polling(
     jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any, monitor: Any
 ) -> None:
     kid = await start_kernel()
-    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
     ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
     sent = time.time()
     await ws.write_message(execute_request("import time; time.sleep(1.5)"))
     # the registry view changes as soon as the IOPub status arrives, before any sample is taken

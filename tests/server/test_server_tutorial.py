@@ -54,7 +54,7 @@ async def test_concurrent_copies_get_distinct_names(jp_fetch: Any, jp_root_dir: 
         "work/first_pytorch_classifier-3.ipynb",
         "work/first_pytorch_classifier.ipynb",
     ]
-    assert len(os.listdir(jp_root_dir / "work")) == 4
+    assert len([n for n in os.listdir(jp_root_dir / "work") if n.endswith(".ipynb")]) == 4
 
 
 @pytest.mark.parametrize(
