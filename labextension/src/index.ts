@@ -105,7 +105,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
-    launcher?.add({ command: CommandIDs.createTutorial, category: 'Notebook', rank: 10 });
+    // The launcher draws Notebook-section cards from a kernel icon URL, not from a LabIcon.
+    launcher?.add({
+      command: CommandIDs.createTutorial,
+      category: 'Notebook',
+      rank: 10,
+      kernelIconUrl: `data:image/svg+xml,${encodeURIComponent(torchlabIcon.svgstr)}`
+    });
     palette?.addItem({ command: CommandIDs.createTutorial, category: 'PyTorch' });
 
     // --- the monitor panel ----------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""JupyterLab in a real browser: the launcher tile, the status bar item and the monitor panel."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import Server
+
+pytestmark = pytest.mark.browser
+
+TUTORIAL = "first_pytorch_classifier.ipynb"
+TILE = "PyTorch classifier tutorial"
+
+
+def open_lab(page: Any, server: Server, path: str = "lab") -> None:
+    page.goto(server.page_url(path, reset=""))
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)
+
+
+def wait_for_file(path: Path, timeout: float = 20.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        assert time.monotonic() < deadline, f"{path.name} was not created"
+        time.sleep(0.1)
+    return path.read_bytes()
+
+
+def current_tab(page: Any) -> Any:
+    return page.locator("#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel")
+
+
+def open_notebook_and_wait_idle(page: Any, server: Server, name: str) -> Any:
+    open_lab(page, server, f"lab/tree/{name}")
+    expect(current_tab(page)).to_have_text(name)
+    status = page.locator(".jp-torchlab-status")
+    expect(status).to_contain_text("idle", timeout=60_000)
+    return status
+
+
+def run_first_cell(page: Any) -> None:
+    page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first.click()
+    page.keyboard.press("Shift+Enter")
+
+
+def test_launcher_tile_copies_the_tutorial_and_never_overwrites(page: Any, lab_server: Server):
+    open_lab(page, lab_server)
+    section = page.locator(".jp-Launcher-section", has_text="Notebook").first
+    tile = section.locator(".jp-LauncherCard", has_text=TILE)
+    expect(tile).to_be_visible()
+    # our own icon, not a generic one
+    expect(tile.locator("img")).to_have_attribute(
+        "src", re.compile(r"^data:image/svg\+xml,.*EE4C2C")
+    )
+
+    tile.click()
+    first = lab_server.root / TUTORIAL
+    original = wait_for_file(first)
+    expect(current_tab(page)).to_have_text(TUTORIAL)
+    expect(page.locator(".jp-NotebookPanel:visible .jp-Cell").first).to_be_visible()
+
+    page.evaluate("window.jupyterapp.commands.execute('launcher:create')")
+    page.locator(".jp-LauncherCard:visible", has_text=TILE).click()
+    second = lab_server.root / "first_pytorch_classifier-1.ipynb"
+    assert wait_for_file(second) == original
+    expect(current_tab(page)).to_have_text(second.name)
+    assert first.read_bytes() == original
+
+
+def test_status_bar_shows_busy_with_running_time_then_idle(page: Any, lab_server: Server):
+    lab_server.write_notebook("busy.ipynb", "import time\ntime.sleep(5)")
+    status = open_notebook_and_wait_idle(page, lab_server, "busy.ipynb")
+    expect(status).to_contain_text(re.compile(r"CPU \d+%"))
+    expect(status).to_contain_text(re.compile(r"Mem \d"))
+
+    run_first_cell(page)
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = status.inner_text()
+        if not seen or seen[-1] != text:
+            seen.append(text)
+        if text.startswith("idle") and any(t.startswith("busy") for t in seen):
+            break
+        time.sleep(0.2)
+    busy = [t for t in seen if t.startswith("busy")]
+    assert busy, f"never busy: {seen}"
+    assert seen[-1].startswith("idle"), f"never idle again: {seen}"
+    # The running time counts up while the cell runs (ticks locally between samples).
+    seconds = {int(m.group(1)) for t in busy if (m := re.match(r"busy 0:(\d\d)", t))}
+    assert len(seconds) >= 3, f"running time did not count up: {busy}"
+    assert max(seconds) >= 3
+
+
+def test_panel_lists_kernel_with_notebook_and_interrupts_it(page: Any, lab_server: Server):
+    lab_server.write_notebook("interrupt.ipynb", "import time\ntime.sleep(300)")
+    status = open_notebook_and_wait_idle(page, lab_server, "interrupt.ipynb")
+    run_first_cell(page)
+    expect(status).to_contain_text("busy")
+
+    status.click()
+    panel = page.locator("#jupyter-torchlab-monitor")
+    expect(panel).to_be_visible()
+    expect(panel.locator(".jp-torchlab-host")).to_contain_text("CPU")
+    expect(panel.locator(".jp-torchlab-host")).to_contain_text("Memory")
+    row = panel.locator(".jp-torchlab-kernel-row", has=page.locator("[title='interrupt.ipynb']"))
+    expect(row).to_have_attribute("data-state", "busy")
+    expect(row).to_contain_text("interrupt.ipynb")
+    expect(row.locator("td").nth(2)).to_have_text(re.compile(r"\d+:\d\d"))
+
+    row.get_by_role("button", name="Interrupt").click()
+    expect(row).to_have_attribute("data-state", "idle", timeout=15_000)
+    expect(page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output")).to_contain_text(
+        "KeyboardInterrupt"
+    )
+    expect(status).to_contain_text("idle")
+
+
+def test_shut_down_asks_first(page: Any, lab_server: Server):
+    lab_server.write_notebook("shutdown.ipynb", "x = 1")
+    status = open_notebook_and_wait_idle(page, lab_server, "shutdown.ipynb")
+    status.click()
+    row = page.locator(
+        "#jupyter-torchlab-monitor .jp-torchlab-kernel-row",
+        has=page.locator("[title='shutdown.ipynb']"),
+    )
+    kernel_id = row.get_attribute("data-kernel-id")
+    row.get_by_role("button", name="Shut down").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Shut down kernel?")
+    dialog.get_by_role("button", name="Cancel").click()
+    assert kernel_id in {k["id"] for k in lab_server.api("GET", "api/kernels")}
+
+    row.get_by_role("button", name="Shut down").click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Shut down").click()
+    expect(row).to_have_count(0, timeout=15_000)
+    assert kernel_id not in {k["id"] for k in lab_server.api("GET", "api/kernels")}
