@@ -116,7 +116,11 @@ def render_monitor(
             mine = tree.gpu_memory
         share = f", this kernel {render.format_bytes(mine)}" if mine else ""
         rows.append(
-            (f"GPU {gpu.index} {gpu.name}", f"{util} busy, {mem}{share}", spark(f"gpu{gpu.index}"))
+            (
+                f"GPU {gpu.index} {gpu.name or ''}".rstrip(),
+                f"{util} busy, {mem}{share}",
+                spark(f"gpu{gpu.index}"),
+            )
         )
     if snapshot is not None and not gpus and snapshot.gpu_reason:
         rows.append(("GPU", f"none ({snapshot.gpu_reason})", ""))

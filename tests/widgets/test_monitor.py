@@ -1,0 +1,140 @@
+"""tl.monitor(): pure rendering from metrics snapshots, and the live widget in a real kernel."""
+
+import os
+import re
+import time
+
+import pytest
+
+from jupyter_torchlab.metrics.gpu import GpuProcess, GpuSnapshot
+from jupyter_torchlab.metrics.host import HostSnapshot
+from jupyter_torchlab.metrics.process import ProcessTreeSnapshot
+from jupyter_torchlab.metrics.sampler import Snapshot
+from jupyter_torchlab.widgets.monitor import KernelActivity, render_monitor
+
+from .conftest import Kernel, comm_updates, displays, kernel_threads_and_widgets, widget_ids
+
+GiB = 1024**3
+
+
+def snapshot(*, memory_limit=None, cpu_limit=None, gpus=(), gpu_reason=None):
+    pid = os.getpid()
+    host = HostSnapshot(
+        cpu_percent=50.0,
+        cpu_count=8,
+        cpu_limit=cpu_limit,
+        per_cpu=(50.0,) * 8,
+        load_avg=(1.0, 1.0, 1.0),
+        memory_total=64 * GiB,
+        memory_used=3 * GiB,
+        memory_available=61 * GiB,
+        memory_limit=memory_limit,
+        swap_total=0,
+        swap_used=0,
+    )
+    tree = ProcessTreeSnapshot(
+        pid=pid,
+        cpu_percent=150.0,
+        rss=2 * GiB,
+        pss=GiB,
+        num_threads=12,
+        num_children=2,
+        pids=(pid, pid + 1, pid + 2),
+        gpu_memory=None,
+    )
+    return Snapshot(
+        time=time.time(),
+        host=host,
+        gpus=tuple(gpus),
+        gpu_reason=gpu_reason,
+        trees={"kernel": tree},
+        errors={},
+        extra={},
+    )
+
+
+def gpu(index, used, procs):
+    return GpuSnapshot(
+        index=index,
+        name="NVIDIA H100",
+        uuid=f"GPU-{index}",
+        utilization_gpu=87.0,
+        utilization_memory=40.0,
+        memory_used=used,
+        memory_total=80 * GiB,
+        temperature=60.0,
+        power_watts=300.0,
+        power_limit_watts=700.0,
+        source="nvml",
+        processes=tuple(procs),
+    )
+
+
+def test_render_shows_busy_cell_tree_and_container_limits():
+    busy = KernelActivity(busy=True, since=time.time(), duration=75, cell="model.fit(x)")
+    html, text = render_monitor(snapshot(memory_limit=4 * GiB, cpu_limit=2.0), busy)
+    assert 'data-state="busy"' in html
+    assert "busy for 01:15 on model.fit(x)" in text
+    assert "150% of one core (75% of 2 CPUs), 2 child processes" in text
+    assert "1.0 GiB of 4.0 GiB limit (25%)" in text  # PSS against the container limit
+    assert "host CPU: 50% of 2 CPUs (container limit)" in text
+
+
+def test_render_idle_and_per_gpu_share_of_this_kernel():
+    pid = os.getpid()
+    gpus = [
+        gpu(0, 10 * GiB, [GpuProcess(pid + 1, 6 * GiB, "compute"), GpuProcess(1, GiB, "compute")]),
+        gpu(1, 2 * GiB, [GpuProcess(1, 2 * GiB, "compute")]),
+    ]
+    idle = KernelActivity(busy=False, since=time.time() - 5, duration=5, cell=None)
+    html, text = render_monitor(snapshot(gpus=gpus), idle)
+    assert 'data-state="idle"' in html
+    assert "idle since" in text
+    assert "GPU 0 NVIDIA H100: 87% busy, 10.0 GiB of 80.0 GiB, this kernel 6.0 GiB" in text
+    assert "GPU 1 NVIDIA H100: 87% busy, 2.0 GiB of 80.0 GiB\n" in text + "\n"
+
+
+def test_render_without_gpu_says_why_and_escapes_cell_text():
+    busy = KernelActivity(busy=True, since=time.time(), duration=1, cell="<script>x</script>")
+    html, text = render_monitor(snapshot(gpu_reason="no NVIDIA driver"), busy)
+    assert "GPU: none (no NVIDIA driver)" in text
+    assert "<script>" not in html
+
+
+def monitor_states(msgs: list[dict]) -> list[str]:
+    return [
+        m.group(1)
+        for s in comm_updates(msgs)
+        if (m := re.search(r'class="torchlab-monitor" data-state="(\w+)"', s.get("value", "")))
+    ]
+
+
+@pytest.mark.slow
+def test_monitor_in_a_kernel_busy_idle_same_widget_and_clean_close(kernel: Kernel):
+    threads_before, widgets_before = kernel_threads_and_widgets(kernel)
+    first = kernel.execute("import jupyter_torchlab as tl\ntl.monitor()")
+    again = kernel.execute("tl.monitor()")
+    assert widget_ids(first)
+    assert widget_ids(first) == widget_ids(again)  # one monitor per kernel, shown again
+    threads, _ = kernel_threads_and_widgets(kernel)
+    assert threads.count("torchlab-monitor") == 1
+
+    during = kernel.execute("import time\ntime.sleep(3)")
+    states = monitor_states(during)
+    # updates keep coming while the cell runs (about one a second), and they say busy
+    assert states.count("busy") >= 2, states
+    assert any("on import time" in s.get("value", "") for s in comm_updates(during))
+    after = monitor_states(kernel.drain(2.5))
+    assert after
+    assert after[-1] == "idle"
+
+    closing = kernel.execute("from jupyter_torchlab.widgets import close_monitor\nclose_monitor()")
+    records = [m for m in displays(closing) if m["msg_type"] == "update_display_data"]
+    assert len(records) == 2  # both places it was shown keep a static record
+    assert "monitor stopped at" in records[0]["content"]["data"]["text/plain"]
+    assert 'class="torchlab-monitor"' in records[0]["content"]["data"]["text/html"]
+    threads_after, widgets_after = kernel_threads_and_widgets(kernel)
+    assert "torchlab-monitor" not in threads_after
+    assert threads_after == threads_before
+    assert widgets_after == widgets_before
+    assert not monitor_states(kernel.drain(1.5))  # nothing is sent after close
