@@ -120,48 +120,33 @@ def _check_accelerators(torch: Any) -> Check:
     names = []
     for index in range(count):
         device = torch.device(kind, index)
-        names.append(f"{device}: {_describe(device)}")
+        names.append(_describe(device))  # "cuda:0: NVIDIA H100 ..., 79.1 GiB, ..."
     return Check("accelerators", "ok", "; ".join(names))
 
 
 def _describe(device: Any) -> str:
-    try:
-        from .train.device import describe_device
-    except ImportError:  # the train helpers are optional for the doctor
-        return str(device)
+    from .train.device import describe_device
+
     return str(describe_device(device))
 
 
 def _check_nvml() -> Check:
+    # through the same sampler the monitor uses, so the doctor reports what the monitor will see
+    from .metrics.gpu import GpuSampler
+
+    sampler = GpuSampler(torch_fallback=False)
     try:
-        import pynvml
-    except ImportError:
-        return Check("NVML", "info", "nvidia-ml-py is not installed: GPU monitoring off")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as e:
-        return Check("NVML", "info", f"unavailable: {_nvml_reason(pynvml, e)}")
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        count = pynvml.nvmlDeviceGetCount()
-        if isinstance(driver, bytes):
-            driver = driver.decode()
-        return Check("NVML", "ok", f"driver {driver}, {count} GPU(s) visible")
-    except pynvml.NVMLError as e:
-        return Check("NVML", "problem", f"initialised but a query failed: {e}")
+        reading = sampler.sample()
     finally:
-        pynvml.nvmlShutdown()
-
-
-def _nvml_reason(pynvml: Any, error: Exception) -> str:
-    """Turn an NVML init failure into what it means on this machine."""
-    if isinstance(error, pynvml.NVMLError_LibraryNotFound):
-        return "no NVIDIA driver on this machine (libnvidia-ml not found); GPU monitoring off"
-    if isinstance(error, pynvml.NVMLError_DriverNotLoaded):
-        return "the NVIDIA driver is installed but not loaded; check `nvidia-smi`"
-    if isinstance(error, pynvml.NVMLError_NoPermission):
-        return "no permission to query NVML; run as a user with access to /dev/nvidia*"
-    return str(error)
+        sampler.close()
+    if not reading.gpus:
+        return Check("NVML", "info", f"unavailable: {reading.reason or 'no GPU is visible'}")
+    gpus = "; ".join(
+        f"{g.index}: {g.name}" + (f", {g.memory_total / 2**30:.1f} GiB" if g.memory_total else "")
+        for g in reading.gpus
+    )
+    partial = f" (partly readable: {reading.reason})" if reading.reason else ""
+    return Check("NVML", "problem" if reading.reason else "ok", f"{gpus}{partial}")
 
 
 def _check_server_extension() -> Check:
