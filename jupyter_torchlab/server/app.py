@@ -67,6 +67,7 @@ _GPU_FIELDS = (
     "source",
 )
 PROCESS_GONE = "kernel process has exited"
+GPU_OFF = "GPU sampling is off (TorchlabExtension.gpu = False)"
 
 
 class Subscriber(Protocol):
@@ -98,6 +99,7 @@ class Monitor:
         self.log = log or logging.getLogger(__name__)
         self.interval = interval
         self._wall = wall
+        self._gpu_enabled = enable_gpu
         self.registry = KernelRegistry(kernel_manager, session_manager, wall=wall, log=self.log)
         self._loop = IOLoop.current()
         self._lock = threading.Lock()  # guards _latest and _history (sampler thread vs loop)
@@ -215,6 +217,8 @@ class Monitor:
     def _on_snapshot(self, snap: Snapshot) -> None:
         try:
             doc = snapshot_document(snap)
+            if not self._gpu_enabled and doc["gpu_reason"] is None:
+                doc["gpu_reason"] = GPU_OFF
             try:
                 data = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
             except ValueError:  # a NaN or infinity somewhere: JSON has no spelling for it
