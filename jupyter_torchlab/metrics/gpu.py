@@ -33,8 +33,6 @@ from ._util import LogOnce
 
 __all__ = ["GpuProcess", "GpuReading", "GpuSampler", "GpuSnapshot"]
 
-_log_once = LogOnce()
-
 # NVML return codes (stable C API values; also pynvml.NVML_ERROR_*)
 _NO_PERMISSION = 4
 _DRIVER_NOT_LOADED = 9
@@ -140,6 +138,7 @@ class GpuSampler:
         self._devices: list[tuple[int, Any]] | None = None  # (index, handle) of visible devices
         self._visible_reason: str | None = None
         self._unreadable: list[str] = []
+        self._log_once = LogOnce()
 
     # -- NVML lifecycle ---------------------------------------------------------------------------
 
@@ -172,7 +171,7 @@ class GpuSampler:
         self._init_reason = reason
         self._next_try = now + self._delay
         self._delay = min(self._delay * 2, self._max_retry_after)
-        _log_once(level, f"GPU metrics: {reason}")
+        self._log_once(level, f"GPU metrics: {reason}")
 
     def close(self) -> None:
         """Shut NVML down if this sampler started it."""
@@ -182,7 +181,7 @@ class GpuSampler:
             try:
                 self._nvml.nvmlShutdown()
             except Exception as err:  # noqa: BLE001 - shutting down is best effort
-                _log_once(logging.DEBUG, f"GPU metrics: nvmlShutdown failed: {_text(err)}")
+                self._log_once(logging.DEBUG, f"GPU metrics: nvmlShutdown failed: {_text(err)}")
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -194,7 +193,7 @@ class GpuSampler:
             try:
                 return self._sample_nvml()
             except Exception as err:  # noqa: BLE001 - a bug or odd driver must not stop sampling
-                _log_once(logging.WARNING, f"GPU metrics: NVML read failed: {_text(err)}")
+                self._log_once(logging.WARNING, f"GPU metrics: NVML read failed: {_text(err)}")
                 return GpuReading((), f"NVML read failed: {_text(err)}", False)
         reason = self._init_reason
         if self.torch_fallback:
@@ -278,7 +277,7 @@ class GpuSampler:
                 self._devices = self._visible()
             except Exception as err:  # noqa: BLE001 - reported as the reading's reason
                 reason = self._describe(err)
-                _log_once(logging.WARNING, f"GPU metrics: {reason}")
+                self._log_once(logging.WARNING, f"GPU metrics: {reason}")
                 return GpuReading((), reason, False)
             if self._unreadable:
                 reasons.extend(self._unreadable)
@@ -308,7 +307,7 @@ class GpuSampler:
                 "cannot be attributed to kernels (run the container with --pid=host)"
             )
         for reason in reasons:
-            _log_once(logging.WARNING, f"GPU metrics: {reason}")
+            self._log_once(logging.WARNING, f"GPU metrics: {reason}")
         return GpuReading(tuple(gpus), "; ".join(reasons) or None, known)
 
     @staticmethod
@@ -434,7 +433,7 @@ class GpuSampler:
                     )
                 )
         except Exception as err:  # noqa: BLE001 - torch internals vary by version and build
-            _log_once(logging.INFO, f"GPU metrics: torch allocator figures unavailable: {err}")
+            self._log_once(logging.INFO, f"GPU metrics: torch allocator figures unavailable: {err}")
             return ()
         return tuple(gpus)
 
