@@ -76,7 +76,7 @@ class Subscriber(Protocol):
     def push(self, data: bytes) -> None:
         """Queue one snapshot; never block."""
 
-    def close(self) -> None:
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Disconnect."""
 
 
@@ -151,7 +151,7 @@ class Monitor:
         self.sampler.stop(timeout=2.0)
         for sub in list(self._subscribers):
             try:
-                sub.close()
+                sub.close(1001, "the Jupyter server is shutting down")  # 1001: going away
             except Exception as e:  # noqa: BLE001 - a broken socket must not stop the shutdown
                 self.log.debug("torchlab: closing a subscriber failed: %s", e)
         self._subscribers.clear()

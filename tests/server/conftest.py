@@ -25,7 +25,11 @@ def jp_server_config() -> Config:
     return Config(
         {
             "ServerApp": {
-                "jpserver_extensions": {"jupyter_torchlab": True},
+                # terminals off: their handlers warn under allow_unauthenticated_access=False
+                "jpserver_extensions": {
+                    "jupyter_torchlab": True,
+                    "jupyter_server_terminals": False,
+                },
                 # the default for new servers: our routes must not trigger auth warnings
                 "allow_unauthenticated_access": False,
             },

@@ -90,7 +90,9 @@ async def test_stream_refuses_a_request_without_a_token(jp_ws_fetch: Any) -> Non
 
 async def test_stream_pushes_consecutive_snapshots(jp_ws_fetch: Any, get_metrics: Any) -> None:
     ws = await jp_ws_fetch("torchlab", "api", "stream")
-    messages = [json.loads(await asyncio.wait_for(ws.read_message(), 10)) for _ in range(4)]
+    raw = [await asyncio.wait_for(ws.read_message(), 10) for _ in range(4)]
+    assert all(isinstance(m, str) for m in raw)  # text frames: a browser gets strings to parse
+    messages = [json.loads(m) for m in raw]
     times = [m["time"] for m in messages]
     assert times == sorted(times)
     assert len(set(times)) == len(times)
@@ -149,5 +151,6 @@ async def test_shutdown_with_subscribers_connected_does_not_hang(
         # the server closed each stream: reads drain what was queued, then end with None
         while await asyncio.wait_for(ws.read_message(), 10) is not None:
             pass
+        assert ws.close_code == 1001  # "going away": the client may reconnect later
         ws.close()
     assert {t.name for t in threading.enumerate()} <= threads_before
