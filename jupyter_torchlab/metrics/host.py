@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,37 +97,33 @@ def _chain(base: Path, own: str | None) -> list[Path]:
     return chain
 
 
-def _read_int(path: Path) -> int | None:
-    text = read_text(str(path))
-    if text is None:
-        return None
+def _int(text: str | None) -> int | None:
     try:
-        return int(text.split()[0])
+        return int(text.split()[0]) if text else None
     except (ValueError, IndexError):
         return None
 
 
-def _stat_value(path: Path, key: str) -> int | None:
-    for line in (read_text(str(path)) or "").splitlines():
+def _stat_value(path: str | None, key: str) -> int | None:
+    text = read_text(path) if path else None
+    for line in (text or "").splitlines():
         name, _, value = line.partition(" ")
         if name == key:
-            try:
-                return int(value)
-            except ValueError:
-                return None
+            return _int(value)
     return None
 
 
-def _min(values: Sequence[float | None]) -> float | None:
+def _min(values: Iterable[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return min(present) if present else None
 
 
-def _v2_cpu_max(path: Path) -> float | None:
-    text = read_text(str(path / "cpu.max"))
-    if not text:
-        return None
-    quota, _, period = text.strip().partition(" ")
+def _existing(paths: Iterable[Path]) -> list[str]:
+    return [str(p) for p in paths if p.is_file()]
+
+
+def _v2_cpu_max(text: str | None) -> float | None:
+    quota, _, period = (text or "max").strip().partition(" ")
     if quota == "max":
         return None
     try:
@@ -136,32 +132,84 @@ def _v2_cpu_max(path: Path) -> float | None:
         return None
 
 
-def _v2_memory_max(path: Path) -> int | None:
-    text = read_text(str(path / "memory.max"))
-    if not text or text.strip() == "max":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+def _v2_memory_max(text: str | None) -> int | None:
+    return None if text is None or text.strip() == "max" else _int(text)
 
 
-def _read_v2(base: Path, own: dict[str, str]) -> CgroupLimits:
-    chain = _chain(base, own.get(""))
-    cpu = _min([_v2_cpu_max(d) for d in chain])
-    memory_limit = _min([_v2_memory_max(d) for d in chain])
-    deepest = chain[0]
-    used = _read_int(deepest / "memory.current")
-    if used is not None:
-        used -= _stat_value(deepest / "memory.stat", "inactive_file") or 0
-    usage_usec = _stat_value(deepest / "cpu.stat", "usage_usec")
-    return CgroupLimits(
-        cpu_limit=cpu,
-        memory_limit=int(memory_limit) if memory_limit is not None else None,
-        memory_used=max(used, 0) if used is not None else None,
-        version=2,
-        cpu_usage=usage_usec / 1e6 if usage_usec is not None else None,
-    )
+def _v1_quota(quota: int | None, period: int | None) -> float | None:
+    return quota / period if quota is not None and quota > 0 and period else None
+
+
+def _v1_limit(limit: int | None) -> int | None:
+    return limit if limit is not None and limit < _V1_UNLIMITED else None
+
+
+class _CgroupFiles:
+    """The cgroup files that matter to us, located once; ``read()`` then only reads values."""
+
+    def __init__(self, root: str | os.PathLike[str], self_cgroup: str | os.PathLike[str] | None):
+        base = Path(root)
+        own = _own_paths(self_cgroup)
+        self.version: int | None = None
+        self.cpu_max: list[str] = []  # v2: cpu.max along the chain
+        self.memory_max: list[str] = []  # v2 memory.max / v1 memory.limit_in_bytes
+        self.cfs: list[tuple[str, str]] = []  # v1: (cfs_quota_us, cfs_period_us) along the chain
+        self.usage: str | None = None  # memory.current / memory.usage_in_bytes
+        self.memory_stat: str | None = None
+        self.inactive_key = "inactive_file"
+        self.cpu_stat: str | None = None  # v2 cpu.stat (usage_usec)
+        self.cpuacct: str | None = None  # v1 cpuacct.usage (ns)
+        if (base / "cgroup.controllers").is_file():
+            self.version = 2
+            chain = _chain(base, own.get(""))
+            self.cpu_max = _existing(d / "cpu.max" for d in chain)
+            self.memory_max = _existing(d / "memory.max" for d in chain)
+            self.usage = str(chain[0] / "memory.current")
+            self.memory_stat = str(chain[0] / "memory.stat")
+            self.cpu_stat = str(chain[0] / "cpu.stat")
+            return
+        cpu_dir = _v1_dir(base, ("cpu", "cpu,cpuacct", "cpuacct,cpu"))
+        acct_dir = _v1_dir(base, ("cpuacct", "cpu,cpuacct", "cpuacct,cpu"))
+        mem_dir = _v1_dir(base, ("memory",))
+        if cpu_dir is None and acct_dir is None and mem_dir is None:
+            return
+        self.version = 1
+        if cpu_dir is not None:
+            for d in _chain(cpu_dir, own.get("cpu")):
+                if (d / "cpu.cfs_quota_us").is_file():
+                    self.cfs.append((str(d / "cpu.cfs_quota_us"), str(d / "cpu.cfs_period_us")))
+        if acct_dir is not None:
+            self.cpuacct = str(_chain(acct_dir, own.get("cpuacct"))[0] / "cpuacct.usage")
+        if mem_dir is not None:
+            chain = _chain(mem_dir, own.get("memory"))
+            self.memory_max = _existing(d / "memory.limit_in_bytes" for d in chain)
+            self.usage = str(chain[0] / "memory.usage_in_bytes")
+            self.memory_stat = str(chain[0] / "memory.stat")
+            # v1 memory.stat's total_* keys include sub-cgroups, as usage_in_bytes does
+            self.inactive_key = "total_inactive_file"
+
+    def read(self) -> CgroupLimits:
+        if self.version == 2:
+            cpu_limit = _min(_v2_cpu_max(read_text(f)) for f in self.cpu_max)
+            memory_limit = _min(_v2_memory_max(read_text(f)) for f in self.memory_max)
+            usage_usec = _stat_value(self.cpu_stat, "usage_usec")
+            cpu_usage = usage_usec / 1e6 if usage_usec is not None else None
+        else:
+            cpu_limit = _min(_v1_quota(_int(read_text(q)), _int(read_text(p))) for q, p in self.cfs)
+            memory_limit = _min(_v1_limit(_int(read_text(f))) for f in self.memory_max)
+            usage_ns = _int(read_text(self.cpuacct)) if self.cpuacct else None
+            cpu_usage = usage_ns / 1e9 if usage_ns is not None else None
+        used = _int(read_text(self.usage)) if self.usage else None
+        if used is not None:
+            # the working set: inactive file cache is dropped before anything is OOM-killed
+            used = max(0, used - (_stat_value(self.memory_stat, self.inactive_key) or 0))
+        return CgroupLimits(
+            cpu_limit=cpu_limit,
+            memory_limit=int(memory_limit) if memory_limit is not None else None,
+            memory_used=used,
+            version=self.version,
+            cpu_usage=cpu_usage,
+        )
 
 
 def _v1_dir(base: Path, names: Sequence[str]) -> Path | None:
@@ -169,42 +217,6 @@ def _v1_dir(base: Path, names: Sequence[str]) -> Path | None:
         if (base / name).is_dir():
             return base / name
     return None
-
-
-def _v1_cpu_quota(path: Path) -> float | None:
-    quota = _read_int(path / "cpu.cfs_quota_us")
-    period = _read_int(path / "cpu.cfs_period_us")
-    if quota is None or quota <= 0 or not period:
-        return None
-    return quota / period
-
-
-def _v1_memory_limit(path: Path) -> int | None:
-    limit = _read_int(path / "memory.limit_in_bytes")
-    return limit if limit is not None and limit < _V1_UNLIMITED else None
-
-
-def _read_v1(base: Path, own: dict[str, str]) -> CgroupLimits:
-    cpu_limit = memory_limit = memory_used = cpu_usage = None
-    cpu_dir = _v1_dir(base, ("cpu", "cpu,cpuacct", "cpuacct,cpu"))
-    if cpu_dir is not None:
-        cpu_limit = _min([_v1_cpu_quota(d) for d in _chain(cpu_dir, own.get("cpu"))])
-    acct_dir = _v1_dir(base, ("cpuacct", "cpu,cpuacct", "cpuacct,cpu"))
-    if acct_dir is not None:
-        usage_ns = _read_int(_chain(acct_dir, own.get("cpuacct"))[0] / "cpuacct.usage")
-        cpu_usage = usage_ns / 1e9 if usage_ns is not None else None
-    mem_dir = _v1_dir(base, ("memory",))
-    if mem_dir is not None:
-        chain = _chain(mem_dir, own.get("memory"))
-        limit = _min([_v1_memory_limit(d) for d in chain])
-        memory_limit = int(limit) if limit is not None else None
-        usage = _read_int(chain[0] / "memory.usage_in_bytes")
-        if usage is not None:
-            # v1 memory.stat's total_* keys include sub-cgroups, like usage_in_bytes does
-            usage -= _stat_value(chain[0] / "memory.stat", "total_inactive_file") or 0
-            memory_used = max(usage, 0)
-    version = 1 if (cpu_dir or mem_dir or acct_dir) is not None else None
-    return CgroupLimits(cpu_limit, memory_limit, memory_used, version, cpu_usage)
 
 
 def read_cgroup_limits(
@@ -216,11 +228,7 @@ def read_cgroup_limits(
     ``self_cgroup`` is the /proc file naming our cgroup path; limits are the tightest along the path
     from it up to ``root``. Pass None to read ``root`` itself (a container's usual view).
     """
-    base = Path(root)
-    own = _own_paths(self_cgroup)
-    if (base / "cgroup.controllers").is_file():
-        return _read_v2(base, own)
-    return _read_v1(base, own)
+    return _CgroupFiles(root, self_cgroup).read()
 
 
 def _busy_and_total(t: Any) -> tuple[float, float]:
@@ -257,7 +265,9 @@ class HostSampler:
         self._clock = clock
         self.cpu_count = psutil.cpu_count() or 1
         self._last_times = self._cpu_times()
-        self._last_cgroup = (clock(), read_cgroup_limits(cgroup_root, self_cgroup).cpu_usage)
+        # cgroup files are located once; a process does not move between cgroups in practice
+        self._cgroup = _CgroupFiles(cgroup_root, self_cgroup)
+        self._last_cgroup = (clock(), self._cgroup.read().cpu_usage)
 
     @staticmethod
     def _cpu_times() -> list[tuple[float, float]]:
@@ -282,7 +292,7 @@ class HostSampler:
         host_percent = _percent(busy, total)
         self._last_times = times
 
-        limits = read_cgroup_limits(self.cgroup_root, self.self_cgroup)
+        limits = self._cgroup.read()
         cpu_limit = limits.cpu_limit
         affinity = self._affinity_count()
         if affinity is not None and affinity < self.cpu_count:

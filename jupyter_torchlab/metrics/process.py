@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from ._util import read_bytes
+
 __all__ = ["ProcessTreeSampler", "ProcessTreeSnapshot"]
 
 
@@ -85,21 +87,13 @@ class _Pss:
     due: float  # clock time of the next smaps_rollup read
 
 
-def _read_bytes(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 _LINUX = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if _LINUX else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if _LINUX else 4096
 
 
 def _read_linux(pid: int) -> _Member | None:
-    data = _read_bytes(f"/proc/{pid}/stat")
+    data = read_bytes(f"/proc/{pid}/stat")
     if not data:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after the last ")"
@@ -161,7 +155,7 @@ class ProcessTreeSampler:
         self,
         *,
         clock: Callable[[], float] = time.monotonic,
-        pss_interval: float = 5.0,
+        pss_interval: float = 15.0,
         full_scan_every: int = 5,
     ) -> None:
         self._clock = clock
@@ -277,7 +271,7 @@ class ProcessTreeSampler:
             else:
                 tids = [str(parent)]
             for tid in tids:
-                for token in (_read_bytes(f"/proc/{parent}/task/{tid}/children") or b"").split():
+                for token in (read_bytes(f"/proc/{parent}/task/{tid}/children") or b"").split():
                     child = int(token)
                     if child not in seen:
                         seen.add(child)
@@ -293,7 +287,7 @@ class ProcessTreeSampler:
         if cached is not None and now < cached.due:
             # between reads, private growth shows in RSS one for one: move PSS with it
             return max(0, cached.pss + info.rss - cached.rss)
-        data = _read_bytes(f"/proc/{pid}/smaps_rollup")
+        data = read_bytes(f"/proc/{pid}/smaps_rollup")
         rss = pss = None
         for line in (data or b"").splitlines():
             if line.startswith(b"Rss:"):

@@ -1,0 +1,264 @@
+"""Cost of watching kernels: our background Sampler against the per-request approach.
+
+CPU mode (default): host + 8 process trees (each a sleeping Python process with two children).
+Ours: one ``Sampler`` tick (host, 8 trees, GPU source), CPU time per tick measured with
+``time.thread_time`` over many ticks, the clock advancing 1 s per tick so PSS re-reads happen at
+their production rate. Naive: what popular extensions do per request, a fresh ``psutil.Process``
+per tree, ``cpu_percent(interval=0.05)``, a recursive children walk and ``memory_info`` for each
+process. Caller wait: ``Sampler.latest()`` while the sampler thread runs, against a naive request.
+
+GPU mode (``--gpu``, needs an NVIDIA GPU and torch): a child process runs matmuls on CUDA; the
+readings must show utilisation rising and the child's GPU memory landing on the child's pid.
+Needs only psutil, nvidia-ml-py and torch (no Jupyter).
+
+    python benchmarks/bench_sampler.py [--ticks 200] [--requests 5] [--strict]
+    python benchmarks/bench_sampler.py --gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import contextlib
+
+from jupyter_torchlab.metrics import GpuSampler, Sampler
+
+SLEEPER = (
+    "import subprocess, sys, time\n"
+    "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1e6)'])"
+    " for _ in range(2)]\n"
+    "time.sleep(1e6)\n"
+)
+
+TREES = 8
+
+
+def start_trees(n: int) -> list[subprocess.Popen[bytes]]:
+    procs = [subprocess.Popen([sys.executable, "-c", SLEEPER]) for _ in range(n)]
+    deadline = time.monotonic() + 60
+    for proc in procs:
+        while len(psutil.Process(proc.pid).children()) < 2:
+            if time.monotonic() > deadline:
+                raise SystemExit("the process trees did not start within 60 s")
+            time.sleep(0.05)
+    return procs
+
+
+def stop_trees(procs: list[subprocess.Popen[bytes]]) -> None:
+    family = []
+    for proc in procs:
+        try:
+            root = psutil.Process(proc.pid)
+            family += [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for p in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(family, timeout=10)
+    for proc in procs:
+        proc.wait(10)
+
+
+def naive_request(pids: list[int]) -> dict[int, tuple[float, int]]:
+    """Serve one request the way the usual extensions do (see the module docstring)."""
+    psutil.cpu_percent(interval=None)
+    psutil.virtual_memory()
+    out = {}
+    for pid in pids:
+        proc = psutil.Process(pid)
+        cpu = proc.cpu_percent(interval=0.05)
+        kids = proc.children(recursive=True)
+        rss = proc.memory_info().rss + sum(k.memory_info().rss for k in kids)
+        out[pid] = (cpu, rss)
+    return out
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f} ms"
+
+
+def bench_cpu(args: argparse.Namespace) -> int:
+    trees = start_trees(TREES)
+    try:
+        pids = [p.pid for p in trees]
+        targets = {f"tree{i}": pid for i, pid in enumerate(pids)}
+
+        # ours: synchronous ticks on this thread, clock advancing 1 s per tick
+        fake_now = [0.0]
+        sampler = Sampler(targets=lambda: targets, clock=lambda: fake_now[0])
+        sampler.sample_once()  # warm up: first reads, NVML probe
+        per_tick = []
+        for _ in range(args.ticks):
+            fake_now[0] += 1.0
+            start = time.thread_time()
+            snap = sampler.sample_once()
+            per_tick.append(time.thread_time() - start)
+        assert len(snap.trees) == TREES, snap.errors
+        assert all(len(t.pids) == 3 for t in snap.trees.values())
+        ours_cpu = statistics.mean(per_tick)
+        ours_p95 = sorted(per_tick)[int(0.95 * len(per_tick)) - 1]
+
+        # naive: per request
+        naive_cpu, naive_wall = [], []
+        for _ in range(args.requests):
+            start_cpu, start_wall = time.thread_time(), time.perf_counter()
+            naive_request(pids)
+            naive_cpu.append(time.thread_time() - start_cpu)
+            naive_wall.append(time.perf_counter() - start_wall)
+        naive_cpu_mean = statistics.mean(naive_cpu)
+        naive_wall_mean = statistics.mean(naive_wall)
+
+        # caller wait: latest() while the real sampler thread is running
+        live = Sampler(interval=0.1, targets=lambda: targets)
+        live.start()
+        try:
+            while live.latest() is None:
+                time.sleep(0.01)
+            waits = []
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                start = time.perf_counter()
+                live.latest()
+                waits.append(time.perf_counter() - start)
+            ticks_seen = len(live.history())
+        finally:
+            live.stop()
+        waits.sort()
+        wait_mean = statistics.mean(waits)
+        wait_p99 = waits[int(0.99 * len(waits)) - 1]
+        wait_max = waits[-1]
+    finally:
+        stop_trees(trees)
+
+    cpu_ratio = naive_cpu_mean / ours_cpu
+    wait_ratio = naive_wall_mean / wait_mean
+    checks = [
+        ("<= 2 ms CPU per tick for 8 trees", ours_cpu <= 0.002),
+        (">= 10x cheaper than the naive approach", cpu_ratio >= 10),
+        # the worst call may still be descheduled by the OS, but never for a sampling interval
+        ("caller never waits for a sampling interval", wait_max < live.interval),
+    ]
+    print(
+        f"host + {TREES} process trees of 3 processes; {os.cpu_count()} CPUs; "
+        f"load average {os.getloadavg()[0]:.1f}; python {sys.version.split()[0]}"
+    )
+    print()
+    print("| measure | jupyter_torchlab `Sampler` | naive per request | naive / ours |")
+    print("|---|---|---|---|")
+    print(
+        f"| CPU per tick / request | {fmt_ms(ours_cpu)} (p95 {fmt_ms(ours_p95)}, "
+        f"{args.ticks} ticks) | {fmt_ms(naive_cpu_mean)} ({args.requests} requests) "
+        f"| {cpu_ratio:.1f}x |"
+    )
+    print(
+        f"| wall time a caller waits | {wait_mean * 1e6:.2f} µs (`latest()`, p99 "
+        f"{wait_p99 * 1e6:.1f} µs, max {wait_max * 1e3:.1f} ms, {len(waits)} calls over "
+        f"{ticks_seen} live ticks) "
+        f"| {fmt_ms(naive_wall_mean)} | {wait_ratio:,.0f}x |"
+    )
+    print()
+    for name, ok in checks:
+        print(f"- target {name}: {'PASS' if ok else 'FAIL'}")
+    return 1 if args.strict and not all(ok for _, ok in checks) else 0
+
+
+GPU_LOAD = (
+    "import sys, time, torch\n"
+    "x = torch.randn(8192, 8192, device='cuda')\n"
+    "y = x @ x\n"
+    "torch.cuda.synchronize()\n"
+    "print('ready', flush=True)\n"
+    "end = time.monotonic() + float(sys.argv[1])\n"
+    "while time.monotonic() < end:\n"
+    "    for _ in range(20):\n"
+    "        y = x @ x\n"
+    "    torch.cuda.synchronize()\n"
+)
+
+
+def bench_gpu(args: argparse.Namespace) -> int:
+    probe = GpuSampler(torch_fallback=False)
+    idle = probe.sample()
+    probe.close()
+    if not idle.gpus:
+        print(f"no GPU readable through NVML: {idle.reason}")
+        return 2
+    print("idle:", [(g.index, g.name, g.utilization_gpu, g.memory_used) for g in idle.gpus])
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", GPU_LOAD, str(args.seconds)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            print("the CUDA load did not start")
+            return 2
+        sampler = Sampler(interval=0.5, targets=lambda: {"load": child.pid, "bench": os.getpid()})
+        readings = []
+        end = time.monotonic() + args.seconds - 1
+        print()
+        print("| t (s) | GPU util % | GPU memory used | load pid on GPU | load tree gpu_memory |")
+        print("|---|---|---|---|---|")
+        start = time.monotonic()
+        while time.monotonic() < end and child.poll() is None:
+            snap = sampler.sample_once()
+            gpu = snap.gpus[0] if snap.gpus else None
+            tree = snap.trees.get("load")
+            on_gpu = any(p.pid == child.pid for g in snap.gpus for p in g.processes)
+            readings.append((gpu, tree, on_gpu, snap))
+            print(
+                f"| {time.monotonic() - start:.1f} | {gpu.utilization_gpu if gpu else None} "
+                f"| {gpu.memory_used if gpu else None} | {on_gpu} "
+                f"| {tree.gpu_memory if tree else None} |"
+            )
+            time.sleep(0.5)
+        sampler.stop()
+        bench_tree = readings[-1][3].trees.get("bench") if readings else None
+    finally:
+        child.kill()
+        child.wait(10)
+
+    peak = max((g.utilization_gpu or 0.0) for g, _, _, _ in readings if g is not None)
+    base = idle.gpus[0].utilization_gpu or 0.0
+    lands = any(on and t is not None and (t.gpu_memory or 0) > 0 for _, t, on, _ in readings)
+    checks = [
+        (f"utilisation rises under load (idle {base:.0f}% -> peak {peak:.0f}%)", peak >= base + 30),
+        ("per-process GPU memory lands on the load's pid and its tree", lands),
+        (
+            "this (non-torch) process holds no GPU memory",
+            bench_tree is not None and bench_tree.gpu_memory == 0,
+        ),
+        ("torch was never imported by the sampler", "torch" not in sys.modules),
+    ]
+    print()
+    for name, ok in checks:
+        print(f"- {name}: {'PASS' if ok else 'FAIL'}")
+    if readings and readings[-1][3].gpu_reason:
+        print(f"- gpu_reason: {readings[-1][3].gpu_reason}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ticks", type=int, default=200, help="sampler ticks to average")
+    parser.add_argument("--requests", type=int, default=5, help="naive requests to average")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--gpu", action="store_true", help="check readings under a CUDA load")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of the GPU load")
+    args = parser.parse_args()
+    return bench_gpu(args) if args.gpu else bench_cpu(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
