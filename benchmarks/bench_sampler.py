@@ -84,6 +84,10 @@ def naive_request(pids: list[int]) -> dict[int, tuple[float, int]]:
     return out
 
 
+def mib(value: int | None) -> str:
+    return "None" if value is None else f"{value / 2**20:,.0f} MiB"
+
+
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f} ms"
 
@@ -219,8 +223,8 @@ def bench_gpu(args: argparse.Namespace) -> int:
             readings.append((gpu, tree, on_gpu, snap))
             print(
                 f"| {time.monotonic() - start:.1f} | {gpu.utilization_gpu if gpu else None} "
-                f"| {gpu.memory_used if gpu else None} | {on_gpu} "
-                f"| {tree.gpu_memory if tree else None} |"
+                f"| {mib(gpu.memory_used if gpu else None)} | {on_gpu} "
+                f"| {mib(tree.gpu_memory if tree else None)} |"
             )
             time.sleep(0.5)
         sampler.stop()
