@@ -81,7 +81,7 @@ export class MonitorPanel extends ReactWidget {
     return (
       <div className="jp-torchlab-panel-body">
         <header className="jp-torchlab-panel-header">
-          <h2>PyTorch kernel monitor</h2>
+          <h2>Kernel monitor</h2>
           <ConnectionBadge mode={model.mode} error={model.error} />
         </header>
         {snapshot ? (
@@ -137,7 +137,8 @@ function Sparkline(props: {
   return (
     <svg
       className="jp-torchlab-spark"
-      viewBox={`0 0 ${CHART_WIDTH} ${CHART_HEIGHT}`}
+      // A pixel of margin so lines at 0% and 100% are not cut in half by the edge.
+      viewBox={`0 -1 ${CHART_WIDTH} ${CHART_HEIGHT + 2}`}
       preserveAspectRatio="none"
       role="img"
       aria-label={props.label}
@@ -263,7 +264,7 @@ function KernelTable(props: {
   showGpu: boolean;
   actions: IKernelActions;
 }): JSX.Element {
-  const { model, snapshot, showGpu, actions } = props;
+  const { model, snapshot, actions } = props;
   if (snapshot.kernels.length === 0) {
     return (
       <section className="jp-torchlab-section">
@@ -272,6 +273,11 @@ function KernelTable(props: {
       </section>
     );
   }
+  // A GPU column only where there is something to put in it: side panels are narrow.
+  const showGpu =
+    props.showGpu &&
+    (snapshot.gpus.length > 0 || snapshot.kernels.some(k => k.gpu_memory !== null));
+  const columns = showGpu ? 6 : 5;
   return (
     <section className="jp-torchlab-section">
       <h3>Kernels</h3>
@@ -280,24 +286,24 @@ function KernelTable(props: {
           <tr>
             <th>Notebook</th>
             <th>State</th>
-            <th>Busy for</th>
+            <th title="Running time of the current execution">Busy for</th>
             <th>CPU</th>
             <th>Memory</th>
             {showGpu && <th>GPU mem</th>}
-            <th />
           </tr>
         </thead>
-        <tbody>
-          {snapshot.kernels.map(kernel => {
-            const busy = model.busySeconds(kernel);
-            const remote = kernel.pid === null && kernel.reason;
-            return (
-              <tr
-                key={kernel.id}
-                className="jp-torchlab-kernel-row"
-                data-kernel-id={kernel.id}
-                data-state={kernel.execution_state}
-              >
+        {snapshot.kernels.map(kernel => {
+          const busy = model.busySeconds(kernel);
+          const remote = kernel.pid === null && kernel.reason;
+          // One tbody per kernel: its readings, then its actions under them.
+          return (
+            <tbody
+              key={kernel.id}
+              className="jp-torchlab-kernel-row"
+              data-kernel-id={kernel.id}
+              data-state={kernel.execution_state}
+            >
+              <tr>
                 <td className="jp-torchlab-kernel-path" title={kernel.path ?? kernel.id}>
                   {kernel.path ? (
                     <a href="#" onClick={event => (event.preventDefault(), actions.open(kernel))}>
@@ -310,9 +316,9 @@ function KernelTable(props: {
                 <td className={`jp-torchlab-state jp-torchlab-state-${kernel.execution_state}`}>
                   {kernel.execution_state}
                 </td>
-                <td>{busy === null ? '' : formatDuration(busy)}</td>
+                <td className="jp-torchlab-busy">{busy === null ? '' : formatDuration(busy)}</td>
                 {remote ? (
-                  <td colSpan={showGpu ? 3 : 2} title={kernel.reason ?? ''}>
+                  <td colSpan={columns - 3} title={kernel.reason ?? ''}>
                     not local
                   </td>
                 ) : (
@@ -322,26 +328,30 @@ function KernelTable(props: {
                     {showGpu && <td>{formatBytes(kernel.gpu_memory)}</td>}
                   </>
                 )}
-                <td className="jp-torchlab-actions">
-                  <button
-                    className="jp-Button jp-mod-styled jp-mod-reject jp-torchlab-interrupt"
-                    title="Interrupt the kernel (like Ctrl-C)"
-                    onClick={() => actions.interrupt(kernel)}
-                  >
-                    Interrupt
-                  </button>
-                  <button
-                    className="jp-Button jp-mod-styled jp-mod-warn jp-torchlab-shutdown"
-                    title="Shut the kernel down (asks first)"
-                    onClick={() => actions.shutdown(kernel)}
-                  >
-                    Shut down
-                  </button>
+              </tr>
+              <tr className="jp-torchlab-actions-row">
+                <td colSpan={columns}>
+                  <div className="jp-torchlab-actions">
+                    <button
+                      className="jp-Button jp-mod-styled jp-mod-reject jp-torchlab-interrupt"
+                      title="Interrupt the kernel (like Ctrl-C)"
+                      onClick={() => actions.interrupt(kernel)}
+                    >
+                      Interrupt
+                    </button>
+                    <button
+                      className="jp-Button jp-mod-styled jp-mod-warn jp-torchlab-shutdown"
+                      title="Shut the kernel down (asks first)"
+                      onClick={() => actions.shutdown(kernel)}
+                    >
+                      Shut down
+                    </button>
+                  </div>
                 </td>
               </tr>
-            );
-          })}
-        </tbody>
+            </tbody>
+          );
+        })}
       </table>
     </section>
   );
