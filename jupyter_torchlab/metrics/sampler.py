@@ -156,6 +156,10 @@ class Sampler:
             deadline = _next_deadline(deadline, self.interval, self._clock())
             if self._stop.wait(max(0.0, deadline - self._clock())):
                 break
+        if self._gpu is not None:
+            # also when stop() came from a subscriber, which cannot join its own thread
+            with self._tick_lock:
+                self._gpu.close()
 
     # -- sampling ---------------------------------------------------------------------------------
 

@@ -297,3 +297,16 @@ def test_default_sources_sample_this_process():
     assert snap.host is not None
     assert snap.trees["me"].pid == os.getpid()
     assert isinstance(sampler._process, ProcessTreeSampler)
+
+
+def test_stopping_shuts_nvml_down_and_a_restart_reinitialises_it():
+    nvml = FakeNvml([device(0)])
+    sampler = make_sampler(interval=60.0, gpu=GpuSampler(nvml, environ={}))
+    for run in (1, 2):
+        ticked = threading.Event()
+        unsubscribe = sampler.subscribe(lambda snap, ticked=ticked: ticked.set())
+        sampler.start()
+        assert ticked.wait(5)
+        sampler.stop()
+        unsubscribe()
+        assert (nvml.init_calls, nvml.shutdown_calls) == (run, run)
