@@ -178,3 +178,24 @@ def test_sample_many_forgets_trees_no_longer_wanted(make_tree):
     assert set(result) == {a.pid, b.pid}
     sampler.sample_many([a.pid])
     assert set(sampler._trees) == {a.pid}
+
+
+def test_portable_psutil_path_gives_the_same_tree(make_tree):
+    """The path used where /proc has no children files (macOS, old kernels, gVisor)."""
+    tree = make_tree("sleep", "sleep/sleep", "burn")
+    now = [0.0]
+    portable = ProcessTreeSampler(clock=lambda: now[0])
+    portable._linux = portable._rollup = False
+    first = portable.sample(tree.pid)
+    assert first is not None
+    assert set(first.pids) == set(tree.roles)
+    assert first.pss is None
+    assert first.memory == first.rss > 0
+    wait_for_cpu(tree.pids("burn"), 0.2)
+    now[0] = 1.0
+    second = portable.sample(tree.pid)
+    assert second is not None
+    assert second.cpu_percent > 0
+    assert second.num_threads >= 4
+    result = portable.sample_many([tree.pid])
+    assert result[tree.pid] is not None
