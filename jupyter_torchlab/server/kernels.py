@@ -190,6 +190,9 @@ def _local_pid(kernel: Any) -> tuple[int | None, str | None]:
     from jupyter_client.provisioning import LocalProvisioner
 
     provisioner = getattr(kernel, "provisioner", None)
+    if provisioner is None:
+        # a gateway kernel runs with no provisioner here; a local one has none until launched
+        return None, NOT_LOCAL if getattr(kernel, "has_kernel", False) else NOT_RUNNING
     if not isinstance(provisioner, LocalProvisioner):
         return None, NOT_LOCAL
     process = getattr(provisioner, "process", None)

@@ -14,7 +14,7 @@ from traitlets import HasTraits, Unicode
 
 from jupyter_torchlab.metrics import ProcessTreeSnapshot, Snapshot
 from jupyter_torchlab.server.app import PROCESS_GONE, snapshot_document
-from jupyter_torchlab.server.kernels import NOT_LOCAL, KernelRegistry
+from jupyter_torchlab.server.kernels import NOT_LOCAL, NOT_RUNNING, KernelRegistry
 
 
 class RemoteProvisioner:
@@ -25,6 +25,7 @@ class FakeKernel(HasTraits):
     execution_state = Unicode("starting")
     kernel_name = "python3"
     provisioner: Any = RemoteProvisioner()
+    has_kernel = True
 
 
 class FakeKernelManager:
@@ -108,6 +109,14 @@ def test_a_kernel_without_a_local_process_is_listed_with_a_reason() -> None:
     assert entry["reason"] == NOT_LOCAL
     assert entry["path"] == "remote.ipynb"
     assert entry["connections"] == 1
+
+    # a gateway kernel: running, but with no provisioner in this server
+    km.kernels["r1"].provisioner = None
+    asyncio.run(registry.refresh())
+    assert registry.view()["r1"].reason == NOT_LOCAL
+    km.kernels["r1"].has_kernel = False  # a local kernel not launched yet
+    asyncio.run(registry.refresh())
+    assert registry.view()["r1"].reason == NOT_RUNNING
 
 
 def test_a_tree_of_an_older_pid_is_not_joined() -> None:
