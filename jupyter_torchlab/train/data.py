@@ -68,7 +68,7 @@ CIFAR10_CLASSES = (
     "truck",
 )
 DEFAULT_STANDIN_SIZE = (10_000, 2_000)  # images; a 2-core CPU trains an epoch of this in seconds
-_STANDIN_VERSION = 1
+_STANDIN_VERSION = 2
 # the tutorial's transform: ToTensor() then Normalize((0.5,)*3, (0.5,)*3)
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -188,12 +188,12 @@ def _standin_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[
         mask[idx] = _shape_masks(label, xx - cx[idx], yy - cy[idx], r[idx])
     hue = (labels % 5) / 5 + rng.normal(0, 0.06, n)
     fg = _hue_rgb(hue % 1.0).astype(np.float32) * rng.uniform(0.5, 1.0, (n, 1)).astype(np.float32)
-    alpha = rng.uniform(0.1, 1.0, n).astype(np.float32)[:, None, None, None]
+    alpha = rng.uniform(0.3, 1.0, n).astype(np.float32)[:, None, None, None]
     m = mask[:, None].astype(np.float32) * alpha
     img = img * (1 - m) + fg[:, :, None, None] * m
     img += (
         rng.normal(0, 1, img.shape).astype(np.float32)
-        * rng.uniform(0.05, 0.25, n).astype(np.float32)[:, None, None, None]
+        * rng.uniform(0.03, 0.15, n).astype(np.float32)[:, None, None, None]
     )
     data = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(n, 3072)
     return data, [int(v) for v in labels]

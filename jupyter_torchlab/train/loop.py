@@ -168,6 +168,10 @@ def _as_loader(
     if isinstance(data, DataLoader):
         loader = data
     elif isinstance(data, Dataset):
+        if _safe_len(data) == "0":
+            raise ValueError(
+                f"{name} is empty: 0 batches (0 samples). Pass a dataset with samples."
+            )
         if num_workers is None:
             in_memory = isinstance(data, torch.utils.data.TensorDataset)
             # on a CPU, workers compete with the training threads for the same cores
@@ -627,16 +631,15 @@ def fit(
                     try:
                         with autocast:
                             out = forward(x)
+                            if not checked and default_loss:
+                                _check_labels_range(y_cpu, out)
                             loss = loss_fn(out, y)
                     except RuntimeError as err:
                         hint = _device_hint(err, dev) if not checked else None
                         if hint is not None:
                             raise hint from err
                         raise
-                    if not checked:
-                        if default_loss:
-                            _check_labels_range(y_cpu, out)
-                        checked = True
+                    checked = True
                     if scaler is not None:
                         scaler.scale(loss).backward()
                         scaler.step(optimizer)
@@ -828,7 +831,7 @@ def _evaluate_sums(
                     loss = loss_fn(out.float(), y)
                 n = y.shape[0]
                 # a mean-reduced loss weighted by batch size gives the per-sample mean overall
-                loss_sum += loss.float() * n if loss.ndim == 0 else loss.float().sum()
+                loss_sum += loss.float() * n
                 count += n
                 if out.ndim == 2:
                     if num_classes is None:
@@ -897,7 +900,7 @@ def evaluate(
         classes = _classes_of(data)
     default_loss = loss_fn is None
     if loss_fn is None:
-        loss_fn = nn.CrossEntropyLoss(reduction="sum")
+        loss_fn = nn.CrossEntropyLoss()
     amp_dtype = _resolve_amp(amp, dev)
     autocast = (
         torch.autocast(device_type=dev.type, dtype=amp_dtype)
