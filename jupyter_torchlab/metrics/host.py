@@ -247,6 +247,29 @@ def _percent(busy: float, total: float) -> float:
     return max(0.0, min(100.0, 100.0 * busy / total))
 
 
+def _memory() -> tuple[int, int, int, int]:
+    """Return (total, available, swap total, swap used) in bytes."""
+    # one read of /proc/meminfo instead of psutil's two reads plus /proc/vmstat (for swap
+    # counters we do not report); psutil elsewhere and on kernels without MemAvailable
+    text = read_text("/proc/meminfo")
+    if text:
+        kib: dict[str, int] = {}
+        for line in text.splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("MemTotal", "MemAvailable", "SwapTotal", "SwapFree"):
+                kib[name] = int(rest.split()[0])
+        if len(kib) == 4:
+            swap_total = kib["SwapTotal"] * 1024
+            return (
+                kib["MemTotal"] * 1024,
+                kib["MemAvailable"] * 1024,
+                swap_total,
+                swap_total - kib["SwapFree"] * 1024,
+            )
+    vm, swap = psutil.virtual_memory(), psutil.swap_memory()
+    return int(vm.total), int(vm.available), int(swap.total), int(swap.used)
+
+
 class HostSampler:
     """Read host CPU/memory/swap and cgroup limits; CPU % is the delta since the previous sample.
 
@@ -312,18 +335,17 @@ class HostSampler:
             cpu_percent = min(100.0, host_percent * self.cpu_count / cpu_limit)
         self._last_cgroup = (now, limits.cpu_usage)
 
-        vm = psutil.virtual_memory()
-        memory_used = vm.total - vm.available
-        memory_available = int(vm.available)
+        total, available, swap_total, swap_used = _memory()
+        memory_used = total - available
+        memory_available = available
         memory_limit = limits.memory_limit
-        if memory_limit is not None and memory_limit >= vm.total:
+        if memory_limit is not None and memory_limit >= total:
             memory_limit = None
         if memory_limit is not None:
             if limits.memory_used is not None:
                 memory_used = limits.memory_used
-            memory_available = max(0, min(memory_limit - memory_used, int(vm.available)))
+            memory_available = max(0, min(memory_limit - memory_used, available))
 
-        swap = psutil.swap_memory()
         load = psutil.getloadavg()
         return HostSnapshot(
             cpu_percent=float(cpu_percent),
@@ -331,10 +353,10 @@ class HostSampler:
             cpu_limit=cpu_limit,
             per_cpu=per_cpu,
             load_avg=(float(load[0]), float(load[1]), float(load[2])),
-            memory_total=int(vm.total),
+            memory_total=total,
             memory_used=int(memory_used),
             memory_available=memory_available,
             memory_limit=memory_limit,
-            swap_total=int(swap.total),
-            swap_used=int(swap.used),
+            swap_total=swap_total,
+            swap_used=swap_used,
         )

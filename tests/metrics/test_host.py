@@ -122,3 +122,14 @@ def test_affinity_mask_limits_cpus(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
     snap = HostSampler(FIXTURES / "v2_unlimited", self_cgroup=None).sample()
     assert snap.cpu_limit == 2.0
+
+
+def test_memory_figures_agree_with_psutil():
+    from jupyter_torchlab.metrics.host import _memory
+
+    total, available, swap_total, swap_used = _memory()
+    vm, swap = psutil.virtual_memory(), psutil.swap_memory()
+    assert total == vm.total
+    assert available == pytest.approx(vm.available, rel=0.05)
+    assert swap_total == swap.total
+    assert swap_used == pytest.approx(swap.used, rel=0.05, abs=64 << 20)
