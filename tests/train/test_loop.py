@@ -62,8 +62,14 @@ def test_fit_learns_the_standin(standin):
     net = TutorialNet()
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     history = fit(
-        net, standin.train, epochs=6, optimizer=opt, batch_size=32, progress=False,
-        val_data=standin.test, seed=0,
+        net,
+        standin.train,
+        epochs=6,
+        optimizer=opt,
+        batch_size=32,
+        progress=False,
+        val_data=standin.test,
+        seed=0,
     )
     assert history.status == "done"
     assert len(history) == 6
@@ -75,8 +81,15 @@ def test_fit_learns_the_standin(standin):
 
 def test_history_columns_and_callback_order():
     rec = Recorder()
-    history = fit(_mlp(), _toy(24), epochs=2, batch_size=8, progress=False, callbacks=[rec],
-                  val_data=_toy(12, seed=1))
+    history = fit(
+        _mlp(),
+        _toy(24),
+        epochs=2,
+        batch_size=8,
+        progress=False,
+        callbacks=[rec],
+        val_data=_toy(12, seed=1),
+    )
     assert len(history) == 2
     assert list(history[0]) == list(COLUMNS)
     cols = history.as_dict()
@@ -87,8 +100,16 @@ def test_history_columns_and_callback_order():
     assert rec.final == "done"
     assert [e[0] for e in rec.events] == [
         "fit_start",
-        "epoch_start", "batch", "batch", "batch", "epoch_end",
-        "epoch_start", "batch", "batch", "batch", "epoch_end",
+        "epoch_start",
+        "batch",
+        "batch",
+        "batch",
+        "epoch_end",
+        "epoch_start",
+        "batch",
+        "batch",
+        "batch",
+        "epoch_end",
         "fit_end",
     ]
     assert [e[2] for e in rec.events if e[0] == "batch"] == [1, 2, 3, 1, 2, 3]
@@ -150,7 +171,8 @@ def test_evaluate_exact_metrics_and_mode_restored():
     assert result.loss == pytest.approx(expected, rel=1e-6)
     assert model.weight.grad is None
     text = repr(result)
-    assert "accuracy 75.0% on 8 samples" in text and "c  100.0%" in text
+    assert "accuracy 75.0% on 8 samples" in text
+    assert "c  100.0%" in text
 
 
 def test_evaluate_finds_class_names_through_subsets(standin):
@@ -174,13 +196,21 @@ def test_nan_loss_names_epoch_and_batch():
     loader = DataLoader(_toy(40), batch_size=4)  # 10 batches
     rec = Recorder()
     with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 2, batch 7") as info:
-        fit(_mlp(), loader, epochs=3, loss_fn=loss_fn, progress=False, history=history,
-            callbacks=[rec])
+        fit(
+            _mlp(),
+            loader,
+            epochs=3,
+            loss_fn=loss_fn,
+            progress=False,
+            history=history,
+            callbacks=[rec],
+        )
     err = info.value
     assert (err.epoch, err.batch) == (2, 7)
     assert "Lower the learning rate" in str(err)
     assert err.history is history
-    assert history.status == "failed" and len(history) == 1
+    assert history.status == "failed"
+    assert len(history) == 1
     assert history.stopped_at == (2, 7)
     assert rec.final == "failed"
 
@@ -200,8 +230,15 @@ def test_keyboard_interrupt_keeps_history_and_model():
     history = History()
     rec = Recorder()
     with pytest.raises(KeyboardInterrupt) as info:
-        fit(model, _toy(40), epochs=3, batch_size=4, progress=False, history=history,
-            callbacks=[InterruptAt(1, 3), rec])
+        fit(
+            model,
+            _toy(40),
+            epochs=3,
+            batch_size=4,
+            progress=False,
+            history=history,
+            callbacks=[InterruptAt(1, 3), rec],
+        )
     assert info.value.history is history
     assert history.status == "interrupted"
     assert len(history) == 1  # the finished epoch; the cut one is not recorded
@@ -223,8 +260,7 @@ def test_sigint_is_deferred_to_the_end_of_the_batch():
     rec = Recorder()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with pytest.raises(KeyboardInterrupt) as info:
-        fit(_mlp(), _toy(40), epochs=1, batch_size=4, progress=False,
-            callbacks=[SendSigint(), rec])
+        fit(_mlp(), _toy(40), epochs=1, batch_size=4, progress=False, callbacks=[SendSigint(), rec])
     # the callback after the signalling one still saw batch 2: the step finished cleanly
     assert ("batch", 0, 2) in rec.events
     assert ("batch", 0, 3) not in rec.events
@@ -244,20 +280,23 @@ def test_stop_training_from_a_callback_returns():
 
 def test_bad_inputs_say_what_to_change():
     model = _mlp()
-    with pytest.raises(TypeError, match="must be a torch DataLoader or Dataset.*TensorDataset"):
+    with pytest.raises(TypeError, match=r"must be a torch DataLoader or Dataset.*TensorDataset"):
         fit(model, [(torch.zeros(8), 0)], epochs=1, progress=False)
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"model must be a torch.nn.Module"):
         fit(lambda x: x, _toy(), epochs=1, progress=False)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"train_data is empty: 0 batches \(0 samples"):
-        fit(model, TensorDataset(torch.zeros(0, 8), torch.zeros(0, dtype=torch.long)), epochs=1,
-            progress=False)
-    with pytest.raises(ValueError, match="epochs must be"):
+        fit(
+            model,
+            TensorDataset(torch.zeros(0, 8), torch.zeros(0, dtype=torch.long)),
+            epochs=1,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match=r"epochs must be"):
         fit(model, _toy(), epochs=-1, progress=False)
     x = torch.randn(8, 8)
     with pytest.raises(ValueError, match=r"labels have shape \(4, 1\).*squeeze"):
-        fit(model, TensorDataset(x, torch.zeros(8, 1, dtype=torch.long)), epochs=1,
-            progress=False)
-    with pytest.raises(ValueError, match="CrossEntropyLoss wants class indices as int64"):
+        fit(model, TensorDataset(x, torch.zeros(8, 1, dtype=torch.long)), epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss wants class indices as int64"):
         fit(model, TensorDataset(x, torch.zeros(8)), epochs=1, progress=False)
     with pytest.raises(ValueError, match=r"label 7 is out of range for a model with 3 outputs"):
         fit(model, TensorDataset(x, torch.full((8,), 7)), epochs=1, progress=False)
@@ -294,11 +333,14 @@ def test_history_plot_and_repr():
 
     history = fit(_mlp(), _toy(16), epochs=2, batch_size=4, progress=False, val_data=_toy(8))
     ax_loss, ax_acc = history.plot()
-    assert len(ax_loss.get_lines()) == 2 and len(ax_acc.get_lines()) == 2
-    fig, ax = plt.subplots()
+    assert len(ax_loss.get_lines()) == 2
+    assert len(ax_acc.get_lines()) == 2
+    _fig, ax = plt.subplots()
     history.plot(ax=ax)
     plt.close("all")
     text = repr(history)
-    assert "status='done', 2 epochs" in text and "val loss" in text
+    assert "status='done', 2 epochs" in text
+    assert "val loss" in text
     assert not math.isnan(history[0]["train_loss"])
-    assert len(History()) == 0 and "no epochs" in repr(History())
+    assert len(History()) == 0
+    assert "no epochs" in repr(History())
