@@ -183,11 +183,14 @@ class BarState:
         return " ".join(parts)
 
     def record_html(self) -> str:
-        """Return the static HTML that replaces the widget when the bar is finished."""
+        """Return the bar as HTML: the live widget's value, and the record left at the end."""
         color = render.STATUS_COLORS.get(self.status, "#888")
         desc = f"<b>{render.escape(self.desc)}</b> " if self.desc else ""
         frac = self.fraction()
-        bar = render.bar_html(frac if frac is not None else 1.0, color) + " "
+        if frac is None and self.status == "running":
+            bar = ""  # unknown total: counts and rate only
+        else:
+            bar = render.bar_html(frac if frac is not None else 1.0, color) + " "
         pct = f"{render.format_percent(frac)} " if frac is not None else ""
         return (
             f'<div class="torchlab-progress" data-status="{render.escape(self.status)}" '
@@ -207,30 +210,20 @@ class _View:
 
 
 class _WidgetView(_View):
-    """An IntProgress and two HTML labels in an HBox, replaced by a static record at the end."""
+    """One HTML widget drawing the bar, replaced by the same markup, static, at the end.
+
+    One widget (three comms with its layout and style) rather than an IntProgress plus labels:
+    a refresh is then one comm message, and the live view and the record look alike.
+    """
 
     def __init__(self, state: BarState):
         import ipywidgets as w
 
-        self._label = w.HTML(
-            f"<b>{render.escape(state.desc)}</b>" if state.desc else "",
-            layout=w.Layout(display="" if state.desc else "none"),
-        )
-        self._bar = w.IntProgress(
-            value=0,
-            min=0,
-            max=max(state.total or 1, 1),
-            layout=w.Layout(width="40%", display="" if state.total else "none"),
-        )
-        self._stats = w.HTML(state.stats_html())
-        self._box = w.HBox([self._label, self._bar, self._stats])
+        self._box = w.HTML(state.record_html())
         self._handle = show(self._box, state.line())
 
     def refresh(self, state: BarState) -> None:
-        # two comm messages per refresh: the bar's value and the stats text
-        if state.total:
-            self._bar.value = min(state.n, state.total)
-        self._stats.value = state.stats_html()
+        self._box.value = state.record_html()
 
     def finish(self, state: BarState, leave: bool) -> None:
         self.relabel(state, leave)
@@ -374,9 +367,14 @@ class Progress(Generic[T]):
         try:
             for obj in self._iterable:
                 yield obj
-                self.n += 1
-                if self.n >= throttle.next_check and throttle.due(self.n):
+                n = self.n + 1
+                if n >= throttle.next_check and throttle.due(n):
+                    self.n = n
                     self.refresh()
+                # end the loop body with an unconditional statement: CPython 3.11 otherwise
+                # gives the loop's backward jump no line number, and a KeyboardInterrupt raised
+                # there (where signals are checked) breaks IPython's traceback formatting
+                self.n = n
         except GeneratorExit:
             # the loop stopped asking: a ``break`` or an exception in its body (sorted out after
             # the cell by _post_run_cell); the caller's frame is the loop's frame

@@ -34,8 +34,8 @@ def test_tight_loop_sends_a_bounded_number_of_messages(kernel: Kernel):
     status, n, elapsed, rate = eval(out)
     assert (status, n) == ("done", 100_000)
     updates = comm_updates(msgs)
-    # two trait messages (bar value, stats text) per refresh, plus widget creation and the end
-    assert len(updates) <= 2 * (rate * elapsed + 1) + 6, (len(updates), elapsed)
+    # one trait message per refresh, whatever the iteration rate, plus a constant
+    assert len(updates) <= rate * elapsed + 3, (len(updates), elapsed)
     shown = [m for m in displays(msgs) if m["msg_type"] == "display_data"]
     assert len(shown) == 1
     assert "tight:" in shown[0]["content"]["data"]["text/plain"]
@@ -89,7 +89,9 @@ def test_interrupt_marks_the_bar_and_leaves_the_kernel_usable(kernel: Kernel, bo
     kernel.km.interrupt_kernel()
     seen += kernel.collect(msg_id, timeout=30)
     errors = [m for m in seen if m["msg_type"] == "error"]
-    assert errors
+    # a normal, formatted KeyboardInterrupt (not IPython's "Unexpected exception formatting")
+    streams = "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
+    assert errors, streams
     assert errors[0]["content"]["ename"] == "KeyboardInterrupt"
     record = final_record(seen)
     assert 'data-status="interrupted"' in record[RECORD]
