@@ -1,0 +1,42 @@
+"""On a real NVIDIA GPU: fit shows peak memory; the monitor shows the GPU and our share."""
+
+import re
+
+import pytest
+import torch
+
+from .conftest import Kernel, comm_updates, displays
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.slow,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU"),
+]
+
+
+def test_fit_on_cuda_shows_device_and_peak_memory(kernel: Kernel):
+    msgs = kernel.execute(
+        "import torch\n"
+        "from torch.utils.data import TensorDataset\n"
+        "import jupyter_torchlab as tl\n"
+        "_ds = TensorDataset(torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,)))\n"
+        "hist = tl.fit(tl.TutorialNet(), _ds, epochs=1, batch_size=4, device='cuda')\n",
+        timeout=300,
+    )
+    record = [m for m in displays(msgs) if m["msg_type"] == "update_display_data"][-1]
+    html = record["content"]["data"]["text/html"]
+    assert "device cuda" in html
+    assert re.search(r"peak memory \d", html), html
+
+
+def test_monitor_shows_each_gpu_and_this_kernels_share(kernel: Kernel):
+    kernel.execute(
+        "import torch\n_block = torch.empty(256 * 2**20, dtype=torch.uint8, device='cuda')\n"
+        "import jupyter_torchlab as tl\ntl.monitor()"
+    )
+    msgs = kernel.execute("import time\ntime.sleep(2.5)")
+    values = [s["value"] for s in comm_updates(msgs) if "torchlab-monitor" in s.get("value", "")]
+    assert values
+    assert "GPU 0" in values[-1]
+    assert "this kernel" in values[-1]
+    kernel.execute("from jupyter_torchlab.widgets import close_monitor\nclose_monitor()")
