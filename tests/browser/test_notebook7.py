@@ -45,3 +45,15 @@ def test_command_palette_offers_the_tutorial(page: Any, notebook_server: Server)
     expect(search).to_be_visible()
     search.fill("PyTorch")
     expect(page.locator(".lm-CommandPalette-item", has_text=LABEL)).to_be_visible()
+
+
+def test_monitor_panel_opens_in_the_notebook_view(page: Any, notebook_server: Server):
+    notebook_server.write_notebook("nb7.ipynb", "x = 1")
+    page.goto(notebook_server.page_url("notebooks/nb7.ipynb"))
+    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
+    page.locator("#menu-panel").get_by_text("Help", exact=True).click()
+    page.locator(".lm-Menu-item", has_text="PyTorch kernel monitor").click()
+    panel = page.locator("#jupyter-torchlab-monitor")
+    expect(panel).to_be_visible()
+    row = panel.locator(".jp-torchlab-kernel-row", has=page.locator("[title='nb7.ipynb']"))
+    expect(row).to_have_attribute("data-state", "idle")
