@@ -16,9 +16,15 @@ from jupyter_client.manager import KernelManager
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: extra path put first on the kernel's sys.path, e.g. a ``pip install --target`` of ipykernel 6
+#: to run these tests against ipykernel 6 while the venv has 7
+EXTRA_PATH = "JUPYTER_TORCHLAB_TEST_KERNEL_PATH"
+
+
 def kernel_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    first = [env.get(EXTRA_PATH, ""), str(ROOT), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, first))
     env.pop("JUPYTER_TORCHLAB_PROGRESS", None)
     env.update(extra)
     return env
