@@ -192,7 +192,7 @@ class Monitor:
             # monitor() is called from a running cell, whose pre_run_cell has already fired
             self._busy = True
         self._thread = threading.Thread(target=self._run, name="torchlab-monitor", daemon=True)
-        atexit.register(self.close)
+        atexit.register(self._at_exit)
 
     # --- hooks (shell thread): record under the lock, never touch widgets -------------------
 
@@ -267,7 +267,7 @@ class Monitor:
         self._wake.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
-        atexit.unregister(self.close)
+        atexit.unregister(self._at_exit)
         if self._shell is not None:
             for event, fn in (
                 ("pre_run_cell", self._pre_run_cell),
@@ -286,6 +286,13 @@ class Monitor:
             except Exception:  # noqa: BLE001 - at kernel shutdown IOPub may already be gone
                 break
         close_tree(self._box)
+
+    def _at_exit(self) -> None:
+        """Stop the thread at interpreter exit; IOPub may be gone, so send nothing."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
 
     @property
     def thread(self) -> threading.Thread:

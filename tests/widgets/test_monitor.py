@@ -138,3 +138,24 @@ def test_monitor_in_a_kernel_busy_idle_same_widget_and_clean_close(kernel: Kerne
     assert threads_after == threads_before
     assert widgets_after == widgets_before
     assert not monitor_states(kernel.drain(1.5))  # nothing is sent after close
+
+
+@pytest.mark.slow
+def test_kernel_with_a_running_monitor_shuts_down_by_itself(tmp_path):
+    from jupyter_client.manager import KernelManager
+
+    from .conftest import kernel_env
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path), env=kernel_env())
+    k = Kernel(km)
+    try:
+        k.execute("import jupyter_torchlab as tl\ntl.monitor()")
+        proc = km.provisioner.process
+    finally:
+        k.kc.stop_channels()
+        km.request_shutdown()
+        km.finish_shutdown(waittime=30)
+        km.cleanup_resources()
+    # exit status 0: it exited on its own (a hung monitor thread would have got it killed)
+    assert proc.poll() == 0
