@@ -191,7 +191,7 @@ class BarState:
             bar = ""  # unknown total: counts and rate only
         else:
             bar = render.bar_html(frac if frac is not None else 1.0, color) + " "
-        pct = f"{render.format_percent(frac)} " if frac is not None else ""
+        pct = f"{int(frac * 100)}% " if frac is not None else ""  # floor: 100% only when done
         return (
             f'<div class="torchlab-progress" data-status="{render.escape(self.status)}" '
             f'style="font-family:monospace;font-size:90%">{desc}{bar}{pct}{self.stats_html()}</div>'

@@ -127,7 +127,8 @@ def progress_line(
     if total:
         frac = min(max(n / total, 0.0), 1.0)
         filled = int(frac * width)
-        parts.append(f"{format_percent(frac):>4} |{'#' * filled}{'.' * (width - filled)}|")
+        pct = f"{int(frac * 100)}%"  # floor, like tqdm: 100% only when done
+        parts.append(f"{pct:>4} |{'#' * filled}{'.' * (width - filled)}|")
         parts.append(f"{n}/{total}")
         remaining = (total - n) / rate if rate and n <= total and status == "running" else None
         eta = f"<{format_interval(remaining)}" if status == "running" else ""

@@ -91,3 +91,8 @@ def test_html_escapes_everything_but_raw_columns():
     assert "<x>" not in svg
     assert "&lt;x&gt;" in svg
     assert '"red' not in svg
+
+
+def test_percent_in_a_progress_line_reaches_100_only_when_done():
+    line = render.progress_line(n=999, total=1000, elapsed=1, rate=999.0)
+    assert line.startswith(" 99% |")
