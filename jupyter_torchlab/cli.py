@@ -90,44 +90,21 @@ def _check_torch() -> list[Check]:
     return checks
 
 
-def _accelerator_type(torch: Any) -> str | None:
-    """Return the device type of the accelerator torch sees ("cuda", "mps", ...), or None."""
-    accel = getattr(torch, "accelerator", None)
-    if accel is not None:  # torch >= 2.6 answers this for every backend at once
-        return accel.current_accelerator().type if accel.is_available() else None
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return None
-
-
 def _check_accelerators(torch: Any) -> Check:
-    kind = _accelerator_type(torch)
-    cores = os.cpu_count() or 1
-    if kind is None:
+    from .train.device import available_devices, describe_device
+
+    accelerators = [name for name in available_devices() if name != "cpu"]
+    if not accelerators:
         hint = ""
         if torch.version.cuda:
             hint = " (this torch is built for CUDA, but no NVIDIA GPU or driver is visible)"
         return Check(
             "accelerators",
             "info",
-            f"none: no GPU{hint}; training runs on the CPU ({cores} cores)",
+            f"none: no GPU{hint}; training runs on the CPU ({torch.get_num_threads()} threads)",
         )
-    module = getattr(torch, kind, None)
-    count = module.device_count() if module is not None and hasattr(module, "device_count") else 1
-    names = []
-    for index in range(count):
-        device = torch.device(kind, index)
-        names.append(_describe(device))  # "cuda:0: NVIDIA H100 ..., 79.1 GiB, ..."
-    return Check("accelerators", "ok", "; ".join(names))
-
-
-def _describe(device: Any) -> str:
-    from .train.device import describe_device
-
-    return str(describe_device(device))
+    # str(DeviceInfo) reads "cuda:0: NVIDIA H100 80GB HBM3, 79.1 GiB, compute capability 9.0"
+    return Check("accelerators", "ok", "; ".join(str(describe_device(d)) for d in accelerators))
 
 
 def _check_nvml() -> Check:

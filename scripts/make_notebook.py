@@ -356,10 +356,12 @@ def images_per_s(model, dataset=bench_set, *, device, batch_size, lr=0.001, **op
     return h[-1]["images_per_s"]
 
 
-cpu_speed = images_per_s(tl.TutorialNet(), device="cpu", batch_size=BATCH_SIZE)
+# the tutorial's setup: batch 4, images loaded in the training process (no loader workers)
+tutorial_setup = {"batch_size": BATCH_SIZE, "num_workers": 0}
+cpu_speed = images_per_s(tl.TutorialNet(), device="cpu", **tutorial_setup)
 print(f"CPU: {cpu_speed:,.0f} images/s (TutorialNet, batch {BATCH_SIZE})")
 if HAVE_ACCELERATOR:
-    accel_speed = images_per_s(tl.TutorialNet(), device=device, batch_size=BATCH_SIZE)
+    accel_speed = images_per_s(tl.TutorialNet(), device=device, **tutorial_setup)
     print(f"{device}: {accel_speed:,.0f} images/s = {accel_speed / cpu_speed:.1f}x the CPU")
 else:
     print("No accelerator: nothing to compare with.")
@@ -419,7 +421,7 @@ fast = tl.cifar10(
 fast_bench = torch.utils.data.Subset(fast.train, range(len(bench_set)))
 
 baseline = cpu_speed if not HAVE_ACCELERATOR else accel_speed
-recipe = {"batch_size": BATCH_SIZE, "dataset": bench_set, "num_workers": 0}
+recipe = {**tutorial_setup, "dataset": bench_set}
 current = baseline
 table = [("tutorial setup (baseline)", baseline, True)]
 
