@@ -360,7 +360,7 @@ class TerminalReporter:
         """Announce a code cell before it runs."""
         self.current_cell = cell_index
         first = (cell.source.strip().splitlines() or [""])[0][:70]
-        self._newline()
+        self.newline()
         elapsed = format_elapsed(self.clock() - self.start)
         print(
             f"[{self.position(cell_index)}/{len(self.code_cells)}] cell {cell_index + 1} "
@@ -393,7 +393,7 @@ class TerminalReporter:
 
     def notice(self, text: str) -> None:
         """Print a line of our own between the kernel's output."""
-        self._newline()
+        self.newline()
         print(text, file=self.err, flush=True)
 
     def _write(self, stream: TextIO, text: str) -> None:
@@ -402,7 +402,8 @@ class TerminalReporter:
         if text:
             self._at_line_start = text.endswith("\n")
 
-    def _newline(self) -> None:
+    def newline(self) -> None:
+        """End the current line if the kernel's output left the cursor mid-line."""
         # a progress bar drawn with "\r" leaves the cursor mid-line
         if not self._at_line_start:
             self.out.write("\n")
@@ -410,7 +411,7 @@ class TerminalReporter:
 
     def report_failure(self, nb: NotebookNode, error: BaseException) -> None:
         """Print the failing cell's number, the head of its source and the error."""
-        self._newline()
+        self.newline()
         err = self.err
         elapsed = format_elapsed(self.clock() - self.start)
         content = self.failure or {}
@@ -595,9 +596,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return 2
         reporter.report_failure(nb, e)
         code = 130 if reporter.interrupts else 1
-    _write_atomically(nb, output)
+    try:
+        _write_atomically(nb, output)
+    except OSError as e:
+        reporter.newline()
+        _error(f"cannot write the executed notebook to {output} ({e}); choose another --output")
+        return code or 1
     if code == 0:
-        reporter._newline()
+        reporter.newline()
         print(f"{reporter.summary()} Wrote {output}", flush=True)
     else:
         print(f"The notebook as far as it ran: {output}", file=sys.stderr)
