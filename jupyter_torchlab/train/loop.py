@@ -37,7 +37,15 @@ from typing import Any, cast
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from .callbacks import Callback, FitState, default_progress
 from .device import pick_device
@@ -173,18 +181,29 @@ def _as_loader(
                 f"{name} is empty: 0 batches (0 samples). Pass a dataset with samples."
             )
         if num_workers is None:
-            in_memory = isinstance(data, torch.utils.data.TensorDataset)
+            in_memory = isinstance(data, TensorDataset)
             # on a CPU, workers compete with the training threads for the same cores
             spare = max(0, (os.cpu_count() or 1) - 1)
             num_workers = 0 if device.type == "cpu" or in_memory else min(4, spare)
-        loader = DataLoader(
-            data,
-            batch_size=batch_size,
-            shuffle=shuffle and not isinstance(data, IterableDataset),
-            num_workers=num_workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=num_workers > 0,
-        )
+        if isinstance(data, TensorDataset):
+            # in-memory tensors: index a whole batch at once instead of collating single samples
+            sampler: Any = RandomSampler(data) if shuffle else SequentialSampler(data)
+            loader = DataLoader(
+                data,
+                batch_size=None,
+                sampler=BatchSampler(sampler, batch_size, drop_last=False),
+                num_workers=num_workers,
+                pin_memory=device.type == "cuda",
+            )
+        else:
+            loader = DataLoader(
+                data,
+                batch_size=batch_size,
+                shuffle=shuffle and not isinstance(data, IterableDataset),
+                num_workers=num_workers,
+                pin_memory=device.type == "cuda",
+                persistent_workers=num_workers > 0,
+            )
     else:
         raise TypeError(
             f"{name} must be a torch DataLoader or Dataset (e.g. tl.cifar10().train), got "
