@@ -43,10 +43,18 @@ export async function requestAPI<T>(
     }
   }
   if (!response.ok) {
-    const message =
-      (data && typeof data === 'object' && (data.message || data.reason)) ||
-      `${response.status} ${response.statusText}`;
-    throw new ServerConnection.ResponseError(response, message);
+    let message = data && typeof data === 'object' && (data.message || data.reason);
+    if (!message && response.status === 404) {
+      // Our handlers answer 404 with a JSON message; a bare 404 means no handler at all.
+      message =
+        `${url} was not found: the jupyter_torchlab server extension is not running. ` +
+        'Check `jupyter server extension list`, enable it with ' +
+        '`jupyter server extension enable jupyter_torchlab` and restart Jupyter.';
+    }
+    throw new ServerConnection.ResponseError(
+      response,
+      message || `${response.status} ${response.statusText}`
+    );
   }
   return data as T;
 }

@@ -144,3 +144,18 @@ def test_shut_down_asks_first(page: Any, lab_server: Server):
     page.locator(".jp-Dialog").get_by_role("button", name="Shut down").click()
     expect(row).to_have_count(0, timeout=15_000)
     assert kernel_id not in {k["id"] for k in lab_server.api("GET", "api/kernels")}
+
+
+def test_tutorial_error_is_shown_with_the_servers_message(page: Any, lab_server: Server):
+    open_lab(page, lab_server)
+    # As if the folder shown in the file browser was deleted meanwhile.
+    # (not awaited: the command resolves only once its error dialog is closed)
+    page.evaluate(
+        "() => { window.jupyterapp.commands.execute('torchlab:create-tutorial',"
+        " {cwd: 'gone/away'}); }"
+    )
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Could not create the PyTorch tutorial")
+    expect(dialog).to_contain_text("gone/away")
+    dialog.get_by_role("button").last.click()
+    assert not (lab_server.root / "gone").exists()
