@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -159,3 +160,52 @@ def test_tutorial_error_is_shown_with_the_servers_message(page: Any, lab_server:
     expect(dialog).to_contain_text("gone/away")
     dialog.get_by_role("button").last.click()
     assert not (lab_server.root / "gone").exists()
+
+
+FAKE_GPU = {
+    "index": 0,
+    "name": "NVIDIA H100 80GB HBM3",
+    "uuid": "GPU-fake-0",
+    "utilization_gpu": 87,
+    "utilization_memory": 40,
+    "memory_used": 20 * 2**30,
+    "memory_total": 80 * 2**30,
+    "temperature": 61,
+    "power_watts": 402.5,
+    "power_limit_watts": 700.0,
+    "source": "nvml",
+}
+
+
+def test_gpu_readings_show_in_status_bar_and_panel(page: Any, lab_server: Server):
+    """There is no GPU here: add one to the real stream's snapshots on their way to the page."""
+
+    def add_gpu(message: str | bytes) -> str:
+        snapshot = json.loads(message)
+        snapshot["gpus"], snapshot["gpu_reason"] = [FAKE_GPU], None
+        for kernel in snapshot["kernels"]:
+            kernel["gpu_memory"] = 2 * 2**30
+        return json.dumps(snapshot)
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        server.on_message(lambda message: ws.send(add_gpu(message)))
+
+    page.route_web_socket(re.compile(r"/torchlab/api/stream"), route)
+    lab_server.write_notebook("gpu.ipynb", "x = 1")
+    status = open_notebook_and_wait_idle(page, lab_server, "gpu.ipynb")
+    expect(status).to_contain_text("GPU 2.0 GiB")
+
+    status.click()
+    gpus = page.locator("#jupyter-torchlab-monitor .jp-torchlab-gpus")
+    expect(gpus).to_contain_text("NVIDIA H100 80GB HBM3")
+    expect(gpus).to_contain_text("87%")
+    expect(gpus).to_contain_text("20 GiB / 80 GiB")
+    expect(gpus.locator(".jp-torchlab-spark polyline").first).to_have_attribute(
+        "points", re.compile(r"\d")
+    )
+    row = page.locator(
+        "#jupyter-torchlab-monitor .jp-torchlab-kernel-row",
+        has=page.locator("[title='gpu.ipynb']"),
+    )
+    expect(row).to_contain_text("2.0 GiB")
