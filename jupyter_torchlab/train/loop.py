@@ -735,6 +735,8 @@ def fit(
                     )
                 for cb in cbs:
                     cb.on_epoch_end(state)
+                if interrupt.requested:  # arrived during validation or a callback
+                    raise KeyboardInterrupt
                 if state.stop_training:
                     break
         status = "stopped" if state.stop_training else "done"
@@ -761,6 +763,14 @@ def fit(
         error = ki
         raise
     except BaseException as exc:
+        if interrupt.requested:
+            # e.g. a terminal's Ctrl-C also stopped the DataLoader's workers: still an interrupt
+            status = "interrupted"
+            history.stopped_at = (state.epoch + 1, state.batch)
+            stop = KeyboardInterrupt()
+            stop.history = history  # type: ignore[attr-defined]
+            error = stop
+            raise stop from exc
         status = "failed"
         error = exc
         raise

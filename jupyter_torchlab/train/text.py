@@ -129,10 +129,11 @@ class TextProgress(Callback):
         """Print the finished epoch's metrics on their own line."""
         m = state.epoch_metrics
         parts = [f"epoch {state.epoch + 1}/{state.epochs} done in {format_duration(m.get('time'))}"]
-        if m.get("train_loss") is not None:
-            parts.append(f"train loss {m['train_loss']:.4f} acc {100 * m['train_acc']:.1f}%")
-        if m.get("val_loss") is not None:
-            parts.append(f"val loss {m['val_loss']:.4f} acc {100 * m['val_acc']:.1f}%")
+        for prefix in ("train", "val"):
+            loss, acc = m.get(f"{prefix}_loss"), m.get(f"{prefix}_acc")
+            if loss is not None:
+                text = f"{prefix} loss {loss:.4f}"
+                parts.append(text if acc is None else f"{text} acc {100 * acc:.1f}%")
         if m.get("images_per_s"):
             parts.append(f"{m['images_per_s']:,.0f} img/s")
         self._write("  ".join(parts), final=True)

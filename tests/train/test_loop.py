@@ -344,3 +344,40 @@ def test_history_plot_and_repr():
     assert not math.isnan(history[0]["train_loss"])
     assert len(History()) == 0
     assert "no epochs" in repr(History())
+
+
+def test_interrupt_during_validation_is_not_swallowed():
+    class SigintAtEpochEnd(Callback):
+        def on_epoch_end(self, state: FitState) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    history = History()
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            _mlp(),
+            _toy(16),
+            epochs=1,
+            batch_size=4,
+            progress=False,
+            history=history,
+            callbacks=[SigintAtEpochEnd()],
+        )
+    assert len(history) == 1  # the epoch had finished
+    assert history.status == "interrupted"
+
+
+def test_error_after_an_interrupt_request_reports_the_interrupt():
+    calls = {"n": 0}
+
+    def loss_fn(out, y):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            # a terminal's Ctrl-C reaches the loader's workers too; the next step then fails
+            os.kill(os.getpid(), signal.SIGINT)
+            raise RuntimeError("DataLoader worker exited unexpectedly")
+        return nn.functional.cross_entropy(out, y)
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(_mlp(), _toy(40), epochs=1, batch_size=4, progress=False, loss_fn=loss_fn)
+    assert info.value.history.status == "interrupted"
+    assert isinstance(info.value.__cause__, RuntimeError)
