@@ -38,6 +38,21 @@ CHROMIUM_ARGS = [
 SERVER_START_TIMEOUT = 90.0
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _teardown_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (e.g. from `timeout`) into an interrupt so servers and kernels get stopped."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
+    yield
+    if previous is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @dataclass
 class Server:
     """A running Jupyter server."""
@@ -206,7 +221,7 @@ def notebook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     yield from _start("notebook", tmp_path_factory.mktemp("notebook"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(
