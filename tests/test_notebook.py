@@ -92,13 +92,23 @@ def test_notebook_matches_its_generator():
 # -- executed end to end -----------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """Build the offline stand-in once for both runs (the notebook reuses it)."""
+    import jupyter_torchlab as tl
+
+    root = tmp_path_factory.mktemp("data")
+    tl.cifar10(root, download=False)
+    return root
+
+
 @pytest.mark.slow
-def test_tutorial_runs_end_to_end_in_a_kernel(tmp_path):
+def test_tutorial_runs_end_to_end_in_a_kernel(tmp_path, data_root):
     """Run it as Jupyter would (widgets on), with small parameters, offline."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(tutorial_path(), as_version=4)
-    inject_parameters(nb, small_params(tmp_path / "data"))
+    inject_parameters(nb, small_params(data_root))
     env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TORCHLAB_PROGRESS"}
     client = NotebookClient(
         nb,
@@ -131,8 +141,8 @@ def test_tutorial_runs_end_to_end_in_a_kernel(tmp_path):
 
 
 @pytest.mark.slow
-def test_jupyter_torchlab_run_runs_the_tutorial_by_default(tmp_path):
-    params = small_params(tmp_path / "data")
+def test_jupyter_torchlab_run_runs_the_tutorial_by_default(tmp_path, data_root):
+    params = small_params(data_root)
     args = [arg for name, value in params.items() for arg in ("-p", f"{name}={value!r}")]
     result = subprocess.run(
         [str(BIN / "jupyter-torchlab"), "run", *args],
