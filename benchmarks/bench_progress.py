@@ -9,12 +9,14 @@ step itself is all there is to slow down. Variants, run in alternating order eac
 - fastprogress: ``pb.comment = f"{loss.item():.3f}"`` each batch
 - the plain loop and tl.progress again with ``tl.monitor()`` displayed
 
-Reported: images/s (median over rounds), the ratio to the plain loop of the same round set, and
-iopub messages per second sent to the frontend; then the idle monitor's CPU use (share of one core,
-measured with ``time.process_time`` over an idle period, minus the kernel's own idle use).
+Reported: images/s (median over rounds), the ratio to the plain loop, the same ratio in images per
+CPU-second of the kernel process (steadier on a shared machine), and iopub messages per second sent
+to the frontend; then the idle monitor's CPU use (share of one core, ``time.process_time`` over an
+idle period, minus the kernel's own idle use). Timings need a quiet machine: on a busy one the
+noise between identical runs exceeds the differences measured here.
 
-    python benchmarks/bench_progress.py            # about 2-3 minutes
-    python benchmarks/bench_progress.py --quick    # about 30 s, a smoke run
+    python benchmarks/bench_progress.py            # 5-10 minutes on a quiet machine
+    python benchmarks/bench_progress.py --quick    # under a minute, a smoke run
     python benchmarks/bench_progress.py --device cuda
 """
 
@@ -74,8 +76,9 @@ def sync():
         torch.cuda.synchronize()
 
 def timed(loop):
-    sync(); t0 = time.perf_counter(); loop(); sync()
-    return 4 * len(BATCHES) / (time.perf_counter() - t0)
+    sync(); t0, c0 = time.perf_counter(), time.process_time(); loop(); sync()
+    images = 4 * len(BATCHES)
+    return images / (time.perf_counter() - t0), images / (time.process_time() - c0)
 
 def plain():
     for x, y in BATCHES:
@@ -168,14 +171,15 @@ def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def measure(k: Kernel, fn: str) -> tuple[float, float]:
-    """Return (images/s, iopub messages/s other than status/stdout) for one run of ``fn``."""
+def measure(k: Kernel, fn: str) -> tuple[tuple[float, float], float]:
+    """Return ((images/s, images per CPU-second), iopub messages/s) for one run of ``fn``."""
     log(f"run {fn}")
     t0 = time.perf_counter()
     out, counts = k.run(f"print(repr(timed({fn})))")
     wall = time.perf_counter() - t0
     msgs = sum(counts.values()) - counts["status"] - counts["execute_input"] - 1  # - our print
-    return float(ast.literal_eval(out.strip())), msgs / wall
+    wall_ips, cpu_ips = ast.literal_eval(out.strip())
+    return (float(wall_ips), float(cpu_ips)), msgs / wall
 
 
 def main() -> None:
@@ -192,8 +196,10 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=None, help="batches per run")
     args = parser.parse_args()
+    # 5000 batches (a third of a tutorial epoch) so a bar's fixed cost (create, show, close) weighs
+    # what it weighs in real use, not more
     rounds = args.rounds or (2 if args.quick else 7)
-    steps = args.steps or (300 if args.quick else 2500)
+    steps = args.steps or (300 if args.quick else 5000)
     idle_seconds = 3 if args.quick else 15
 
     k = Kernel()
@@ -201,7 +207,7 @@ def main() -> None:
         log("kernel started; setting up and warming up")
         k.run(SETUP.format(device=args.device, steps=steps, threads=args.threads))
         threads = k.run("print(torch.get_num_threads())")[0].strip()
-        results: dict[str, list[float]] = {name: [] for name in [*VARIANTS, *MONITORED]}
+        results: dict[str, list[tuple[float, float]]] = {n: [] for n in [*VARIANTS, *MONITORED]}
         rates: dict[str, list[float]] = {name: [] for name in results}
         names = list(VARIANTS)
         for r in range(rounds):
@@ -221,22 +227,32 @@ def main() -> None:
 
         base_idle = float(k.run(IDLE.format(seconds=idle_seconds))[0])
         k.run("tl.monitor()")
+        time.sleep(2)  # past its first samples (NVML probe, first /proc scan): steady state
         mon_idle = float(k.run(IDLE.format(seconds=idle_seconds))[0])
         k.run("from jupyter_torchlab.widgets import close_monitor; close_monitor()")
     finally:
         k.close()
 
-    plain = statistics.median(results["plain loop"])
+    plain = statistics.median(w for w, _ in results["plain loop"])
+    plain_cpu = statistics.median(c for _, c in results["plain loop"])
     print(
         f"\nTutorialNet, batch 4, {steps} batches per run, {rounds} alternating rounds, "
         f"device {args.device}, torch threads {threads}, {platform.processor() or 'cpu'} "
         f"({os.cpu_count()} CPUs), Python {sys.version.split()[0]}\n"
     )
-    print("| loop | images/s (median) | vs plain loop | iopub msgs/s |")
-    print("|---|---:|---:|---:|")
+    print("| loop | images/s (median) | vs plain loop | vs plain, CPU time | iopub msgs/s |")
+    print("|---|---:|---:|---:|---:|")
     for name, values in results.items():
-        med = statistics.median(values)
-        print(f"| {name} | {med:,.0f} | {med / plain:.3f} | {statistics.median(rates[name]):.1f} |")
+        med = statistics.median(w for w, _ in values)
+        cpu = statistics.median(c for _, c in values)
+        print(
+            f"| {name} | {med:,.0f} | {med / plain:.3f} | {cpu / plain_cpu:.3f} "
+            f"| {statistics.median(rates[name]):.1f} |"
+        )
+    print(
+        "\n'vs plain, CPU time' compares images per CPU-second of the kernel process (all its "
+        "threads): steadier than wall time on a busy machine."
+    )
     print(
         f"\nIdle kernel CPU over {idle_seconds}s: {base_idle * 100:.2f}% of one core without the "
         f"monitor, {mon_idle * 100:.2f}% with it shown "
