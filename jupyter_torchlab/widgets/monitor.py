@@ -316,6 +316,8 @@ def monitor(*, interval: float = 1.0) -> None:
         pid = os.getpid()
         sampler = Sampler(interval=interval, targets=lambda: {"kernel": pid})
         try:
+            sampler.sample_once()
+            time.sleep(0.5)  # CPU shares need two readings
             snap = sampler.sample_once()
         finally:
             sampler.stop()

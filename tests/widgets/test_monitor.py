@@ -119,6 +119,12 @@ def test_monitor_in_a_kernel_busy_idle_same_widget_and_clean_close(kernel: Kerne
     threads, _ = kernel_threads_and_widgets(kernel)
     assert threads.count("torchlab-monitor") == 1
 
+    # record which thread writes the widget's value: it must only ever be the monitor's own
+    kernel.execute(
+        "import threading\nfrom jupyter_torchlab.widgets import monitor as _m\n_writers = set()\n"
+        "_m._current._html.observe("
+        "lambda ch: _writers.add(threading.current_thread().name), 'value')"
+    )
     during = kernel.execute("import time\ntime.sleep(3)")
     states = monitor_states(during)
     # updates keep coming while the cell runs (about one a second), and they say busy
@@ -127,6 +133,7 @@ def test_monitor_in_a_kernel_busy_idle_same_widget_and_clean_close(kernel: Kerne
     after = monitor_states(kernel.drain(2.5))
     assert after
     assert after[-1] == "idle"
+    assert kernel.value("sorted(_writers)") == ["torchlab-monitor"]
 
     closing = kernel.execute("from jupyter_torchlab.widgets import close_monitor\nclose_monitor()")
     records = [m for m in displays(closing) if m["msg_type"] == "update_display_data"]
