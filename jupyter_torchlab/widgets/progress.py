@@ -505,6 +505,8 @@ def progress(
 
     ``bar.log(loss=loss)`` takes numbers or tensors without syncing the device. Use it as an
     iterator (``for x in progress(data)``), a context manager, or call ``update(n)``.
+    Keyword-only extras: ``widget`` (force widget or text; default: detect), ``file`` (text
+    output, default stderr), ``log_interval`` (seconds between lines on a pipe), ``timer``.
     """
     return Progress(iterable, total=total, desc=desc, unit=unit, leave=leave, **kwargs)
 
