@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -30,6 +31,7 @@ from ._frontend import close_tree, get_shell, replace, show, use_widgets
 __all__ = ["KernelActivity", "Monitor", "close_monitor", "monitor", "render_monitor"]
 
 HISTORY_POINTS = 60
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,8 @@ class Monitor:
         self._handles: list[Any] = []
         self._text = "kernel monitor"
         self.closed = False
+        #: the last error of the updater thread, if any (logged once; it keeps running)
+        self.error: Exception | None = None
         self._html = w.HTML(render_monitor(None, self.activity())[0])
         self._button = w.Button(description="Stop monitor", layout=w.Layout(width="auto"))
         self._button.on_click(lambda _b: self.close())
@@ -229,16 +233,23 @@ class Monitor:
         while not self._stop.is_set():
             if self._html.comm is None:  # closed by the frontend or by close_all()
                 break
+            self._wake.clear()  # before reading state: a cell event from now on wakes us again
             now = self._timer()
-            if now >= next_sample:
-                self._sample()
-                next_sample = now + self.interval
-            html, self._text = render_monitor(self._snapshot, self.activity(), self._history)
-            if html != last:
-                self._html.value = html
-                last = html
+            try:
+                if now >= next_sample:
+                    next_sample = now + self.interval
+                    self._sample()
+                html, self._text = render_monitor(self._snapshot, self.activity(), self._history)
+                if html != last:
+                    self._html.value = html
+                    last = html
+            except Exception as exc:  # noqa: BLE001 - a monitor that dies silently shows stale data
+                if self.error is None:
+                    logger.warning(
+                        "kernel monitor: %s: %s (it keeps trying)", type(exc).__name__, exc
+                    )
+                self.error = exc
             self._wake.wait(timeout=max(next_sample - self._timer(), 0.05))
-            self._wake.clear()
 
     def _sample(self) -> None:
         snap = self.sampler.sample_once()

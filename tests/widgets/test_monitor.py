@@ -166,3 +166,42 @@ def test_kernel_with_a_running_monitor_shuts_down_by_itself(tmp_path):
         km.cleanup_resources()
     # exit status 0: it exited on its own (a hung monitor thread would have got it killed)
     assert proc.poll() == 0
+
+
+class FlakySampler:
+    """A Sampler whose second tick fails: the monitor must log it once and carry on."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.stopped = False
+
+    def sample_once(self):
+        self.ticks += 1
+        if self.ticks == 2:
+            raise OSError("proc vanished")
+        return snapshot()
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_monitor_thread_survives_a_failing_tick_and_stops_on_close(caplog):
+    import threading
+
+    from jupyter_torchlab.widgets.monitor import Monitor
+
+    sampler = FlakySampler()
+    mon = Monitor(sampler=sampler, interval=0.01)
+    mon.start()
+    deadline = time.monotonic() + 30
+    while sampler.ticks < 5:
+        assert time.monotonic() < deadline, "the monitor stopped ticking"
+        time.sleep(0.01)
+    assert isinstance(mon.error, OSError)
+    assert 'data-state="idle"' in mon._html.value  # not in a kernel: no running cell
+    assert caplog.text.count("proc vanished") == 1
+    mon.close()
+    assert not mon.thread.is_alive()
+    assert sampler.stopped
+    assert mon._html.comm is None
+    assert "torchlab-monitor" not in [t.name for t in threading.enumerate()]
