@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import jupyter_torchlab.cli as cli_module
 from jupyter_torchlab.cli import (
     TerminalReporter,
     format_elapsed,
@@ -138,23 +139,28 @@ def test_doctor_reports_torch_accelerators_and_nvml():
         assert nvml.startswith("[--]") or nvml.startswith("[ok]")
         if nvml.startswith("[--]"):
             assert "unavailable:" in nvml or "not installed" in nvml
-    assert _line(out, "server extension")
+    # the editable install enables the server extension, and it loads
+    assert _line(out, "server extension").startswith(
+        "[ok] server extension  jupyter_torchlab enabled"
+    )
     assert _line(out, "lab extension")
 
 
-def test_doctor_sees_a_disabled_server_extension(tmp_path):
+def test_doctor_sees_a_disabled_server_extension(tmp_path, monkeypatch, capsys):
     # JUPYTER_CONFIG_PATH comes first in the search path, so its setting wins, as in the server
     cfg = tmp_path / "config"
     cfg.mkdir()
     (cfg / "jupyter_server_config.json").write_text(
         json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_torchlab": False}}})
     )
-    result = cli("doctor", "--strict", env=_env(JUPYTER_CONFIG_PATH=str(cfg)), timeout=180)
-    line = _line(result.stdout, "server extension")
+    monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(cfg))
+    monkeypatch.setattr(cli_module, "doctor_checks", lambda: [cli_module._check_server_extension()])
+    code = cli_module.main(["doctor", "--strict"])
+    line = _line(capsys.readouterr().out, "server extension")
     assert line.startswith("[!!]")
     assert f"jupyter_torchlab is disabled (in {cfg})" in line
     assert "jupyter server extension enable jupyter_torchlab" in line
-    assert result.returncode == 1  # --strict turns problems into a failing exit status
+    assert code == 1  # --strict turns problems into a failing exit status
 
 
 # -- run: pure parts ---------------------------------------------------------------------------
