@@ -140,9 +140,8 @@ def test_doctor_reports_torch_accelerators_and_nvml():
         if nvml.startswith("[--]"):
             assert "unavailable:" in nvml or "not installed" in nvml
     # the editable install enables the server extension, and it loads
-    assert _line(out, "server extension").startswith(
-        "[ok] server extension  jupyter_torchlab enabled"
-    )
+    server = _line(out, "server extension")
+    assert server.startswith("[ok] server extension  jupyter_torchlab enabled")
     assert _line(out, "lab extension")
 
 
