@@ -309,7 +309,9 @@ md("""
 Read it by rows: the diagonal holds the images classified correctly; the largest numbers off the
 diagonal show which classes the network mixes up (on CIFAR-10 typically cat and dog, or
 automobile and truck).
+""")
 
+md("""
 ## 6. Training on the GPU
 
 Just as you move a tensor to the GPU, you move the network there, and then the inputs and
