@@ -9,8 +9,9 @@ In one run, alternating rounds, TutorialNet on the CIFAR-10 stand-in:
 Every run starts from the same seed and trains on the same number of images; the test accuracy of
 each is measured afterwards. (a) and (b) draw the same shuffles, so their accuracies should agree.
 
-    python benchmarks/bench_train.py                 # full run (~5 min on 2 cores)
-    python benchmarks/bench_train.py --quick         # ~1 min
+    python benchmarks/bench_train.py                 # full run (~4 min on an idle 2-core box)
+    python benchmarks/bench_train.py --quick         # ~30 s
+    python benchmarks/bench_train.py --threads 1     # steadier when other work shares the cores
     python benchmarks/bench_train.py --device cuda   # also (c) and ResNet9 on CUDA
     python benchmarks/bench_train.py --json out.json
 
@@ -46,7 +47,8 @@ from jupyter_torchlab.train.text import TextProgress
 #   PIL decode + ToTensor + Normalize costs ~85 us, more than the network itself at batch 64;
 # - batch 64 with lr 0.05: ~16x fewer optimizer steps, each one far better vectorised;
 # - no loader workers: on 2 cores they only compete with the two training threads;
-# - channels_last and bf16 autocast do not help this small net on a CPU, so they stay off.
+# - channels_last measured within noise (0-10%) for this small net on a 2-core AVX512 box, and
+#   bf16 autocast only helps CPUs with native bf16 and changes the numerics: both stay off.
 RECOMMENDED_CPU = {"batch_size": 64, "lr": 0.05, "momentum": 0.9, "num_workers": 0}
 # CUDA: big batches, mixed precision, channels_last; ResNet-9 with a short SGD schedule
 RECOMMENDED_CUDA = {"batch_size": 512, "lr": 0.2, "momentum": 0.9}
