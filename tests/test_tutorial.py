@@ -166,3 +166,37 @@ def test_read_only_directory_says_what_to_do(tmp_path):
         assert os.listdir(ro) == []
     finally:
         ro.chmod(0o755)
+
+
+def test_tutorial_path_in_an_installed_wheel_layout(tmp_path):
+    # a wheel puts the notebook inside the package (pyproject force-include), with no repo around
+    import jupyter_torchlab
+
+    package = Path(jupyter_torchlab.__file__).parent
+    site = tmp_path / "site"
+    installed = site / "jupyter_torchlab"
+    (installed / "notebooks").mkdir(parents=True)
+    for name in ("__init__.py", "tutorial.py"):
+        shutil.copy(package / name, installed / name)
+    shutil.copy(tutorial_path(), installed / "notebooks" / TUTORIAL_NAME)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from jupyter_torchlab.tutorial import tutorial_path; print(tutorial_path())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(site)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert Path(out.stdout.strip()) == installed / "notebooks" / TUTORIAL_NAME
+
+
+def test_missing_bundled_notebook_says_how_to_fix_it(tmp_path, monkeypatch):
+    import jupyter_torchlab.tutorial as tutorial
+
+    monkeypatch.setattr(tutorial, "_CANDIDATES", (tmp_path / "a.ipynb", tmp_path / "b.ipynb"))
+    with pytest.raises(FileNotFoundError, match="pip install --force-reinstall jupyter-torchlab"):
+        tutorial.tutorial_path()
