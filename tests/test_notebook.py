@@ -141,6 +141,35 @@ def test_tutorial_runs_end_to_end_in_a_kernel(tmp_path, data_root):
 
 
 @pytest.mark.slow
+def test_accelerator_branches_run(tmp_path, data_root):
+    """Take the GPU code paths on the CPU: no GPU here, but their code must run too."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(tutorial_path(), as_version=4)
+    params = {**small_params(data_root), "TRAIN_SIZE": 200, "TEST_SIZE": 100, "BENCH_IMAGES": 64}
+    inject_parameters(nb, params)
+    switch = 'HAVE_ACCELERATOR = device.type != "cpu"'
+    cells = [c for c in nb.cells if switch in c.source]
+    assert len(cells) == 1
+    cells[0].source = cells[0].source.replace(switch, "HAVE_ACCELERATOR = True")
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=300,
+        resources={"metadata": {"path": str(tmp_path)}},
+        allow_errors=True,
+    )
+    client.execute(env={**os.environ, "JUPYTER_TORCHLAB_PROGRESS": "text"})
+
+    assert errors(nb) == []
+    text = outputs_text(nb)
+    assert "x the CPU" in text  # the accelerator/CPU speed comparison
+    assert "test accuracy" in text  # the tutorial training repeated on the accelerator
+    assert "mixed precision " in text  # measured, not skipped
+    assert "ResNet9(width=64)" in text
+
+
+@pytest.mark.slow
 def test_jupyter_torchlab_run_runs_the_tutorial_by_default(tmp_path, data_root):
     params = small_params(data_root)
     args = [arg for name, value in params.items() for arg in ("-p", f"{name}={value!r}")]
