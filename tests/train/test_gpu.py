@@ -46,8 +46,9 @@ def _syncs_during_fit(n: int) -> int:
 
 def test_no_device_sync_per_batch():
     # CUDA's sync debug mode reports every synchronising call; their number must not grow with
-    # the number of batches (the epoch-end read of the metrics is the one expected sync)
-    assert _syncs_during_fit(8 * 32) == _syncs_during_fit(8 * 128)
+    # the number of batches (a few at epoch start/end are expected: seen 2-3 on an H200)
+    few, many = _syncs_during_fit(8 * 32), _syncs_during_fit(8 * 128)
+    assert many <= few <= 4, (few, many)
 
 
 def test_fit_on_cuda_with_amp_and_channels_last():
