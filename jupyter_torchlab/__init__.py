@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback",
+    "FitState",
     "History",
     "ResNet9",
     "TutorialNet",
@@ -32,6 +34,8 @@ __all__ = [
 
 # public name -> module that defines it (imported on first use)
 _LAZY = {
+    "Callback": "jupyter_torchlab.train.callbacks",
+    "FitState": "jupyter_torchlab.train.callbacks",
     "pick_device": "jupyter_torchlab.train.device",
     "describe_device": "jupyter_torchlab.train.device",
     "cifar10": "jupyter_torchlab.train.data",
@@ -49,6 +53,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .train.callbacks import Callback, FitState
     from .train.data import cifar10
     from .train.device import describe_device, pick_device
     from .train.loop import History, evaluate, fit, load_checkpoint, save_checkpoint

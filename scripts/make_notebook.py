@@ -81,7 +81,6 @@ import torchvision
 from torch import nn, optim
 
 import jupyter_torchlab as tl
-from jupyter_torchlab.train.callbacks import Callback
 
 torch.manual_seed(SEED)
 print(f"PyTorch {torch.__version__}, torchvision {torchvision.__version__}")
@@ -189,7 +188,7 @@ hundred batches, as the tutorial prints it, for a loss curve.
 """)
 
 code("""
-class RunningLoss(Callback):
+class RunningLoss(tl.Callback):
     \"\"\"Record the mean training loss over every `every` batches.\"\"\"
 
     def __init__(self, every):

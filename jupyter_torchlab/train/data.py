@@ -362,6 +362,9 @@ def _download(root: Path, url: str, timeout: float) -> str | None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+_ANNOUNCED: set[str] = set()
+
+
 def _notice(folder: Path, why: str | None) -> str:
     bar = "=" * 78
     lines = [
@@ -547,7 +550,14 @@ def cifar10(
 
     notice = _notice(folder, why) if is_standin else None
     if notice:
-        print(notice, file=sys.stderr, flush=True)
+        # the full notice once per folder and process; a one-line reminder after that, so a
+        # notebook that loads the data twice does not bury its output in repeated banners
+        key = str(folder.resolve())
+        if key in _ANNOUNCED:
+            print(f"(stand-in data from {folder}: NOT CIFAR-10)", file=sys.stderr, flush=True)
+        else:
+            _ANNOUNCED.add(key)
+            print(notice, file=sys.stderr, flush=True)
 
     result = CIFAR10Data(
         train=_to_memory(train, is_standin) if in_memory else train,
