@@ -59,6 +59,42 @@ def _clock(unix: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(unix))
 
 
+#: theme variables (with light fallbacks) so the monitor reads well in dark themes too
+_MONITOR_STYLE = (
+    "font-size:var(--jp-ui-font-size1, 13px);color:var(--jp-content-font-color1, #222);"
+    "line-height:1.4;max-width:100%;overflow:hidden"
+)
+#: label | value | sparkline, each column as wide as its content, packed to the left
+_GRID_STYLE = (
+    "display:grid;grid-template-columns:8em auto auto;justify-content:start;"
+    "column-gap:0.8em;row-gap:1px;align-items:center"
+)
+_LABEL_STYLE = (
+    "white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
+    "color:var(--jp-content-font-color2, #555)"
+)
+_VALUE_STYLE = "text-align:left;font-variant-numeric:tabular-nums;overflow-wrap:anywhere"
+#: a long explanation (why there is no GPU): its own smaller, muted line under the grid, wrapping
+#: within the widget instead of widening the value column
+_REASON_STYLE = (
+    "font-size:var(--jp-ui-font-size0, 11px);"
+    "color:var(--jp-content-font-color2, #666);white-space:normal;overflow-wrap:anywhere"
+)
+
+
+def _grid_html(rows: list[tuple[str, str, str]]) -> str:
+    cells = []
+    for label, value, spark in rows:
+        cells.append(
+            f'<div class="torchlab-monitor-label" style="{_LABEL_STYLE}" '
+            f'title="{render.escape(label)}">{render.escape(label)}</div>'
+            f'<div class="torchlab-monitor-value" style="{_VALUE_STYLE}">'
+            f"{render.escape(value)}</div>"
+            f'<div class="torchlab-monitor-spark" style="line-height:0">{spark}</div>'
+        )
+    return f'<div class="torchlab-monitor-grid" style="{_GRID_STYLE}">{"".join(cells)}</div>'
+
+
 def render_monitor(
     snapshot: Any | None,
     activity: KernelActivity,
@@ -119,13 +155,16 @@ def render_monitor(
         share = f", this kernel {render.format_bytes(mine)}" if mine else ""
         rows.append(
             (
-                f"GPU {gpu.index} {gpu.name or ''}".rstrip(),
-                f"{util} busy, {mem}{share}",
+                # the model name goes with the value: the label column is narrow and fixed
+                f"GPU {gpu.index}",
+                f"{gpu.name + ', ' if gpu.name else ''}{util} busy, {mem}{share}",
                 spark(f"gpu{gpu.index}"),
             )
         )
+    reason = None
     if snapshot is not None and not gpus and snapshot.gpu_reason:
-        rows.append(("GPU", f"none ({snapshot.gpu_reason})", ""))
+        reason = snapshot.gpu_reason
+        rows.append(("GPU", "none", ""))
 
     state = "busy" if activity.busy else "idle"
     if activity.busy:
@@ -135,15 +174,28 @@ def render_monitor(
         headline = (
             f"idle since {_clock(activity.since)} ({render.format_interval(activity.duration)})"
         )
-    color = "#d98a1c" if activity.busy else "#3a9a4a"
+    color = (
+        "var(--jp-warn-color0, #d98a1c)" if activity.busy else "var(--jp-success-color0, #3a9a4a)"
+    )
     html = (
-        f'<div class="torchlab-monitor" data-state="{state}" style="font-size:90%">'
-        f'<div><b>kernel {os.getpid()}</b>: <b style="color:{color}">'
+        f'<div class="torchlab-monitor" data-state="{state}" style="{_MONITOR_STYLE}">'
+        f'<div style="margin-bottom:2px"><b>kernel {os.getpid()}</b>: <b style="color:{color}">'
         f"{render.escape(headline)}</b></div>"
-        + render.html_table(("", "", ""), rows, raw_columns=(2,))
+        + _grid_html(rows)
+        + (
+            # indented in the grid's font size, so it lines up with the values
+            '<div style="padding-left:8.8em;margin-top:1px">'
+            f'<div class="torchlab-monitor-reason" style="{_REASON_STYLE}">'
+            f"{render.escape(reason)}</div></div>"
+            if reason
+            else ""
+        )
         + "</div>"
     )
-    text = "\n".join([f"kernel {os.getpid()}: {headline}"] + [f"  {a}: {b}" for a, b, _ in rows])
+    lines = [f"kernel {os.getpid()}: {headline}"] + [f"  {a}: {b}" for a, b, _ in rows]
+    if reason:
+        lines[-1] += f" ({reason})"
+    text = "\n".join(lines)
     return html, text
 
 

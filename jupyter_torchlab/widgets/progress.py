@@ -631,14 +631,22 @@ class FitProgress(Callback):
         self._device = _device_label(state.device)
         first = state.start_epoch
         self._header = w.HTML(self._header_html(state))
+
+        # the bars give way first when the output is narrow; the numbers stay on one line
+        def bar_layout() -> Any:
+            return w.Layout(width="auto", flex="0 1 240px", min_width="60px")
+
+        def stats_layout() -> Any:
+            return w.Layout(flex="1 0 auto", margin="0 0 0 8px")
+
         self._epoch_bar = w.IntProgress(
-            value=first, min=0, max=max(state.epochs, 1), layout=w.Layout(width="40%")
+            value=first, min=0, max=max(state.epochs, 1), layout=bar_layout()
         )
-        self._epoch_stats = w.HTML(self._epoch_html(state))
+        self._epoch_stats = w.HTML(self._epoch_html(state), layout=stats_layout())
         self._batch_bar = w.IntProgress(
-            value=0, min=0, max=max(state.batches or 1, 1), layout=w.Layout(width="40%")
+            value=0, min=0, max=max(state.batches or 1, 1), layout=bar_layout()
         )
-        self._batch_stats = w.HTML("")
+        self._batch_stats = w.HTML("", layout=stats_layout())
         self._table = w.HTML(self._table_html(state))
         self._footer = w.HTML(self._footer_html(state))
         self._box = w.VBox(
@@ -646,14 +654,14 @@ class FitProgress(Callback):
                 self._header,
                 w.HBox(
                     [
-                        w.HTML("<b>epochs</b>", layout=w.Layout(width="5em")),
+                        w.HTML("<b>epochs</b>", layout=w.Layout(width="5em", flex="0 0 auto")),
                         self._epoch_bar,
                         self._epoch_stats,
                     ]
                 ),
                 w.HBox(
                     [
-                        w.HTML("<b>batches</b>", layout=w.Layout(width="5em")),
+                        w.HTML("<b>batches</b>", layout=w.Layout(width="5em", flex="0 0 auto")),
                         self._batch_bar,
                         self._batch_stats,
                     ]
@@ -689,6 +697,7 @@ class FitProgress(Callback):
         self._epoch_bar.value = min(state.epoch + 1, self._epoch_bar.max)
         self._epoch_stats.value = self._epoch_html(state, done=state.epoch + 1)
         self._table.value = self._table_html(state)
+        self._update_header(state)
 
     def on_fit_end(self, state: Any) -> None:
         """Replace the widgets by a static record of the result and close them."""
@@ -737,6 +746,13 @@ class FitProgress(Callback):
             self._batch_bar.value = min(state.batch, state.batches)
         self._batch_stats.value = self._batch_html(state, now)
         self._footer.value = self._footer_html(state)
+        self._update_header(state)
+
+    def _update_header(self, state: Any) -> None:
+        """Advance the header's elapsed time (a message only when the shown second changes)."""
+        html = self._header_html(state)
+        if html != self._header.value:
+            self._header.value = html
 
     def _status_text(self, state: Any) -> str:
         status = state.status
@@ -766,8 +782,8 @@ class FitProgress(Callback):
         ran = done - state.start_epoch
         eta = elapsed / ran * (state.epochs - done) if ran > 0 else None
         return (
-            f"{done}/{state.epochs} [{render.format_interval(elapsed)} &lt; "
-            f"{render.format_interval(eta)}]"
+            f'<span style="white-space:nowrap">{done}/{state.epochs} '
+            f"[{render.format_interval(elapsed)} &lt; {render.format_interval(eta)}]</span>"
         )
 
     def _batch_html(self, state: Any, now: float) -> str:
@@ -785,7 +801,7 @@ class FitProgress(Callback):
         loss = self._metrics.smoothed.get("loss")
         if loss is not None:
             parts.append(f"loss {render.escape(render.format_number(loss))}")
-        return " ".join(parts)
+        return f'<span style="white-space:nowrap">{" ".join(parts)}</span>'
 
     def _table_html(self, state: Any) -> str:
         rows = _epoch_rows(state.history)

@@ -90,8 +90,8 @@ def test_render_idle_and_per_gpu_share_of_this_kernel():
     html, text = render_monitor(snapshot(gpus=gpus), idle)
     assert 'data-state="idle"' in html
     assert "idle since" in text
-    assert "GPU 0 NVIDIA H100: 87% busy, 10.0 GiB of 80.0 GiB, this kernel 6.0 GiB" in text
-    assert "GPU 1 NVIDIA H100: 87% busy, 2.0 GiB of 80.0 GiB\n" in text + "\n"
+    assert "GPU 0: NVIDIA H100, 87% busy, 10.0 GiB of 80.0 GiB, this kernel 6.0 GiB" in text
+    assert "GPU 1: NVIDIA H100, 87% busy, 2.0 GiB of 80.0 GiB\n" in text + "\n"
 
 
 def test_render_without_gpu_says_why_and_escapes_cell_text():
