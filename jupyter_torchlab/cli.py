@@ -179,7 +179,8 @@ def _check_server_extension() -> Check:
 
 def _check_lab_extension() -> Check:
     try:
-        from jupyterlab.commands import get_app_info  # type: ignore[import-untyped]
+        from jupyter_core.paths import jupyter_path
+        from jupyterlab.commands import AppOptions, get_app_info  # type: ignore[import-untyped]
     except ImportError:
         return Check(
             "lab extension",
@@ -187,7 +188,9 @@ def _check_lab_extension() -> Check:
             "JupyterLab is not installed here, so the lab extension cannot be checked "
             "(pip install jupyterlab to get the launcher tile, status bar and monitor panel)",
         )
-    info = get_app_info()
+    # without an explicit search path get_app_info sees no prebuilt (federated) extensions;
+    # these are the folders `jupyter labextension list` and JupyterLab itself search
+    info = get_app_info(AppOptions(labextensions_path=jupyter_path("labextensions")))
     federated = info.get("federated_extensions", {})
     if LAB_EXTENSION not in federated:
         return Check(

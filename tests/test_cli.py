@@ -142,7 +142,12 @@ def test_doctor_reports_torch_accelerators_and_nvml():
     # the editable install enables the server extension, and it loads
     server = _line(out, "server extension")
     assert server.startswith("[ok] server extension  jupyter_torchlab enabled")
-    assert _line(out, "lab extension")
+    # the install also puts the prebuilt lab extension where JupyterLab looks for it
+    lab = _line(out, "lab extension")
+    import jupyter_torchlab
+
+    expected = f"[ok] lab extension     jupyter-torchlab {jupyter_torchlab.__version__} installed"
+    assert lab.startswith(expected), lab
 
 
 def test_doctor_sees_a_disabled_server_extension(tmp_path, monkeypatch, capsys):
