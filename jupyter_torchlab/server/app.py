@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -33,6 +34,8 @@ from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Bool, Float, TraitError, default, validate
 
+from jupyter_torchlab.metrics.host import HostSnapshot
+
 from .kernels import KernelInfo, KernelRegistry
 
 if TYPE_CHECKING:
@@ -40,19 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Monitor", "TorchlabExtension", "TutorialWriter"]
 
-_HOST_FIELDS = (
-    "cpu_percent",
-    "cpu_count",
-    "cpu_limit",
-    "per_cpu",
-    "load_avg",
-    "memory_total",
-    "memory_used",
-    "memory_available",
-    "memory_limit",
-    "swap_total",
-    "swap_used",
-)
+# every field of the host reading is public; GPUs list only device fields (no process lists)
+_HOST_FIELDS = tuple(f.name for f in dataclasses.fields(HostSnapshot))
 _GPU_FIELDS = (
     "index",
     "name",

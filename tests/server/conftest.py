@@ -20,8 +20,8 @@ from traitlets.config import Config
 INTERVAL = 0.2
 
 
-@pytest.fixture
-def jp_server_config() -> Config:
+def server_config(**torchlab: Any) -> Config:
+    """Return a server config with our extension enabled and these TorchlabExtension traits."""
     return Config(
         {
             "ServerApp": {
@@ -33,9 +33,14 @@ def jp_server_config() -> Config:
                 # the default for new servers: our routes must not trigger auth warnings
                 "allow_unauthenticated_access": False,
             },
-            "TorchlabExtension": {"sample_interval": INTERVAL, "history_seconds": 30.0},
+            "TorchlabExtension": torchlab,
         }
     )
+
+
+@pytest.fixture
+def jp_server_config() -> Config:
+    return server_config(sample_interval=INTERVAL, history_seconds=30.0)
 
 
 @pytest.fixture

@@ -11,21 +11,12 @@ from traitlets.config import Config
 
 from jupyter_torchlab.server.app import GPU_OFF, TorchlabExtension
 
+from .conftest import server_config
+
 
 @pytest.fixture
 def jp_server_config() -> Config:
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {
-                    "jupyter_torchlab": True,
-                    "jupyter_server_terminals": False,
-                },
-                "allow_unauthenticated_access": False,
-            },
-            "TorchlabExtension": {"sample_interval": 0.1, "gpu": False, "prometheus": False},
-        }
-    )
+    return server_config(sample_interval=0.1, gpu=False, prometheus=False)
 
 
 async def test_gpu_off_reports_why_and_config_reaches_the_sampler(
