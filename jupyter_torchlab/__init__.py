@@ -24,6 +24,7 @@ __all__ = [
     "describe_device",
     "evaluate",
     "fit",
+    "launch",
     "load_checkpoint",
     "monitor",
     "pick_device",
@@ -44,6 +45,7 @@ _LAZY = {
     "fit": "jupyter_torchlab.train.loop",
     "evaluate": "jupyter_torchlab.train.loop",
     "History": "jupyter_torchlab.train.loop",
+    "launch": "jupyter_torchlab.train.launch",
     "save_checkpoint": "jupyter_torchlab.train.loop",
     "load_checkpoint": "jupyter_torchlab.train.loop",
     "progress": "jupyter_torchlab.widgets.progress",
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from .train.callbacks import Callback, FitState
     from .train.data import cifar10
     from .train.device import describe_device, pick_device
+    from .train.launch import launch
     from .train.loop import History, evaluate, fit, load_checkpoint, save_checkpoint
     from .train.models import ResNet9, TutorialNet
     from .tutorial import copy_tutorial, tutorial_path

@@ -48,6 +48,10 @@ class FitState:
     error: BaseException | None = None
     stop_training: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    # torch.distributed: this process's rank and the number of processes (1 when not distributed);
+    # batch, batches and samples above count this process's share only
+    rank: int = 0
+    world_size: int = 1
 
 
 class Callback:
@@ -71,12 +75,23 @@ class Callback:
 
 ProgressFactory = Callable[[], Callback]
 _progress_factory: ProgressFactory | None = None
+_progress_forced = False
 
 
-def register_progress_factory(factory: ProgressFactory | None) -> None:
-    """Set what ``fit(progress=True)`` displays; the widgets package registers its display here."""
-    global _progress_factory
+def register_progress_factory(factory: ProgressFactory | None, *, force: bool = False) -> None:
+    """Set what ``fit(progress=True)`` displays; the widgets package registers its display here.
+
+    ``force=True`` (tl.launch's workers, whose display lives in the parent) also replaces a
+    progress Callback passed to fit.
+    """
+    global _progress_factory, _progress_forced
     _progress_factory = factory
+    _progress_forced = force
+
+
+def progress_forced() -> bool:
+    """Return True when the registered progress display replaces any ``fit(progress=...)``."""
+    return _progress_forced
 
 
 def default_progress() -> Callback:

@@ -47,7 +47,8 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from .callbacks import Callback, FitState, default_progress
+from . import distributed as ddp
+from .callbacks import Callback, FitState, default_progress, progress_forced
 from .device import pick_device
 
 __all__ = [
@@ -519,6 +520,8 @@ def fit(
     scheduler: Any = None,
     history: History | None = None,
     check_every: int = 64,
+    distributed: bool | None = None,
+    sync_batchnorm: bool = False,
 ) -> History:
     """Train ``model`` on ``train_data`` for ``epochs`` epochs and return its :class:`History`.
 
@@ -530,12 +533,77 @@ def fit(
     every epoch; ``resume_from=path`` restores model, optimizer, scheduler, history and RNG state
     and continues with the next epoch (``epochs`` counts all epochs, resumed ones included).
     ``history=`` is filled in place. See the module docstring for what happens on NaN and Ctrl-C.
+
+    Under ``torchrun`` or :func:`jupyter_torchlab.launch` (``distributed=None`` follows the
+    environment) each process trains a DistributedDataParallel copy on its own share of the data;
+    ``batch_size`` is per process, epoch metrics are averaged over all processes, and only rank 0
+    shows progress and writes checkpoints. ``sync_batchnorm=True`` converts BatchNorm layers to
+    SyncBatchNorm (GPUs only). See :mod:`jupyter_torchlab.train.distributed`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
-    dev = pick_device(device)
+    info, dev = ddp.setup(device, distributed)
+    try:
+        return _fit(
+            model,
+            train_data,
+            epochs=epochs,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            dev=dev,
+            info=info,
+            val_data=val_data,
+            callbacks=callbacks,
+            progress=progress,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            amp=amp,
+            channels_last=channels_last,
+            compile=compile,
+            resume_from=resume_from,
+            checkpoint=checkpoint,
+            seed=seed,
+            scheduler=scheduler,
+            history=history,
+            check_every=check_every,
+            sync_batchnorm=sync_batchnorm,
+        )
+    finally:
+        ddp.teardown(info)
+
+
+def _fit(
+    model: nn.Module,
+    train_data: DataLoader[Any] | Dataset[Any],
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer | None,
+    loss_fn: nn.Module | Any,
+    dev: torch.device,
+    info: ddp.DistInfo | None,
+    val_data: DataLoader[Any] | Dataset[Any] | None,
+    callbacks: Sequence[Callback],
+    progress: bool | Callback,
+    batch_size: int,
+    num_workers: int | None,
+    amp: bool | str,
+    channels_last: bool,
+    compile: bool,
+    resume_from: str | os.PathLike[str] | None,
+    checkpoint: str | os.PathLike[str] | None,
+    seed: int | None,
+    scheduler: Any,
+    history: History | None,
+    check_every: int,
+    sync_batchnorm: bool,
+) -> History:
+    if sync_batchnorm and info is not None and dev.type not in ("cuda", "xpu", "hpu"):
+        raise ValueError(
+            f"sync_batchnorm=True needs GPUs: torch's SyncBatchNorm does not run on {dev.type}. "
+            "Leave it off on the CPU (each process then normalises with its own batch statistics)"
+        )
     loader = _as_loader(
         train_data,
         name="train_data",
@@ -556,6 +624,12 @@ def fit(
             device=dev,
         )
     )
+    if info is not None:
+        loader = ddp.train_loader(loader, info, seed=seed, name="train_data")
+        if val_loader is not None:
+            val_loader = ddp.eval_loader(val_loader, info)
+        if sync_batchnorm:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -567,7 +641,17 @@ def fit(
     amp_dtype = _resolve_amp(amp, dev)
     use_scaler = amp_dtype == torch.float16 and dev.type == "cuda"
     scaler = torch.amp.GradScaler(dev.type) if use_scaler else None
-    forward = torch.compile(model) if compile else model
+    train_module: nn.Module = model
+    if info is not None:
+        # broadcasts rank 0's weights now, so every process starts from the same model
+        train_module = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    forward = torch.compile(train_module) if compile else train_module
+    # validation runs on each process's share without DDP: its forward would broadcast buffers,
+    # a collective that hangs when processes have different numbers of validation batches
+    eval_forward = model if info is not None else forward
+    shard_sampler = ddp.distributed_sampler(loader) if info is not None else None
 
     if history is None:
         history = History()
@@ -584,7 +668,9 @@ def fit(
         np.random.seed(seed % 2**32)
 
     cbs: list[Callback] = list(callbacks)
-    if progress is True:
+    if info is not None and not info.is_main:
+        pass  # one display per run: rank 0's
+    elif progress is True or (progress is not False and progress_forced()):
         cbs.insert(0, default_progress())
     elif isinstance(progress, Callback):
         cbs.insert(0, progress)
@@ -598,6 +684,8 @@ def fit(
         history=history,
         epoch=start_epoch,
         start_epoch=start_epoch,
+        rank=0 if info is None else info.rank,
+        world_size=1 if info is None else info.world_size,
     )
     try:
         state.batches = len(loader)
@@ -630,6 +718,8 @@ def fit(
                 for cb in cbs:
                     cb.on_epoch_start(state)
                 model.train()
+                if shard_sampler is not None:
+                    shard_sampler.set_epoch(epoch)
                 window = _Window(dev, check_every)
                 t_start = time.perf_counter()
                 batches = iter(loader)
@@ -680,7 +770,9 @@ def fit(
                         cb.on_batch_end(state)
                     if interrupt.requested:
                         raise KeyboardInterrupt
-                    if state.stop_training:
+                    if state.stop_training and info is None:
+                        # distributed: every process must run the same batches; the request is
+                        # shared with the others and honoured at the end of the epoch
                         break
                 if state.batch == 0:
                     raise ValueError(
@@ -688,6 +780,15 @@ def fit(
                         "smaller batch_size"
                     )
                 train_loss, train_acc = window.finish(epoch)
+                samples = state.samples
+                if info is not None:
+                    loss_sum, correct, count, stop_votes = ddp.reduce_sums(
+                        [window.loss_sum, window.correct, window.count, state.stop_training], dev
+                    )
+                    train_loss = loss_sum / count
+                    train_acc = correct / count if train_acc is not None else None
+                    samples = int(count)
+                    state.stop_training = stop_votes > 0
                 elapsed = time.perf_counter() - t_start
                 state.running_loss, state.running_acc = window.running()
                 if state.stop_training and (state.batches is None or state.batch < state.batches):
@@ -696,7 +797,7 @@ def fit(
                 val_loss = val_acc = None
                 if val_loader is not None:
                     val = _evaluate_sums(
-                        forward,
+                        eval_forward,
                         model,
                         val_loader,
                         dev,
@@ -706,6 +807,7 @@ def fit(
                         non_blocking,
                         memory_format,
                         None,
+                        info,
                     )
                     val_loss, val_acc = val.loss, val.accuracy
                 if scheduler is not None:
@@ -717,13 +819,13 @@ def fit(
                     "val_loss": val_loss,
                     "val_acc": val_acc,
                     "time": elapsed,
-                    "images_per_s": state.samples / elapsed if elapsed > 0 else None,
+                    "images_per_s": samples / elapsed if elapsed > 0 else None,
                     "lr": float(optimizer.param_groups[0]["lr"]),
                     "data_wait": state.data_time,
                 }
                 history.epochs.append(record)
                 state.epoch_metrics = dict(record)
-                if checkpoint is not None:
+                if checkpoint is not None and (info is None or info.is_main):
                     save_checkpoint(
                         checkpoint,
                         model,
@@ -842,6 +944,7 @@ def _evaluate_sums(
     non_blocking: bool,
     memory_format: torch.memory_format,
     classes: Sequence[str] | None,
+    info: ddp.DistInfo | None = None,
 ) -> EvalResult:
     was_training = model.training
     model.eval()
@@ -871,9 +974,17 @@ def _evaluate_sums(
                     confusion = counts if confusion is None else confusion + counts
     finally:
         model.train(was_training)
+    total = float(loss_sum)
+    if info is not None:
+        # once per evaluation: each process's sums, added up identically on every process
+        parts = ddp.gather_objects((total, count, None if confusion is None else confusion.cpu()))
+        total = sum(p[0] for p in parts)
+        count = sum(p[1] for p in parts)
+        matrices = [p[2] for p in parts if p[2] is not None]
+        confusion = sum(matrices[1:], matrices[0]) if matrices else None
     if count == 0:
         raise ValueError("the evaluation data is empty: pass a dataset with samples")
-    loss_value = float(loss_sum) / count
+    loss_value = total / count
     if confusion is None or num_classes is None:
         return EvalResult(math.nan, loss_value, {}, torch.zeros(0, 0, dtype=torch.int64), (), count)
     if confusion.numel() != num_classes * num_classes:

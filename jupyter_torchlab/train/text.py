@@ -111,7 +111,8 @@ class TextProgress(Callback):
         if acc is not None:
             parts.append(f"acc {100 * acc:.1f}%")
         if elapsed > 0:
-            parts.append(f"{state.samples / elapsed:,.0f} img/s")
+            # samples counts this process's share; every process gets an equal one
+            parts.append(f"{state.samples * state.world_size / elapsed:,.0f} img/s")
             if state.batches and state.batch:
                 eta = elapsed * (state.batches - state.batch) / state.batch
                 parts.append(f"ETA {format_duration(eta)}")

@@ -629,6 +629,9 @@ class FitProgress(Callback):
         self._throttle = self._budget.throttle(self._timer)
         self._fit_t0 = self._epoch_t0 = self._timer()
         self._device = _device_label(state.device)
+        world = getattr(state, "world_size", 1)
+        if world > 1:
+            self._device += f", {world} processes"
         first = state.start_epoch
         self._header = w.HTML(self._header_html(state))
 
@@ -792,7 +795,8 @@ class FitProgress(Callback):
         eta = ""
         if state.batches and self._rate:
             eta = f" &lt; {render.format_interval((state.batches - state.batch) / self._rate)}"
-        images = state.samples / elapsed if elapsed > 0 else None
+        # samples counts this process's share; every process gets an equal one
+        images = state.samples * getattr(state, "world_size", 1) / elapsed if elapsed > 0 else None
         parts = [
             f"{state.batch}{total} [{render.format_interval(elapsed)}{eta}, "
             f"{render.escape(render.format_rate(self._rate, 'it'))}, "

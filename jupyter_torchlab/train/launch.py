@@ -1,0 +1,462 @@
+"""Data-parallel training from a notebook: :func:`launch` runs a function in N processes.
+
+The processes are started by torch's elastic launcher (the engine behind ``torchrun``) with the
+*fork* start method, so a function defined in a notebook cell, and everything it closes over, is
+available in the workers without pickling. Each worker gets torchrun's environment (RANK,
+WORLD_SIZE, MASTER_ADDR, ...), so :func:`jupyter_torchlab.fit` inside it trains with
+DistributedDataParallel on its share of the data.
+
+A forked worker cannot draw in the notebook, so rank 0's fit reports its progress as small events
+over a pipe; the notebook process replays them into the same progress display ``fit`` shows
+there. Per batch that is at most a few events a second, never one per batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import signal
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from .callbacks import Callback, FitState, default_progress, register_progress_factory
+
+__all__ = ["LaunchError", "launch"]
+
+#: seconds between two progress events from rank 0 (the display refreshes about this often)
+EVENT_INTERVAL = 0.25
+#: seconds workers get to stop at a batch boundary after an interrupt before they are killed
+INTERRUPT_GRACE = 10.0
+
+_CUDA_INITIALISED = (
+    "CUDA is already initialised in this kernel (a cell ran something on the GPU), and processes "
+    "forked from it cannot use the GPU. Restart the kernel and call tl.launch before anything "
+    "touches CUDA: create the model and the data inside the launched function. Or put the code "
+    "in a script and run it with `torchrun --nproc_per_node=N script.py`."
+)
+
+
+class LaunchError(RuntimeError):
+    """A worker started by :func:`launch` failed; ``rank`` and ``worker_traceback`` say how."""
+
+    def __init__(self, message: str, rank: int | None, worker_traceback: str | None) -> None:
+        super().__init__(message)
+        self.rank = rank
+        self.worker_traceback = worker_traceback
+
+
+def launch(
+    fn: Callable[..., Any],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    nprocs: int | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> Any:
+    """Run ``fn(*args, **kwargs)`` in ``nprocs`` processes; return rank 0's result.
+
+    ``nprocs`` defaults to the number of visible CUDA GPUs (one process per GPU); on a machine
+    without GPUs pass it (CPU processes with the gloo backend). ``threads`` sets each CPU worker's
+    torch threads (default: the CPU count divided by ``nprocs``). ``fit`` inside ``fn`` shows rank
+    0's progress in this notebook (``progress=False``: none). If a worker raises, the others are
+    stopped and :class:`LaunchError` names the rank and carries its traceback. Interrupting the
+    kernel stops the workers and raises ``KeyboardInterrupt`` with ``err.history`` (rank 0's
+    finished epochs).
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be a function to run in each process, got {type(fn).__name__}")
+    if "fork" not in mp.get_all_start_methods():
+        raise RuntimeError(
+            "tl.launch needs the 'fork' start method, which this platform lacks: run the code as "
+            "a script with `torchrun --nproc_per_node=N script.py` instead"
+        )
+    if torch.cuda.is_initialized():
+        raise RuntimeError(_CUDA_INITIALISED)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise RuntimeError(
+            "tl.launch was called inside a process that is already part of a torch.distributed "
+            "group (a launched worker or a torchrun process): call it from the notebook itself"
+        )
+    if nprocs is None:
+        nprocs = torch.cuda.device_count()  # asks the driver; does not initialise CUDA
+        if nprocs == 0:
+            raise ValueError(
+                "no CUDA GPU is visible, so tl.launch cannot pick one process per GPU: pass "
+                "nprocs=N to train with N CPU processes (gloo backend)"
+            )
+    if not isinstance(nprocs, int) or isinstance(nprocs, bool) or nprocs < 1:
+        raise ValueError(f"nprocs must be a positive int, got {nprocs!r}")
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // nprocs)
+    return _Launch(fn, tuple(args), dict(kwargs or {}), nprocs, threads, progress).run()
+
+
+# ----------------------------------------------------------------------------------------------
+# worker side
+
+
+class _Channel:
+    """The write end of the event pipe, shared by all workers (a lock keeps messages whole)."""
+
+    def __init__(self, conn: Any, lock: Any) -> None:
+        self.conn = conn
+        self.lock = lock
+
+    def send(self, *message: Any) -> None:
+        with self.lock:
+            self.conn.send(message)
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(value)  # a tensor's item(): a sync a few times a second, like the display's
+
+
+class _EventSender(Callback):
+    """Rank 0's progress display in a launched worker: forwards fit's hooks to the notebook."""
+
+    def __init__(self, channel: _Channel, interval: float = EVENT_INTERVAL) -> None:
+        self.channel = channel
+        self.interval = interval
+        self._next = 0.0
+
+    def on_fit_start(self, state: FitState) -> None:
+        """Send what the display needs to lay itself out."""
+        device = state.device
+        label = str(device)
+        if getattr(device, "type", None) == "cuda":
+            with contextlib.suppress(Exception):
+                label = f"{device} ({torch.cuda.get_device_name(device)})"
+        self.channel.send(
+            "fit_start",
+            {
+                "device": label,
+                "epochs": state.epochs,
+                "start_epoch": state.start_epoch,
+                "batches": state.batches,
+                "world_size": state.world_size,
+                "history": [dict(e) for e in state.history.epochs],
+            },
+        )
+        self._next = time.monotonic() + self.interval
+
+    def on_epoch_start(self, state: FitState) -> None:
+        """Send the epoch number."""
+        self.channel.send("epoch_start", {"epoch": state.epoch, "batches": state.batches})
+
+    def on_batch_end(self, state: FitState) -> None:
+        """Send the batch counters at most every ``interval`` seconds (O(1) otherwise)."""
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        self.channel.send("batch", self._counters(state))
+
+    def on_epoch_end(self, state: FitState) -> None:
+        """Send the finished epoch's record."""
+        self.channel.send(
+            "epoch_end", {**self._counters(state), "record": dict(state.epoch_metrics)}
+        )
+
+    def on_fit_end(self, state: FitState) -> None:
+        """Send how fit ended."""
+        error = None if state.error is None else f"{type(state.error).__name__}: {state.error}"
+        self.channel.send(
+            "fit_end",
+            {
+                "status": state.status,
+                "error": error,
+                "epoch": state.epoch,
+                "batch": state.batch,
+                "stopped_at": state.history.stopped_at,
+            },
+        )
+
+    @staticmethod
+    def _counters(state: FitState) -> dict[str, Any]:
+        return {
+            "epoch": state.epoch,
+            "batch": state.batch,
+            "batches": state.batches,
+            "batch_size": state.batch_size,
+            "samples": state.samples,
+            "loss": _num(state.loss),
+            "running_loss": _num(state.running_loss),
+            "running_acc": _num(state.running_acc),
+            "data_time": state.data_time,
+            "step_time": state.step_time,
+        }
+
+
+def _worker(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    channel: _Channel,
+    threads: int,
+    progress: bool,
+) -> Any:
+    """Run in each forked worker: report, set up, call ``fn``, return rank 0's result."""
+    rank = int(os.environ.get("RANK", "0"))
+    channel.send("hello", {"rank": rank, "pid": os.getpid()})
+    torch.set_num_threads(threads)
+    if rank == 0 and progress:
+        register_progress_factory(lambda: _EventSender(channel), force=True)
+    else:
+        register_progress_factory(_NoProgress, force=True)
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as err:
+        channel.send(
+            "error",
+            {
+                "rank": rank,
+                "type": type(err).__name__,
+                "message": str(err),
+                "traceback": traceback.format_exc(),
+            },
+        )
+        raise
+    finally:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return result if rank == 0 else None
+
+
+class _NoProgress(Callback):
+    """Progress for workers other than rank 0 (fit shows none there anyway)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# notebook side
+
+
+class _Mirror:
+    """Replay rank 0's events into this process's progress display."""
+
+    def __init__(self) -> None:
+        self.state: FitState | None = None
+        self.display: Callback | None = None
+        self.history: Any = None
+
+    def handle(self, kind: str, data: dict[str, Any]) -> None:
+        from .loop import History
+
+        if kind == "fit_start":
+            self.history = History(data["history"])
+            self.history.status = "running"
+            self.state = FitState(
+                model=None,
+                optimizer=None,
+                device=data["device"],
+                epochs=data["epochs"],
+                history=self.history,
+                epoch=data["start_epoch"],
+                start_epoch=data["start_epoch"],
+                batches=data["batches"],
+                world_size=data["world_size"],
+            )
+            self.display = default_progress()
+            self.display.on_fit_start(self.state)
+            return
+        state, display = self.state, self.display
+        if state is None or display is None:
+            return
+        if kind == "epoch_start":
+            state.epoch = data["epoch"]
+            state.batches = data["batches"]
+            state.batch = state.samples = 0
+            state.data_time = state.step_time = 0.0
+            state.loss = state.running_loss = state.running_acc = None
+            state.epoch_metrics = {}
+            display.on_epoch_start(state)
+        elif kind == "batch":
+            self._counters(state, data)
+            display.on_batch_end(state)
+        elif kind == "epoch_end":
+            self._counters(state, data)
+            state.epoch_metrics = data["record"]
+            state.history.epochs.append(dict(data["record"]))
+            display.on_epoch_end(state)
+        elif kind == "fit_end":
+            state.epoch, state.batch = data["epoch"], data["batch"]
+            stopped = data["stopped_at"]
+            state.history.stopped_at = tuple(stopped) if stopped else None
+            self.finish(data["status"], data["error"])
+
+    @staticmethod
+    def _counters(state: FitState, data: dict[str, Any]) -> None:
+        for key in ("epoch", "batch", "batches", "batch_size", "samples", "data_time"):
+            setattr(state, key, data[key])
+        state.step_time = data["step_time"]
+        state.loss = data["loss"]
+        state.running_loss = data["running_loss"]
+        state.running_acc = data["running_acc"]
+
+    def finish(self, status: str, error: str | None) -> None:
+        """End the display (once) with ``status``."""
+        state, display = self.state, self.display
+        if state is None or display is None:
+            return
+        self.state = self.display = None
+        state.status = state.history.status = status
+        if status == "interrupted" and state.history.stopped_at is None:
+            state.history.stopped_at = (state.epoch + 1, state.batch)
+        state.error = RuntimeError(error) if error else None
+        display.on_fit_end(state)
+
+
+class _ChildThreadNotice(logging.Filter):
+    """Drop the launcher's notice that it runs in a thread: here that is on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "child thread" not in record.getMessage()
+
+
+class _Launch:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        nprocs: int,
+        threads: int,
+        progress: bool,
+    ) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.nprocs, self.threads, self.progress = nprocs, threads, progress
+        self.mirror = _Mirror()
+        self.pids: dict[int, int] = {}
+        self.error: dict[str, Any] | None = None
+        self.result: Any = None
+        self.failure: BaseException | None = None
+
+    def run(self) -> Any:
+        from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+        from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+        ctx = mp.get_context("fork")
+        reader, writer = ctx.Pipe(duplex=False)
+        channel = _Channel(writer, ctx.Lock())
+        notice = _ChildThreadNotice()
+        quiet = logging.getLogger("torch.distributed.elastic.multiprocessing.api")
+        with tempfile.TemporaryDirectory(prefix="torchlab-launch-") as logs:
+            config = LaunchConfig(
+                min_nodes=1,
+                max_nodes=1,
+                nproc_per_node=self.nprocs,
+                run_id=f"torchlab-{uuid.uuid4().hex[:12]}",
+                rdzv_backend="c10d",
+                rdzv_endpoint="localhost:0",  # a free port, as torchrun --standalone
+                max_restarts=0,
+                monitor_interval=0.1,
+                start_method="fork",
+                logs_specs=DefaultLogsSpecs(log_dir=logs),
+            )
+            call = elastic_launch(config, _worker)
+
+            def agent() -> None:
+                try:
+                    results = call(
+                        self.fn, self.args, self.kwargs, channel, self.threads, self.progress
+                    )
+                    self.result = results.get(0)
+                except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+                    self.failure = err
+
+            # the agent waits in a thread so this (main) thread stays free to draw the display
+            # and to take the kernel's interrupt; the launcher then leaves signal handlers alone
+            thread = threading.Thread(target=agent, name="torchlab-launch", daemon=True)
+            quiet.addFilter(notice)
+            try:
+                thread.start()
+                try:
+                    self._pump(reader, thread)
+                except KeyboardInterrupt:
+                    self._stop_workers(reader, thread)
+                    self.mirror.finish("interrupted", None)
+                    stop = KeyboardInterrupt()
+                    stop.history = self.mirror.history  # type: ignore[attr-defined]
+                    raise stop from None
+            finally:
+                quiet.removeFilter(notice)
+                writer.close()
+                reader.close()
+        if self.failure is not None or self.error is not None:
+            raise self._launch_error()
+        return self.result
+
+    def _pump(self, reader: Any, thread: threading.Thread) -> None:
+        while thread.is_alive():
+            if reader.poll(0.05):
+                self._receive(reader)
+        while reader.poll(0):  # what arrived after the last worker exited
+            self._receive(reader)
+
+    def _receive(self, reader: Any) -> None:
+        try:
+            kind, data = reader.recv()
+        except (EOFError, OSError):
+            return
+        if kind == "hello":
+            self.pids[data["rank"]] = data["pid"]
+        elif kind == "error":
+            if self.error is None:  # the first failure is the cause; later ones follow from it
+                self.error = data
+        else:
+            self.mirror.handle(kind, data)
+
+    def _stop_workers(self, reader: Any, thread: threading.Thread) -> None:
+        """Interrupt the workers (fit stops at a batch boundary), then kill what is left."""
+        self._signal(signal.SIGINT)
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        try:
+            while thread.is_alive() and time.monotonic() < deadline:
+                if reader.poll(0.05):
+                    self._receive(reader)
+        except KeyboardInterrupt:
+            pass  # a second interrupt: do not wait
+        if thread.is_alive():
+            self._signal(signal.SIGKILL)
+        thread.join(timeout=INTERRUPT_GRACE)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        for pid in self.pids.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+    def _launch_error(self) -> BaseException:
+        error = self.error
+        if error is None:
+            failure = self.failure
+            self.mirror.finish("failed", f"{type(failure).__name__}: {failure}")
+            return LaunchError(
+                f"the workers failed before reporting an error: {type(failure).__name__}: "
+                f"{failure}",
+                None,
+                None,
+            )
+        cause = f"{error['type']}: {error['message']}"
+        self.mirror.finish("failed", cause)
+        if error["type"] == "KeyboardInterrupt":
+            stop = KeyboardInterrupt()
+            stop.history = self.mirror.history  # type: ignore[attr-defined]
+            return stop
+        return LaunchError(
+            f"rank {error['rank']} of {self.nprocs} raised {cause}\n\n"
+            f"Its traceback:\n{error['traceback']}",
+            error["rank"],
+            error["traceback"],
+        )
