@@ -1,0 +1,101 @@
+"""Run by tests/train/test_distributed.py, alone or under torchrun: train, then dump the results.
+
+``python ddp_worker.py MODE DATA OUT BATCH`` writes ``OUT/<tag>.pt`` with the weights, the
+History and what the process saw, where tag is ``rank<N>`` under torchrun and ``single`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import jupyter_torchlab as tl
+from jupyter_torchlab.train.data import cifar10
+
+
+class Recording(Dataset):
+    """A dataset that remembers which indices this process read, per epoch."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+        self.reads: list[list[int]] = [[]]
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):
+        self.reads[-1].append(int(i))
+        return self.base[i]
+
+
+class NewEpoch(tl.Callback):
+    def __init__(self, data: Recording) -> None:
+        self.data = data
+
+    def on_epoch_end(self, state) -> None:
+        self.data.reads.append([])
+
+
+class StopOnRank(tl.Callback):
+    """Ask to stop mid-epoch on one rank only."""
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+
+    def on_batch_end(self, state) -> None:
+        if state.rank == self.rank and state.batch == 3:
+            state.stop_training = True
+
+
+def main() -> None:
+    mode, data_root, out, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    torch.set_num_threads(1)
+    rank = os.environ.get("RANK")
+    tag = "single" if rank is None else f"rank{rank}"
+    data = cifar10(data_root, standin=True, train_size=256, test_size=101, in_memory=True)
+    torch.manual_seed(0)
+    model = tl.TutorialNet()
+    result: dict = {}
+    if mode == "exact":
+        # sequential: the processes' batches together are exactly the single process's batches
+        loader = DataLoader(data.train, batch_size=batch, shuffle=False)
+        history = tl.fit(
+            model,
+            loader,
+            epochs=2,
+            val_data=data.test,
+            checkpoint=os.path.join(out, "ckpt.pt"),
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+        )
+        result["group_after_fit"] = torch.distributed.is_initialized()
+        result["fitted"] = {k: v.clone() for k, v in model.state_dict().items()}
+        again = tl.fit(model, loader, epochs=1, progress=False)  # a second fit: a new group
+        result["again"] = again.epochs
+    elif mode == "shuffled":
+        recording = Recording(data.train)
+        history = tl.fit(
+            model,
+            recording,
+            epochs=3,
+            batch_size=batch,
+            seed=0,
+            callbacks=[NewEpoch(recording)],
+            progress=False,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+        )
+        result["reads"] = recording.reads[:-1]
+    elif mode == "stop":
+        history = tl.fit(model, data.train, epochs=3, batch_size=batch, callbacks=[StopOnRank(1)])
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    result["state"] = model.state_dict()
+    result["epochs"] = history.epochs
+    result["status"] = history.status
+    torch.save(result, os.path.join(out, f"{tag}.pt"))
+
+
+if __name__ == "__main__":
+    main()

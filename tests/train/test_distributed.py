@@ -1,0 +1,195 @@
+"""fit under torchrun with two CPU processes (gloo), against one process with the same global batch.
+
+The processes are real: ``python -m torch.distributed.run`` starts them, as a user's shell would.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, IterableDataset, WeightedRandomSampler
+
+import jupyter_torchlab as tl
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    env["OMP_NUM_THREADS"] = "1"
+    env["JUPYTER_TORCHLAB_PROGRESS"] = "text"
+    return env
+
+
+def run_single(mode: str, data: Path, out: Path, batch: int) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(WORKER), mode, str(data), str(out), str(batch)]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def run_torchrun(mode: str, data: Path, out: Path, batch: int) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += [str(WORKER), mode, str(data), str(out), str(batch)]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_two_processes_train_exactly_like_one_with_the_same_global_batch(standin_root, tmp_path):
+    """Sequential data: the two shards of each step are the one process's batch of 32."""
+    multi, single = tmp_path / "multi", tmp_path / "single"
+    multi.mkdir()
+    single.mkdir()
+    proc = run_torchrun("exact", standin_root, multi, 16)
+    assert_ok(proc)
+    assert_ok(run_single("exact", standin_root, single, 32))
+    r0, r1, one = load(multi / "rank0.pt"), load(multi / "rank1.pt"), load(single / "single.pt")
+
+    for name, w in r0["fitted"].items():  # DDP keeps every process's weights identical
+        assert torch.equal(w, r1["fitted"][name]), name
+        torch.testing.assert_close(w, one["fitted"][name], rtol=1e-4, atol=1e-5)
+    assert r0["status"] == r1["status"] == one["status"] == "done"
+    assert len(r0["epochs"]) == 2
+    for mine, theirs, ref in zip(r0["epochs"], r1["epochs"], one["epochs"], strict=True):
+        # epoch metrics are averaged over both processes: the same numbers on each, and the
+        # same as one process that saw all the data (101 validation images split 51/50)
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-6), key
+            assert mine[key] == pytest.approx(ref[key], rel=1e-4, abs=1e-6), key
+    assert r0["epochs"][-1]["train_loss"] < r0["epochs"][0]["train_loss"]
+
+    # only rank 0 displays: one line per epoch, not two
+    assert proc.stdout.count("epoch 1/2 done") == 1, proc.stdout
+    assert proc.stdout.count("epoch 2/2 done") == 1, proc.stdout
+    # only rank 0 writes the checkpoint; it holds the trained weights
+    model = tl.TutorialNet()
+    ckpt = tl.load_checkpoint(multi / "ckpt.pt", model)
+    assert ckpt.epoch == 2
+    for name, w in model.state_dict().items():
+        assert torch.equal(w, r0["fitted"][name]), name
+    # fit tore down the group it made, and a second fit in the same processes made a new one
+    assert r0["group_after_fit"] is False
+    assert len(r0["again"]) == 1
+    assert r0["again"][0]["train_loss"] == pytest.approx(r1["again"][0]["train_loss"], rel=1e-6)
+
+
+def test_shuffled_shards_cover_the_data_and_reshuffle_each_epoch(standin_root, tmp_path):
+    proc = run_torchrun("shuffled", standin_root, tmp_path, 16)
+    assert_ok(proc)
+    assert_ok(run_single("shuffled", standin_root, tmp_path, 32))
+    r0, r1, one = (load(tmp_path / f"{t}.pt") for t in ("rank0", "rank1", "single"))
+    assert len(r0["reads"]) == 3
+    for a, b in zip(r0["reads"], r1["reads"], strict=True):
+        assert len(a) == len(b) == 128  # each process reads half of the 256 images
+        assert sorted(a + b) == list(range(256))  # together: each image once per epoch
+    assert r0["reads"][0] != r0["reads"][1] != r0["reads"][2]  # set_epoch reshuffles
+    for name, w in r0["state"].items():
+        assert torch.equal(w, r1["state"][name]), name
+    # a different order than one process's shuffle, but the same learning
+    last, ref = r0["epochs"][-1]["train_loss"], one["epochs"][-1]["train_loss"]
+    assert last == pytest.approx(ref, rel=0.05)
+    assert last < r0["epochs"][0]["train_loss"]
+
+
+def test_a_stop_asked_on_one_process_ends_every_process_after_the_epoch(standin_root, tmp_path):
+    proc = run_torchrun("stop", standin_root, tmp_path, 16)
+    assert_ok(proc)  # nobody hangs waiting for a process that left early
+    r0, r1 = load(tmp_path / "rank0.pt"), load(tmp_path / "rank1.pt")
+    assert r0["status"] == r1["status"] == "stopped"
+    assert len(r0["epochs"]) == len(r1["epochs"]) == 1
+    for name, w in r0["state"].items():
+        assert torch.equal(w, r1["state"][name]), name
+
+
+# ----------------------------------------------------------------------------------------------
+# a one-process group in this process: the input checks that only apply when distributed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def torchrun_env(monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    yield
+    assert not torch.distributed.is_initialized(), "fit left its process group behind"
+
+
+class Stream(IterableDataset):
+    def __iter__(self):
+        for _ in range(8):
+            yield torch.randn(3, 32, 32), torch.tensor(1)
+
+
+def test_an_iterable_dataset_cannot_be_split_and_says_what_to_do(torchrun_env):
+    with pytest.raises(ValueError, match="IterableDataset, which fit cannot split") as err:
+        tl.fit(tl.TutorialNet(), DataLoader(Stream(), batch_size=4), epochs=1, distributed=True)
+    assert "DistributedSampler" in str(err.value)
+
+
+def test_a_custom_sampler_must_become_a_distributed_one(torchrun_env, standin):
+    sampler = WeightedRandomSampler([1.0] * 1000, 64)
+    loader = DataLoader(standin.train, batch_size=8, sampler=sampler)
+    with pytest.raises(ValueError, match="draws from a WeightedRandomSampler"):
+        tl.fit(tl.TutorialNet(), loader, epochs=1, distributed=True, progress=False)
+
+
+def test_sync_batchnorm_on_the_cpu_is_refused_with_the_reason(torchrun_env, standin):
+    with pytest.raises(ValueError, match="SyncBatchNorm does not run on cpu"):
+        tl.fit(tl.ResNet9(), standin.train, epochs=1, distributed=True, sync_batchnorm=True)
+
+
+def test_a_one_process_group_trains(torchrun_env, standin):
+    from torch.utils.data import Subset
+
+    history = tl.fit(
+        tl.TutorialNet(),
+        Subset(standin.train, range(64)),
+        epochs=1,
+        distributed=True,
+        progress=False,
+        batch_size=16,
+    )
+    assert history.status == "done"
+    assert len(history) == 1
+
+
+def test_distributed_true_outside_torchrun_explains(monkeypatch, standin):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match="torchrun --nproc_per_node=N"):
+        tl.fit(tl.TutorialNet(), standin.train, epochs=1, distributed=True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="MASTER_ADDR, MASTER_PORT is not"):
+        tl.fit(tl.TutorialNet(), standin.train, epochs=1)
+    # distributed=False trains this process alone whatever the environment says
+    from torch.utils.data import Subset
+
+    h = tl.fit(
+        tl.TutorialNet(),
+        Subset(standin.train, range(16)),
+        epochs=1,
+        distributed=False,
+        progress=False,
+    )
+    assert h.status == "done"
