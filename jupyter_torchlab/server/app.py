@@ -6,11 +6,15 @@ Configuration (any jupyter_server config file, or the command line)::
     c.TorchlabExtension.history_seconds = 600.0  # how much history to keep
     c.TorchlabExtension.gpu = True               # read GPUs through NVML (torch as fallback)
     c.TorchlabExtension.prometheus = True        # torchlab_* gauges on the server's /metrics
+    c.TorchlabExtension.usage_interval = 3.0     # ask non-local kernels for usage_request (0: off)
+    c.TorchlabExtension.usage_timeout = 1.0      # how long one round waits for their replies
 
 Data flow: the sampler thread reads every kernel's process tree, the host and the GPUs once per
 interval, builds the JSON document once, and hands it to the event loop with
 ``IOLoop.add_callback``; a GET writes those cached bytes and a WebSocket subscriber gets the same
-bytes. Handlers never touch psutil or NVML.
+bytes. Handlers never touch psutil or NVML. Kernels without a local process (remote
+provisioners) are asked for their own figures through ``usage_request`` on the same thread
+(see ``usage.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from traitlets import Bool, Float, TraitError, default, validate
 
 from jupyter_torchlab.metrics.host import HostSnapshot
 
-from .kernels import KernelInfo, KernelRegistry
+from .kernels import NOT_LOCAL, KernelInfo, KernelRegistry
+from .usage import UNTRACKED_TYPES, KernelUsage, UsagePoller
 
 if TYPE_CHECKING:
     from jupyter_torchlab.metrics import Sampler, Snapshot
@@ -60,6 +65,9 @@ _GPU_FIELDS = (
 )
 PROCESS_GONE = "kernel process has exited"
 GPU_OFF = "GPU sampling is off (TorchlabExtension.gpu = False)"
+USAGE_OFF = (
+    NOT_LOCAL + " (asking it through usage_request is off: TorchlabExtension.usage_interval = 0)"
+)
 
 
 class Subscriber(Protocol):
@@ -85,6 +93,8 @@ class Monitor:
         enable_gpu: bool = True,
         prometheus: bool = True,
         sampler_factory: Callable[..., Sampler] | None = None,
+        usage_interval: float = 3.0,
+        usage_timeout: float = 1.0,
         wall: Callable[[], float] = time.time,
         log: logging.Logger | None = None,
     ) -> None:
@@ -103,6 +113,11 @@ class Monitor:
         self._subscribers: set[Subscriber] = set()
         self._registry_error: str | None = None
         self._warned: set[str] = set()
+        # kernels without a local pid answer usage_request; None: not asked (usage_interval 0)
+        self.usage: UsagePoller | None = None
+        if usage_interval > 0:
+            self.usage = UsagePoller(usage_interval, usage_timeout, log=self.log)
+        self._usage_closing = False
         self._exporter = None
         if prometheus:
             from .prometheus import PrometheusExporter
@@ -141,6 +156,11 @@ class Monitor:
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.sampler.stop(timeout=2.0)
+        if self.usage is not None:
+            if self.sampler.running:  # still inside a tick: its ZMQ sockets are not ours to close
+                self._usage_closing = True
+            else:
+                self.usage.close()
         for sub in list(self._subscribers):
             try:
                 sub.close(1001, "the Jupyter server is shutting down")  # 1001: going away
@@ -204,7 +224,18 @@ class Monitor:
     # --- sampler thread -----------------------------------------------------------------------
 
     def _extra(self) -> Mapping[str, Any]:
-        return {"kernels": self.registry.view(), "registry_error": self._registry_error}
+        usage: Mapping[str, KernelUsage] | None = None
+        if self.usage is not None:
+            usage = {}
+            if self._usage_closing:
+                self.usage.close()
+            else:
+                usage = self.usage.poll(self.registry.endpoints())
+        return {
+            "kernels": self.registry.view(),
+            "registry_error": self._registry_error,
+            "usage": usage,
+        }
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         try:
@@ -240,6 +271,8 @@ def snapshot_document(snap: Snapshot) -> dict[str, Any]:
     """Build the JSON document of ``GET torchlab/api/metrics`` from one snapshot."""
     host = snap.host
     kernels: Mapping[str, KernelInfo] = snap.extra.get("kernels") or {}
+    # "usage" is None when asking kernels is off, absent when the snapshot has no such source
+    usage: Mapping[str, KernelUsage] | None = snap.extra.get("usage", {})
     errors = dict(snap.errors)
     registry_error = snap.extra.get("registry_error")
     if registry_error:
@@ -249,12 +282,20 @@ def snapshot_document(snap: Snapshot) -> dict[str, Any]:
         "host": None if host is None else {f: _plain(getattr(host, f, None)) for f in _HOST_FIELDS},
         "gpus": [{f: getattr(g, f, None) for f in _GPU_FIELDS} for g in snap.gpus],
         "gpu_reason": snap.gpu_reason,
-        "kernels": [_kernel_entry(info, snap.trees.get(kid)) for kid, info in kernels.items()],
+        "kernels": [
+            _kernel_entry(
+                info, snap.trees.get(kid), None if usage is None else usage.get(kid), usage is None
+            )
+            for kid, info in kernels.items()
+        ],
         "errors": errors,
     }
 
 
-def _kernel_entry(info: KernelInfo, tree: Any) -> dict[str, Any]:
+def _kernel_entry(
+    info: KernelInfo, tree: Any, usage: KernelUsage | None, usage_off: bool = False
+) -> dict[str, Any]:
+    """Build one kernel's entry; ``usage`` is what the kernel reported, if it was asked."""
     # a tree read for an older pid (the kernel restarted between listing and sampling) is stale
     if tree is not None and info.pid is not None and getattr(tree, "pid", info.pid) != info.pid:
         tree = None
@@ -264,8 +305,21 @@ def _kernel_entry(info: KernelInfo, tree: Any) -> dict[str, Any]:
     elif reason is None:
         reason = tree.reason
     memory = None
+    cpu_percent = None
+    source = None
+    usage_age = None
     if tree is not None:
         memory = tree.pss if tree.pss is not None else tree.rss
+        cpu_percent = tree.cpu_percent
+        source = "process"
+    elif info.pid is None and info.reason == NOT_LOCAL:
+        if usage_off:
+            reason = USAGE_OFF
+        elif usage is not None:
+            reason = usage.reason
+            if usage.cpu_percent is not None or usage.memory is not None:
+                cpu_percent, memory = usage.cpu_percent, usage.memory
+                source, usage_age = "kernel", usage.age
     return {
         "id": info.id,
         "name": info.name,
@@ -274,11 +328,14 @@ def _kernel_entry(info: KernelInfo, tree: Any) -> dict[str, Any]:
         "busy_since": info.busy_since,
         "connections": info.connections,
         "pid": info.pid,
-        "cpu_percent": None if tree is None else tree.cpu_percent,
+        "cpu_percent": cpu_percent,
         "memory": memory,
         "gpu_memory": None if tree is None else tree.gpu_memory,
         "path": info.path,
         "reason": reason,
+        # where cpu_percent and memory come from: "process" (/proc), "kernel" (usage_request)
+        "source": source,
+        "usage_age": usage_age,  # seconds since a kernel-reported figure arrived
     }
 
 
@@ -424,6 +481,19 @@ class TorchlabExtension(ExtensionApp):
         help="""Read NVIDIA GPUs through NVML (torch as a fallback). False skips GPU reads:
         gpus is then [] with gpu_reason saying so.""",
     )
+    usage_interval = Float(
+        3.0,
+        config=True,
+        help="""Seconds between usage_request messages to each kernel that is not a local
+        process (a remote provisioner): such kernels report their own CPU and memory on the
+        control channel. 0 turns this off. Local kernels are always measured through /proc.""",
+    )
+    usage_timeout = Float(
+        1.0,
+        config=True,
+        help="""Seconds one round waits for the usage_reply of every asked kernel (one deadline
+        for all); a kernel that does not answer in time keeps its older figures with a reason.""",
+    )
     prometheus = Bool(
         True,
         config=True,
@@ -438,6 +508,25 @@ class TorchlabExtension(ExtensionApp):
             raise TraitError(
                 f"TorchlabExtension.sample_interval must be between 0.05 and 3600 seconds, "
                 f"got {value}"
+            )
+        return value
+
+    @validate("usage_interval")
+    def _check_usage_interval(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not (value == 0 or 0.1 <= value <= 3600):
+            raise TraitError(
+                "TorchlabExtension.usage_interval must be 0 (off) or between 0.1 and 3600 "
+                f"seconds, got {value}"
+            )
+        return value
+
+    @validate("usage_timeout")
+    def _check_usage_timeout(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 0.01 <= value <= 60:
+            raise TraitError(
+                f"TorchlabExtension.usage_timeout must be between 0.01 and 60 seconds, got {value}"
             )
         return value
 
@@ -468,8 +557,12 @@ class TorchlabExtension(ExtensionApp):
             history_seconds=max(self.history_seconds, self.sample_interval),
             enable_gpu=self.gpu,
             prometheus=self.prometheus,
+            usage_interval=self.usage_interval,
+            usage_timeout=self.usage_timeout,
             log=self.log,
         )
+        if self.usage_interval > 0:
+            self._untrack_usage_messages()
         self.tutorial = TutorialWriter(self.serverapp.contents_manager)
         self.settings["torchlab_monitor"] = self.monitor
         self.monitor.start()
@@ -480,6 +573,22 @@ class TorchlabExtension(ExtensionApp):
             "on" if self.gpu else "off",
             "on" if self.prometheus else "off",
         )
+
+    def _untrack_usage_messages(self) -> None:
+        """Keep usage_request/usage_reply from moving a kernel's execution_state/last_activity."""
+        assert self.serverapp is not None
+        km = self.serverapp.kernel_manager
+        current = getattr(km, "untracked_message_types", None)
+        if current is None:
+            return  # a kernel manager without activity tracking: nothing to protect
+        missing = [t for t in UNTRACKED_TYPES if t not in current]
+        if missing:
+            km.untracked_message_types = [*current, *missing]
+        # JupyterLab reads this list from the page config to ignore those status messages too;
+        # jupyterlab_server copies it when it loads, which may have happened before us
+        page_config = self.serverapp.web_app.settings.get("page_config_data")
+        if isinstance(page_config, dict) and "untracked_message_types" in page_config:
+            page_config["untracked_message_types"] = list(km.untracked_message_types)
 
     def initialize_handlers(self) -> None:
         """Add the torchlab/api routes (the base_url is prepended by ExtensionApp)."""

@@ -21,9 +21,13 @@ from typing import Any
 from jupyter_core.utils import ensure_async
 from tornado import web
 
-__all__ = ["NOT_LOCAL", "NOT_RUNNING", "KernelInfo", "KernelRegistry"]
+__all__ = ["GATEWAY", "NOT_LOCAL", "NOT_RUNNING", "KernelInfo", "KernelRegistry"]
 
 NOT_LOCAL = "kernel is not a local process; its resources cannot be measured from the server"
+GATEWAY = (
+    "kernel runs behind a gateway (GatewayKernelManager): this server has no ZMQ connection to "
+    "it, so it cannot measure it or ask it for usage_request; see the gateway's own metrics"
+)
 NOT_RUNNING = "kernel process is not running (starting, restarting or dead)"
 
 
@@ -58,6 +62,8 @@ class KernelRegistry:
         self._wall = wall
         self._log = log or logging.getLogger(__name__)
         self._view: Mapping[str, KernelInfo] = {}
+        # kernel id -> connection info, for kernels without a local pid that ZMQ can reach
+        self._endpoints: Mapping[str, Mapping[str, Any]] = {}
         # kernel id -> (kernel manager object, the observer we attached to it)
         self._watched: dict[str, tuple[Any, Callable[[dict[str, Any]], None] | None]] = {}
         self._busy_since: dict[str, float] = {}
@@ -73,6 +79,10 @@ class KernelRegistry:
     def targets(self) -> dict[str, int]:
         """Return kernel id -> pid for kernels with a local process (the sampler's targets)."""
         return {kid: info.pid for kid, info in self._view.items() if info.pid is not None}
+
+    def endpoints(self) -> Mapping[str, Mapping[str, Any]]:
+        """Return kernel id -> connection info for kernels to ask for ``usage_request``."""
+        return self._endpoints
 
     # --- write side (event loop only) ---------------------------------------------------------
 
@@ -98,17 +108,24 @@ class KernelRegistry:
         for kid in set(self._watched) - set(ids):
             self._unwatch(kid)
         view = {}
+        endpoints = {}
         for kid in ids:
             info = self._info(kid)
             if info is not None:
                 view[kid] = info
+                if info.reason == NOT_LOCAL:
+                    conn = _connection_info(self._watched[kid][0])
+                    if conn is not None:
+                        endpoints[kid] = conn
         self._view = view
+        self._endpoints = endpoints
 
     def close(self) -> None:
         """Stop observing every kernel."""
         for kid in list(self._watched):
             self._unwatch(kid)
         self._view = {}
+        self._endpoints = {}
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -190,6 +207,8 @@ def _local_pid(kernel: Any) -> tuple[int | None, str | None]:
     from jupyter_client.provisioning import LocalProvisioner
 
     provisioner = getattr(kernel, "provisioner", None)
+    if _is_gateway(kernel):
+        return None, GATEWAY if getattr(kernel, "has_kernel", False) else NOT_RUNNING
     if provisioner is None:
         # a gateway kernel runs with no provisioner here; a local one has none until launched
         return None, NOT_LOCAL if getattr(kernel, "has_kernel", False) else NOT_RUNNING
@@ -200,3 +219,24 @@ def _local_pid(kernel: Any) -> tuple[int | None, str | None]:
     if pid is None:
         return None, NOT_RUNNING
     return int(pid), None
+
+
+def _is_gateway(kernel: Any) -> bool:
+    try:
+        from jupyter_server.gateway.managers import GatewayKernelManager
+    except ImportError:  # pragma: no cover - a jupyter_server without gateway support
+        return False
+    return isinstance(kernel, GatewayKernelManager)
+
+
+def _connection_info(kernel: Any) -> Mapping[str, Any] | None:
+    """Return the ZMQ connection info (with the session key) of a launched kernel, else None."""
+    if not getattr(kernel, "has_kernel", False):
+        return None
+    try:
+        info = dict(kernel.get_connection_info())
+    except Exception:  # noqa: BLE001 - not a ZMQ kernel manager: nothing to ask it through
+        return None
+    if not info.get("control_port") or not info.get("ip"):
+        return None  # no ports yet, or a kernel that is reached some other way
+    return info

@@ -1,5 +1,10 @@
 """``torchlab_*`` gauges on the server's existing ``/metrics``, set from the sampler thread.
 
+Kernels that are not local processes carry the figures they report through usage_request in the
+same ``torchlab_kernel_cpu_percent``/``torchlab_kernel_memory_bytes`` series (no extra label, so
+existing series and dashboards keep working); ``torchlab_kernel_usage_age_seconds`` exists only for
+them and says how fresh those figures are.
+
 A scrape only reads values that the sampler already set: nothing is computed on the event loop.
 The gauges live in prometheus_client's default registry (the one jupyter_server serves), are
 created once per process, and are shared if the extension is loaded again in the same process.
@@ -43,6 +48,11 @@ _SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "torchlab_kernel_gpu_memory_bytes": (
         "GPU memory used by the kernel's process tree",
+        _KERNEL_LABELS,
+    ),
+    "torchlab_kernel_usage_age_seconds": (
+        "Age of the CPU and memory figures a non-local kernel reported through usage_request "
+        "(only kernels measured that way have this series)",
         _KERNEL_LABELS,
     ),
     "torchlab_gpu_utilization_percent": ("GPU compute utilisation", _GPU_LABELS),
@@ -112,6 +122,8 @@ class PrometheusExporter:
             put("torchlab_kernel_cpu_percent", k.get("cpu_percent"), klabels)
             put("torchlab_kernel_memory_bytes", k.get("memory"), klabels)
             put("torchlab_kernel_gpu_memory_bytes", k.get("gpu_memory"), klabels)
+            if k.get("source") == "kernel":
+                put("torchlab_kernel_usage_age_seconds", k.get("usage_age"), klabels)
 
         for g in doc.get("gpus") or []:
             labels = (str(g.get("index")), str(g.get("name") or ""), str(g.get("uuid") or ""))
