@@ -16,6 +16,7 @@ __all__ = [
     "Callback",
     "FitState",
     "History",
+    "LaunchError",
     "ResNet9",
     "TutorialNet",
     "__version__",
@@ -46,6 +47,7 @@ _LAZY = {
     "evaluate": "jupyter_torchlab.train.loop",
     "History": "jupyter_torchlab.train.loop",
     "launch": "jupyter_torchlab.train.launch",
+    "LaunchError": "jupyter_torchlab.train.launch",
     "save_checkpoint": "jupyter_torchlab.train.loop",
     "load_checkpoint": "jupyter_torchlab.train.loop",
     "progress": "jupyter_torchlab.widgets.progress",
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
     from .train.callbacks import Callback, FitState
     from .train.data import cifar10
     from .train.device import describe_device, pick_device
-    from .train.launch import launch
+    from .train.launch import LaunchError, launch
     from .train.loop import History, evaluate, fit, load_checkpoint, save_checkpoint
     from .train.models import ResNet9, TutorialNet
     from .tutorial import copy_tutorial, tutorial_path
