@@ -87,6 +87,29 @@ def main() -> None:
             optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
         )
         result["reads"] = recording.reads[:-1]
+    elif mode == "gpu":
+        model = tl.ResNet9()
+        seen: dict = {}
+
+        class Backend(tl.Callback):
+            def on_fit_start(self, state) -> None:
+                seen["backend"] = str(torch.distributed.get_backend())
+                seen["device"] = str(state.device)
+
+        history = tl.fit(
+            model,
+            data.train,
+            epochs=1,
+            batch_size=batch,
+            sync_batchnorm=True,
+            distributed=True,
+            callbacks=[Backend()],
+            progress=False,
+        )
+        result.update(seen)
+        result["sync_bn"] = any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+        result["param_device"] = str(next(model.parameters()).device)
+        model = model.cpu()
     elif mode == "stop":
         history = tl.fit(model, data.train, epochs=3, batch_size=batch, callbacks=[StopOnRank(1)])
     else:

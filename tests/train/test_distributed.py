@@ -34,8 +34,11 @@ def run_single(mode: str, data: Path, out: Path, batch: int) -> subprocess.Compl
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
 
 
-def run_torchrun(mode: str, data: Path, out: Path, batch: int) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+def run_torchrun(
+    mode: str, data: Path, out: Path, batch: int, nprocs: int = 2
+) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd.append(f"--nproc_per_node={nprocs}")
     cmd += [str(WORKER), mode, str(data), str(out), str(batch)]
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
 
@@ -112,6 +115,24 @@ def test_a_stop_asked_on_one_process_ends_every_process_after_the_epoch(standin_
     assert len(r0["epochs"]) == len(r1["epochs"]) == 1
     for name, w in r0["state"].items():
         assert torch.equal(w, r1["state"][name]), name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+def test_on_gpus_each_process_takes_its_own_gpu_with_nccl_and_sync_batchnorm(
+    standin_root, tmp_path
+):
+    nprocs = min(2, torch.cuda.device_count())  # one GPU still runs a real one-process NCCL group
+    assert_ok(run_torchrun("gpu", standin_root, tmp_path, 32, nprocs=nprocs))
+    results = [load(tmp_path / f"rank{r}.pt") for r in range(nprocs)]
+    for rank, r in enumerate(results):
+        assert r["status"] == "done"
+        assert r["backend"] == "nccl"
+        assert r["device"] == f"cuda:{rank}"
+        assert r["param_device"] == f"cuda:{rank}"
+        assert r["sync_bn"]
+    for name, w in results[0]["state"].items():
+        assert torch.equal(w, results[-1]["state"][name]), name
 
 
 # ----------------------------------------------------------------------------------------------
