@@ -225,16 +225,22 @@ class Monitor:
 
     def _extra(self) -> Mapping[str, Any]:
         usage: Mapping[str, KernelUsage] | None = None
+        usage_error = None
         if self.usage is not None:
             usage = {}
-            if self._usage_closing:
+            if not self._usage_closing:
+                try:
+                    usage = self.usage.poll(self.registry.endpoints())
+                except Exception as e:  # noqa: BLE001 - the kernel list must still go out
+                    usage_error = f"{type(e).__name__}: {e}"
+                    self._warn_once("usage", "asking kernels for usage failed: %s", usage_error)
+            if self._usage_closing:  # stop() came while this tick ran: close on this thread
                 self.usage.close()
-            else:
-                usage = self.usage.poll(self.registry.endpoints())
         return {
             "kernels": self.registry.view(),
             "registry_error": self._registry_error,
             "usage": usage,
+            "usage_error": usage_error,
         }
 
     def _on_snapshot(self, snap: Snapshot) -> None:
@@ -277,6 +283,9 @@ def snapshot_document(snap: Snapshot) -> dict[str, Any]:
     registry_error = snap.extra.get("registry_error")
     if registry_error:
         errors["kernels"] = registry_error
+    usage_error = snap.extra.get("usage_error")
+    if usage_error:
+        errors["usage"] = usage_error
     return {
         "time": snap.time,
         "host": None if host is None else {f: _plain(getattr(host, f, None)) for f in _HOST_FIELDS},

@@ -17,9 +17,10 @@ import pytest
 import zmq
 from jupyter_client.provisioning import KernelProvisionerFactory
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
+from traitlets import TraitError
 from traitlets.config import Config
 
-from jupyter_torchlab.server.app import snapshot_document
+from jupyter_torchlab.server.app import USAGE_OFF, TorchlabExtension, snapshot_document
 from jupyter_torchlab.server.kernels import GATEWAY, KernelRegistry
 from jupyter_torchlab.server.usage import UsagePoller
 
@@ -42,11 +43,12 @@ def hidden_kernels(jp_kernel_dir: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def jp_server_config(hidden_kernels: None) -> Config:
+def jp_server_config(hidden_kernels: None, request: pytest.FixtureRequest) -> Config:
     config = server_config(
         sample_interval=INTERVAL,
         history_seconds=30.0,
-        usage_interval=USAGE_INTERVAL,
+        # parametrize("jp_server_config", [...], indirect=True) picks another usage_interval
+        usage_interval=getattr(request, "param", USAGE_INTERVAL),
         usage_timeout=USAGE_TIMEOUT,
     )
     config.MappingKernelManager.untracked_message_types = [*DEFAULT_UNTRACKED, USER_UNTRACKED]
@@ -275,3 +277,25 @@ def test_a_gateway_kernel_is_listed_with_a_reason_and_not_asked() -> None:
     assert entry["source"] is None
     assert entry["cpu_percent"] is None
     registry.close()
+
+
+@pytest.mark.parametrize("jp_server_config", [0.0], indirect=True)
+async def test_usage_interval_zero_asks_no_kernel_and_says_so(
+    jp_fetch: Any, jp_serverapp: Any, wait_metrics: Any, monitor: Any
+) -> None:
+    assert monitor.usage is None
+    assert "usage_request" not in jp_serverapp.kernel_manager.untracked_message_types
+    kid = await start(jp_fetch, HIDDEN)
+    doc = await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["reason"] == USAGE_OFF)
+    entry = kernel_entry(doc, kid)
+    assert entry["cpu_percent"] is None
+    assert entry["source"] is None
+
+
+@pytest.mark.parametrize(
+    ("trait", "value"),
+    [("usage_interval", -1.0), ("usage_interval", 0.01), ("usage_timeout", 0.0)],
+)
+def test_bad_usage_config_is_refused_with_the_trait_named(trait: str, value: float) -> None:
+    with pytest.raises(TraitError, match=f"TorchlabExtension.{trait}"):
+        TorchlabExtension(**{trait: value})
