@@ -98,6 +98,24 @@ export interface IStatusOptions {
   showGpu: boolean;
 }
 
+/** True when the server has no figures for a kernel: not local, and it did not report any. */
+export function isUnmeasured(kernel: IKernel): boolean {
+  return kernel.pid === null && kernel.source !== 'kernel' && Boolean(kernel.reason);
+}
+
+/**
+ * Say where a kernel's figures come from, for a tooltip: "pid 1234", or "reported by the
+ * kernel 2 s ago" (plus why they are old) for a kernel that is not a local process.
+ */
+export function usageOrigin(kernel: IKernel): string {
+  if (kernel.source === 'kernel') {
+    const age = kernel.usage_age;
+    const when = age === null || age === undefined ? '' : ` ${Math.round(age)} s ago`;
+    return `reported by the kernel${when}${kernel.reason ? `; ${kernel.reason}` : ''}`;
+  }
+  return kernel.pid === null ? '' : `pid ${kernel.pid}`;
+}
+
 /**
  * Compose the status bar text for one kernel:
  * "busy 0:05 · CPU 98% · Mem 512 MiB · GPU 1.2 GiB", or "idle · not local".
@@ -108,7 +126,7 @@ export function statusText(
   options: IStatusOptions
 ): string {
   const parts = [formatState(kernel.execution_state, busySeconds)];
-  if (kernel.pid === null && kernel.reason) {
+  if (isUnmeasured(kernel)) {
     parts.push('not local');
     return parts.join(' · ');
   }

@@ -8,9 +8,11 @@ import {
   formatDuration,
   formatPercent,
   formatUsage,
+  isUnmeasured,
   MISSING,
   ratioPercent,
-  sparklinePoints
+  sparklinePoints,
+  usageOrigin
 } from './format';
 import { torchlabIcon } from './icons';
 import type { MetricsModel } from './model';
@@ -294,7 +296,8 @@ function KernelTable(props: {
         </thead>
         {snapshot.kernels.map(kernel => {
           const busy = model.busySeconds(kernel);
-          const remote = kernel.pid === null && kernel.reason;
+          const remote = isUnmeasured(kernel);
+          const origin = kernel.source === 'kernel' ? usageOrigin(kernel) : undefined;
           // One tbody per kernel: its readings, then its actions under them.
           return (
             <tbody
@@ -323,8 +326,8 @@ function KernelTable(props: {
                   </td>
                 ) : (
                   <>
-                    <td>{formatPercent(kernel.cpu_percent)}</td>
-                    <td>{formatBytes(kernel.memory)}</td>
+                    <td title={origin}>{formatPercent(kernel.cpu_percent)}</td>
+                    <td title={origin}>{formatBytes(kernel.memory)}</td>
                     {showGpu && <td>{formatBytes(kernel.gpu_memory)}</td>}
                   </>
                 )}

@@ -1,7 +1,7 @@
 import { ReactWidget } from '@jupyterlab/ui-components';
 import React from 'react';
 
-import { formatBytes, formatPercent, statusText } from './format';
+import { formatBytes, formatPercent, isUnmeasured, statusText, usageOrigin } from './format';
 import { torchlabIcon } from './icons';
 import type { MetricsModel } from './model';
 
@@ -44,12 +44,12 @@ export class KernelStatusItem extends ReactWidget {
       const kernel = model.kernel(current.id);
       if (kernel) {
         text = statusText(kernel, model.busySeconds(kernel), { showGpu: showGpu() });
-        detail =
-          kernel.pid === null && kernel.reason
-            ? `Kernel ${kernel.name}: ${kernel.reason}`
-            : `Kernel ${kernel.name} (pid ${kernel.pid}): CPU ${formatPercent(
-                kernel.cpu_percent
-              )}, memory ${formatBytes(kernel.memory)}`;
+        const origin = usageOrigin(kernel);
+        detail = isUnmeasured(kernel)
+          ? `Kernel ${kernel.name}: ${kernel.reason}`
+          : `Kernel ${kernel.name}${origin ? ` (${origin})` : ''}: CPU ${formatPercent(
+              kernel.cpu_percent
+            )}, memory ${formatBytes(kernel.memory)}`;
       } else {
         // Not in a snapshot yet (just started, or the stream is still connecting).
         text = current.status;

@@ -51,6 +51,14 @@ export interface IKernel {
   path: string | null;
   /** Why resources are not shown, e.g. the kernel is not a local process. */
   reason: string | null;
+  /**
+   * Where cpu_percent and memory come from: 'process' (the server measured the local
+   * process tree), 'kernel' (a kernel that is not a local process answered usage_request),
+   * null (nowhere). Absent from servers older than this field.
+   */
+  source?: 'process' | 'kernel' | null;
+  /** Seconds since the kernel-reported figures arrived (source 'kernel'), else null. */
+  usage_age?: number | null;
 }
 
 export interface ISnapshot {

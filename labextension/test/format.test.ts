@@ -5,10 +5,12 @@ import {
   formatPercent,
   formatState,
   formatUsage,
+  isUnmeasured,
   MISSING,
   ratioPercent,
   sparklinePoints,
-  statusText
+  statusText,
+  usageOrigin
 } from '../src/format';
 import type { IKernel } from '../src/types';
 
@@ -125,6 +127,18 @@ describe('statusText', () => {
   it('says when the kernel is not a local process', () => {
     const k = kernel({ pid: null, cpu_percent: null, memory: null, reason: 'kernel is remote' });
     expect(statusText(k, null, { showGpu: true })).toBe('idle · not local');
+    expect(usageOrigin(k)).toBe('');
+  });
+
+  it('shows the figures a kernel that is not local reported, and where they come from', () => {
+    const k = kernel({ pid: null, source: 'kernel', usage_age: 1.6 });
+    expect(statusText(k, null, { showGpu: false })).toBe('idle · CPU 98% · Mem 512 MiB');
+    expect(usageOrigin(k)).toBe('reported by the kernel 2 s ago');
+    // old figures stay visible; the reason says why they are old
+    const late = kernel({ pid: null, source: 'kernel', usage_age: 12, reason: 'no answer' });
+    expect(isUnmeasured(late)).toBe(false);
+    expect(usageOrigin(late)).toBe('reported by the kernel 12 s ago; no answer');
+    expect(usageOrigin(kernel({ source: 'process' }))).toBe('pid 1234');
   });
 });
 
