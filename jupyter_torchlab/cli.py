@@ -87,7 +87,30 @@ def _check_torch() -> list[Check]:
             Check("torchvision", "problem", f"not importable ({e}); pip install torchvision")
         )
     checks.append(_check_accelerators(torch))
+    checks.append(_check_distributed(torch))
     return checks
+
+
+def _check_distributed(torch: Any) -> Check:
+    dist = torch.distributed
+    if not dist.is_available():
+        return Check(
+            "distributed",
+            "info",
+            "this torch build has no torch.distributed: fit trains in one process only",
+        )
+    backends = [
+        name
+        for name, ok in (("gloo", dist.is_gloo_available()), ("nccl", dist.is_nccl_available()))
+        if ok
+    ]
+    gpus = torch.cuda.device_count()  # asks the driver; does not initialise CUDA
+    how = (
+        f"one process per GPU: tl.launch(fn) or torchrun --nproc_per_node={gpus}"
+        if gpus
+        else "CPU processes: tl.launch(fn, nprocs=N) or torchrun --nproc_per_node=N"
+    )
+    return Check("distributed", "ok", f"backends {', '.join(backends) or 'none'}; {how}")
 
 
 def _check_accelerators(torch: Any) -> Check:

@@ -129,6 +129,10 @@ def test_doctor_reports_torch_accelerators_and_nvml():
     assert "torchvision" in out
     accelerators = _line(out, "accelerators")
     nvml = _line(out, "NVML")
+    distributed = _line(out, "distributed")
+    assert "gloo" in distributed
+    if not torch.cuda.is_available():
+        assert "tl.launch(fn, nprocs=N)" in distributed
     if torch.cuda.is_available():
         assert "cuda:0" in accelerators
         assert "unavailable" not in nvml
