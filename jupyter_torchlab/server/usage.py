@@ -126,6 +126,11 @@ class UsagePoller:
         self.last_round_seconds = now - start
         return {kid: self._reading(kid, now) for kid in endpoints}
 
+    @property
+    def open_clients(self) -> int:
+        """Return how many kernels have a control-channel socket open."""
+        return len(self._clients)
+
     def close(self) -> None:
         """Close every client and the ZMQ context (call on the thread that polls, or after it)."""
         for client in self._clients.values():

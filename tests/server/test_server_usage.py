@@ -178,6 +178,11 @@ async def test_a_stopped_kernel_keeps_aged_figures_with_a_reason_and_recovers(
     assert kernel_entry(doc, kid)["usage_age"] < USAGE_INTERVAL + USAGE_TIMEOUT + 2 * INTERVAL
     assert doc["errors"] == {}
 
+    # shutting the extension down closes the kernel's control-channel socket
+    assert monitor.usage.open_clients == 1
+    monitor.stop()
+    assert monitor.usage.open_clients == 0
+
 
 async def test_a_kernel_that_ignores_usage_request_says_so(
     jp_fetch: Any, jp_ws_fetch: Any, wait_metrics: Any
