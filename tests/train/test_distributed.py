@@ -117,6 +117,25 @@ def test_a_stop_asked_on_one_process_ends_every_process_after_the_epoch(standin_
         assert torch.equal(w, r1["state"][name]), name
 
 
+def test_two_nodes_rendezvous_and_train_as_one_job(standin_root, tmp_path):
+    """Two torchrun agents (``--nnodes=2``) meet at one c10d endpoint; each has LOCAL_RANK 0."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1"]
+    cmd += ["--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two-nodes"]
+    cmd += [str(WORKER), "exact", str(standin_root), str(tmp_path), "16"]
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    nodes = []
+    for log in logs:
+        with log.open("w") as f:
+            nodes.append(subprocess.Popen(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT))
+    for node, log in zip(nodes, logs, strict=True):
+        assert node.wait(timeout=300) == 0, log.read_text()
+    r0, r1 = load(tmp_path / "rank0.pt"), load(tmp_path / "rank1.pt")
+    for name, w in r0["fitted"].items():
+        assert torch.equal(w, r1["fitted"][name]), name
+    assert r0["epochs"][-1]["train_loss"] == pytest.approx(r1["epochs"][-1]["train_loss"], rel=1e-6)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
 def test_on_gpus_each_process_takes_its_own_gpu_with_nccl_and_sync_batchnorm(
