@@ -540,7 +540,11 @@ md("""
   saves after every epoch and `resume_from=PATH` continues after an interruption.
 - Press the stop button while `tl.fit` runs: it finishes the current step, keeps the history so
   far and leaves the model usable.
-- Many GPUs or machines: `torch.distributed` with `torchrun` and `DistributedDataParallel`.
+- Several GPUs: put the training in a function and run it data-parallel, one process per GPU,
+  with rank 0's progress shown here: `history = tl.launch(train, nprocs=2)` (on a CPU-only machine
+  `nprocs` CPU processes). Processes forked after CUDA started cannot use the GPU, so this works
+  in a fresh kernel (this notebook has already used the GPU above). Several machines: the same
+  `tl.fit` in a script run by `torchrun` (README, "Scaling out").
 - The official tutorials continue at <https://pytorch.org/tutorials/>.
 """)
 
