@@ -28,9 +28,10 @@ global batch is equal (the shuffles differ: DistributedSampler draws its own ord
 whole subprocess as the parent sees it (interpreter start, imports, data, process group, fit), so
 (b) against (c) shows what torchrun's fresh interpreters cost against tl.launch's forks.
 
-    python benchmarks/bench_scaling.py                  # full run (~4 min on an idle 2-core box)
-    python benchmarks/bench_scaling.py --quick          # ~1 min
+    python benchmarks/bench_scaling.py                  # full run (~3 min on a 2-core box)
+    python benchmarks/bench_scaling.py --quick          # ~50 s
     python benchmarks/bench_scaling.py --device cuda    # DDP/NCCL overhead record on a GPU box
+    python benchmarks/bench_scaling.py --batch 256 --lr 0.1   # bigger steps: less gloo per image
     python benchmarks/bench_scaling.py --json out.json
 """
 
