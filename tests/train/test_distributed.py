@@ -122,14 +122,25 @@ def test_two_nodes_rendezvous_and_train_as_one_job(standin_root, tmp_path):
     port = _free_port()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1"]
     cmd += ["--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two-nodes"]
+    cmd += ["--rdzv_conf=timeout=120"]
     cmd += [str(WORKER), "exact", str(standin_root), str(tmp_path), "16"]
     logs = [tmp_path / f"node{i}.log" for i in range(2)]
-    nodes = []
-    for log in logs:
-        with log.open("w") as f:
-            nodes.append(subprocess.Popen(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT))
-    for node, log in zip(nodes, logs, strict=True):
-        assert node.wait(timeout=300) == 0, log.read_text()
+    nodes: list[subprocess.Popen[bytes]] = []
+    try:
+        for log in logs:
+            with log.open("w") as f:
+                nodes.append(subprocess.Popen(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT))
+        for node, log in zip(nodes, logs, strict=True):
+            assert node.wait(timeout=300) == 0, log.read_text()
+    finally:
+        for node in nodes:  # a failed node must not leave the other waiting for it
+            if node.poll() is None:
+                node.terminate()  # torchrun's agent stops its workers on SIGTERM
+                try:
+                    node.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    node.kill()
+                    node.wait()
     r0, r1 = load(tmp_path / "rank0.pt"), load(tmp_path / "rank1.pt")
     for name, w in r0["fitted"].items():
         assert torch.equal(w, r1["fitted"][name]), name
