@@ -17,6 +17,7 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import tempfile
 import threading
@@ -71,7 +72,7 @@ def launch(
     0's progress in this notebook (``progress=False``: none). If a worker raises, the others are
     stopped and :class:`LaunchError` names the rank and carries its traceback. Interrupting the
     kernel stops the workers and raises ``KeyboardInterrupt`` with ``err.history`` (rank 0's
-    finished epochs).
+    finished epochs). The result travels by pickle, tensors and modules moved to the CPU first.
     """
     if not callable(fn):
         raise TypeError(f"fn must be a function to run in each process, got {type(fn).__name__}")
@@ -217,6 +218,8 @@ def _worker(
         register_progress_factory(_NoProgress, force=True)
     try:
         result = fn(*args, **kwargs)
+        if rank == 0:
+            result = _returnable(result)
     except BaseException as err:
         channel.send(
             "error",
@@ -233,6 +236,36 @@ def _worker(
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     return result if rank == 0 else None
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, torch.nn.Module):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return type(obj)((k, _to_cpu(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _returnable(result: Any) -> Any:
+    """Return rank 0's result ready for the trip to the notebook, or raise saying what to return.
+
+    Tensors and modules move to the CPU first: a CUDA tensor would arrive as a CUDA IPC handle and
+    initialise CUDA in the notebook, after which no further launch could use the GPU.
+    """
+    result = _to_cpu(result)
+    try:
+        pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as err:  # any pickling failure gets the same advice
+        raise TypeError(
+            f"tl.launch returns rank 0's result to the notebook by pickling it, and this "
+            f"{type(result).__name__} cannot be pickled ({type(err).__name__}: {err}). Return "
+            "plain data instead, e.g. the History and model.state_dict()"
+        ) from err
+    return result
 
 
 class _NoProgress(Callback):

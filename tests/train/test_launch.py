@@ -59,6 +59,15 @@ def test_launch_from_a_notebook_returns_rank_zeros_history_and_shows_its_progres
             "    'has_traceback': 'on purpose' in err.worker_traceback,\n"
             "    'children': len(psutil.Process().children(recursive=True))}))"
         ),
+        nbformat.v4.new_code_cell(
+            "model = tl.launch(tl.TutorialNet, nprocs=2)\n"
+            "try:\n"
+            "    tl.launch(lambda: (lambda: 1), nprocs=2)\n"
+            "except tl.LaunchError as e:\n"
+            "    unpicklable = str(e).splitlines()[0]\n"
+            "print(json.dumps({'model': type(model).__name__,\n"
+            "    'device': str(next(model.parameters()).device), 'unpicklable': unpicklable}))"
+        ),
     ]
     NotebookClient(nb, kernel_name="python3", timeout=300).execute(env=kernel_env())
 
@@ -82,6 +91,12 @@ def test_launch_from_a_notebook_returns_rank_zeros_history_and_shows_its_progres
     assert failed["message"] == "rank 1 of 2 raised ValueError: bad labels on purpose"
     assert failed["has_traceback"]
     assert failed["children"] == 0  # rank 0 was stopped, not left training for 50 epochs
+
+    returned = json.loads(nb.cells[4].outputs[-1]["text"])
+    assert returned["model"] == "TutorialNet"
+    assert returned["device"] == "cpu"
+    assert returned["unpicklable"].startswith("rank 0 of 2 raised TypeError: tl.launch returns")
+    assert "cannot be pickled" in returned["unpicklable"]
 
 
 @pytest.mark.slow
