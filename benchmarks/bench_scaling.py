@@ -1,6 +1,6 @@
 """Scaling efficiency of data-parallel fit(): 2 CPU processes against 1 on the same global batch.
 
-Issue 7's Benchmark. Every run is a fresh subprocess training the same model (TutorialNet, or
+Every run is a fresh subprocess training the same model (TutorialNet, or
 ResNet9 with --model) from the same seed on the offline CIFAR-10 stand-in, in memory, for E epochs:
 
   CPU (default; the global batch B is the same in every row):
