@@ -6,10 +6,15 @@ process group) it returns ``None`` and training is single-process as before. Und
 picks ``cuda:LOCAL_RANK`` on GPUs, and :func:`fit` then wraps the model in
 DistributedDataParallel, gives each process its own slice of the data and reduces the epoch metrics
 across processes. Batch sizes stay per process: the global batch is ``batch_size * world_size``.
+
+The group fit creates stays up for later fits in the same process and is destroyed when the
+process exits. Destroying and re-creating the default group under one torchrun store is racy (a
+process can read a peer's address from the previous group and find nobody listening there).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,7 +47,7 @@ class DistInfo:
     local_rank: int
     world_size: int
     backend: str
-    owns_group: bool  # fit initialised the group, so fit also destroys it
+    owns_group: bool  # fit initialised the group (it is destroyed at process exit)
 
     @property
     def is_main(self) -> bool:
@@ -105,7 +110,13 @@ def setup(
         dist.init_process_group(backend=backend, device_id=dev)
     else:
         dist.init_process_group(backend=backend)
+    atexit.register(_destroy_at_exit)
     return DistInfo(rank, local, dist.get_world_size(), backend, True), dev
+
+
+def _destroy_at_exit() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _rank_device(device: str | torch.device | None, local_rank: int) -> torch.device:
@@ -121,12 +132,6 @@ def _rank_device(device: str | torch.device | None, local_rank: int) -> torch.de
             f"{count}), or train on the CPU with device='cpu'"
         )
     return torch.device("cuda", local_rank)
-
-
-def teardown(info: DistInfo | None) -> None:
-    """Destroy the process group if fit created it."""
-    if info is not None and info.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------------------------

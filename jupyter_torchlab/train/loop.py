@@ -545,33 +545,30 @@ def fit(
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     info, dev = ddp.setup(device, distributed)
-    try:
-        return _fit(
-            model,
-            train_data,
-            epochs=epochs,
-            optimizer=optimizer,
-            loss_fn=loss_fn,
-            dev=dev,
-            info=info,
-            val_data=val_data,
-            callbacks=callbacks,
-            progress=progress,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            amp=amp,
-            channels_last=channels_last,
-            compile=compile,
-            resume_from=resume_from,
-            checkpoint=checkpoint,
-            seed=seed,
-            scheduler=scheduler,
-            history=history,
-            check_every=check_every,
-            sync_batchnorm=sync_batchnorm,
-        )
-    finally:
-        ddp.teardown(info)
+    return _fit(
+        model,
+        train_data,
+        epochs=epochs,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        dev=dev,
+        info=info,
+        val_data=val_data,
+        callbacks=callbacks,
+        progress=progress,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile,
+        resume_from=resume_from,
+        checkpoint=checkpoint,
+        seed=seed,
+        scheduler=scheduler,
+        history=history,
+        check_every=check_every,
+        sync_batchnorm=sync_batchnorm,
+    )
 
 
 def _fit(

@@ -6,6 +6,7 @@ History and what the process saw, where tag is ``rank<N>`` under torchrun and ``
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 
@@ -72,8 +73,10 @@ def main() -> None:
         )
         result["group_after_fit"] = torch.distributed.is_initialized()
         result["fitted"] = {k: v.clone() for k, v in model.state_dict().items()}
-        again = tl.fit(model, loader, epochs=1, progress=False)  # a second fit: a new group
+        again = tl.fit(model, loader, epochs=1, progress=False)  # a second fit: the same group
         result["again"] = again.epochs
+        atexit._run_exitfuncs()  # what the interpreter runs at exit, run now to look at the effect
+        result["group_after_exit"] = torch.distributed.is_initialized()
     elif mode == "shuffled":
         recording = Recording(data.train)
         history = tl.fit(
