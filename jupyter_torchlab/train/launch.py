@@ -14,11 +14,13 @@ there. Per batch that is at most a few events a second, never one per batch.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import io
 import logging
 import multiprocessing as mp
 import os
-import pickle
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -30,6 +32,8 @@ from typing import Any
 import torch
 
 from .callbacks import Callback, FitState, default_progress, register_progress_factory
+
+_ENV_PROGRESS = "JUPYTER_TORCHLAB_PROGRESS"  # read by jupyter_torchlab.widgets (text in workers)
 
 __all__ = ["LaunchError", "launch"]
 
@@ -44,6 +48,13 @@ _CUDA_INITIALISED = (
     "touches CUDA: create the model and the data inside the launched function. Or put the code "
     "in a script and run it with `torchrun --nproc_per_node=N script.py`."
 )
+_CUDA_FORKED = (
+    "The workers could not use CUDA: something in this kernel started the CUDA driver before "
+    "tl.launch (even torch.cuda.is_available(), tl.pick_device() or a GPU query does), and CUDA "
+    "does not survive a fork. Restart the kernel and call tl.launch before anything asks about "
+    "the GPU, choosing the device inside the launched function; or run the code with torchrun."
+)
+_CUDA_FORK_ERRORS = ("re-initialize CUDA in forked subprocess", "CUDA error: initialization error")
 
 
 class LaunchError(RuntimeError):
@@ -72,7 +83,7 @@ def launch(
     0's progress in this notebook (``progress=False``: none). If a worker raises, the others are
     stopped and :class:`LaunchError` names the rank and carries its traceback. Interrupting the
     kernel stops the workers and raises ``KeyboardInterrupt`` with ``err.history`` (rank 0's
-    finished epochs). The result travels by pickle, tensors and modules moved to the CPU first.
+    finished epochs). The result travels by ``torch.save`` and is loaded onto the CPU.
     """
     if not callable(fn):
         raise TypeError(f"fn must be a function to run in each process, got {type(fn).__name__}")
@@ -207,10 +218,19 @@ def _worker(
     channel: _Channel,
     threads: int,
     progress: bool,
+    cancel: Any,
+    parent: int,
 ) -> Any:
     """Run in each forked worker: report, set up, call ``fn``, return rank 0's result."""
+    # a process group of its own: Jupyter's interrupt signals the kernel's whole group, and a
+    # second SIGINT would cut fit's step short; the notebook forwards exactly one instead
+    os.setpgid(0, 0)
+    _die_with(parent)
     rank = int(os.environ.get("RANK", "0"))
     channel.send("hello", {"rank": rank, "pid": os.getpid()})
+    if cancel.is_set():  # the notebook gave up (interrupted) before this worker started
+        return None
+    os.environ[_ENV_PROGRESS] = "text"  # a widget made here would have nobody to talk to
     torch.set_num_threads(threads)
     if rank == 0 and progress:
         register_progress_factory(lambda: _EventSender(channel), force=True)
@@ -219,7 +239,7 @@ def _worker(
     try:
         result = fn(*args, **kwargs)
         if rank == 0:
-            result = _returnable(result)
+            result = _serialise(result)
     except BaseException as err:
         channel.send(
             "error",
@@ -230,6 +250,10 @@ def _worker(
                 "traceback": traceback.format_exc(),
             },
         )
+        if isinstance(err, KeyboardInterrupt):
+            # torch's process wrapper takes KeyboardInterrupt for "killed by the parent" and exits
+            # 0 without a result, and the launcher would then wait for that result forever
+            raise RuntimeError("interrupted from the notebook") from err
         raise
     finally:
         dist = torch.distributed
@@ -238,34 +262,32 @@ def _worker(
     return result if rank == 0 else None
 
 
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, torch.nn.Module):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return type(obj)((k, _to_cpu(v)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
+def _die_with(parent: int) -> None:
+    """Have Linux kill this worker when the notebook goes (its own group no longer shares fate)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    if os.getppid() != parent:  # the kernel died before the request took effect
+        os._exit(1)
 
 
-def _returnable(result: Any) -> Any:
-    """Return rank 0's result ready for the trip to the notebook, or raise saying what to return.
+def _serialise(result: Any) -> bytes:
+    """Return rank 0's result as ``torch.save`` bytes, or raise saying what to return instead.
 
-    Tensors and modules move to the CPU first: a CUDA tensor would arrive as a CUDA IPC handle and
-    initialise CUDA in the notebook, after which no further launch could use the GPU.
+    The notebook loads them with ``map_location="cpu"``: tensors anywhere in the result arrive on
+    the CPU, so the notebook never starts CUDA (which would rule out launching on the GPU again).
     """
-    result = _to_cpu(result)
+    buffer = io.BytesIO()
     try:
-        pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        torch.save(result, buffer)
     except Exception as err:  # any pickling failure gets the same advice
         raise TypeError(
             f"tl.launch returns rank 0's result to the notebook by pickling it, and this "
             f"{type(result).__name__} cannot be pickled ({type(err).__name__}: {err}). Return "
             "plain data instead, e.g. the History and model.state_dict()"
         ) from err
-    return result
+    return buffer.getvalue()
 
 
 class _NoProgress(Callback):
@@ -383,6 +405,7 @@ class _Launch:
         ctx = mp.get_context("fork")
         reader, writer = ctx.Pipe(duplex=False)
         channel = _Channel(writer, ctx.Lock())
+        self.cancel = ctx.Event()
         notice = _ChildThreadNotice()
         quiet = logging.getLogger("torch.distributed.elastic.multiprocessing.api")
         with tempfile.TemporaryDirectory(prefix="torchlab-launch-") as logs:
@@ -403,7 +426,14 @@ class _Launch:
             def agent() -> None:
                 try:
                     results = call(
-                        self.fn, self.args, self.kwargs, channel, self.threads, self.progress
+                        self.fn,
+                        self.args,
+                        self.kwargs,
+                        channel,
+                        self.threads,
+                        self.progress,
+                        self.cancel,
+                        os.getpid(),
                     )
                     self.result = results.get(0)
                 except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
@@ -429,7 +459,9 @@ class _Launch:
                 reader.close()
         if self.failure is not None or self.error is not None:
             raise self._launch_error()
-        return self.result
+        if self.result is None:
+            return None
+        return torch.load(io.BytesIO(self.result), map_location="cpu", weights_only=False)
 
     def _pump(self, reader: Any, thread: threading.Thread) -> None:
         while thread.is_alive():
@@ -443,6 +475,10 @@ class _Launch:
             kind, data = reader.recv()
         except (EOFError, OSError):
             return
+        except Exception as err:  # noqa: BLE001 - a worker killed mid-message garbles the pipe
+            if self.error is None:
+                self.failure = self.failure or err
+            return
         if kind == "hello":
             self.pids[data["rank"]] = data["pid"]
         elif kind == "error":
@@ -452,7 +488,8 @@ class _Launch:
             self.mirror.handle(kind, data)
 
     def _stop_workers(self, reader: Any, thread: threading.Thread) -> None:
-        """Interrupt the workers (fit stops at a batch boundary), then kill what is left."""
+        """Interrupt the workers once (fit stops at a batch boundary), then kill what is left."""
+        self.cancel.set()  # a worker that starts from now on returns at once
         self._signal(signal.SIGINT)
         deadline = time.monotonic() + INTERRUPT_GRACE
         try:
@@ -461,14 +498,18 @@ class _Launch:
                     self._receive(reader)
         except KeyboardInterrupt:
             pass  # a second interrupt: do not wait
-        if thread.is_alive():
-            self._signal(signal.SIGKILL)
-        thread.join(timeout=INTERRUPT_GRACE)
+        finally:
+            if thread.is_alive():
+                self._signal(signal.SIGKILL)  # each worker's group: its loader workers too
+            thread.join(timeout=60)
 
     def _signal(self, sig: signal.Signals) -> None:
         for pid in self.pids.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
+                try:
+                    os.killpg(pid, sig)  # workers lead their own process groups
+                except ProcessLookupError:
+                    os.kill(pid, sig)
 
     def _launch_error(self) -> BaseException:
         error = self.error
@@ -487,8 +528,11 @@ class _Launch:
             stop = KeyboardInterrupt()
             stop.history = self.mirror.history  # type: ignore[attr-defined]
             return stop
+        advice = ""
+        if any(text in error["message"] for text in _CUDA_FORK_ERRORS):
+            advice = f"\n\n{_CUDA_FORKED}"
         return LaunchError(
-            f"rank {error['rank']} of {self.nprocs} raised {cause}\n\n"
+            f"rank {error['rank']} of {self.nprocs} raised {cause}{advice}\n\n"
             f"Its traceback:\n{error['traceback']}",
             error["rank"],
             error["traceback"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import nbformat
@@ -133,6 +134,33 @@ def test_interrupting_the_kernel_stops_the_workers_and_keeps_the_history(standin
     finally:
         k.kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.mark.slow
+def test_shutting_the_kernel_down_mid_launch_leaves_no_worker_behind(standin_root, tmp_path):
+    import psutil
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path), env=kernel_env())
+    k = Kernel(km)
+    try:
+        k.execute(SETUP.format(root=str(standin_root)))
+        k.kc.execute("tl.launch(train, args=(200,), nprocs=2)")
+        kernel = psutil.Process(km.provisioner.process.pid)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 120
+        workers: list[psutil.Process] = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            # the workers lead process groups of their own, so the kernel's group kill misses them
+            workers = [p for p in kernel.children() if os.getpgid(p.pid) == p.pid]
+        assert len(workers) == 2, kernel.children()
+        time.sleep(1.0)  # training
+    finally:
+        k.kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert alive == [], f"workers outlived their kernel: {alive}"
 
 
 def test_launch_refuses_when_cuda_is_already_initialised(monkeypatch):
