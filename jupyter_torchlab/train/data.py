@@ -436,6 +436,28 @@ def _resolve_root(root: str | os.PathLike[str] | None) -> Path:
     return Path(root).expanduser()
 
 
+@contextlib.contextmanager
+def _prepare_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the ``root`` folder itself (no lock file is left behind)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; concurrent first runs there are on the user
+        yield
+        return
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root, os.O_RDONLY)
+    except OSError:  # e.g. a read-only parent: nothing can be written there, so nothing races
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):  # a file system without locks: go on unlocked
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def cifar10(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -473,62 +495,66 @@ def cifar10(
     why: str | None = None
     is_standin: bool
 
-    if folder.is_dir() and (folder / MARKER).exists():
-        marker = _read_marker(folder)
-        problems = _standin_problems(folder, marker)
-        if problems and not _real_problems(folder):
-            # real CIFAR-10 was unpacked over an old stand-in: the stale marker must go
-            (folder / MARKER).unlink()
-            (folder / README).unlink(missing_ok=True)
+    # one process prepares the folder while the others wait, then find it ready (torchrun
+    # starts every rank on the same root at once)
+    with _prepare_lock(root_path):
+        if folder.is_dir() and (folder / MARKER).exists():
+            marker = _read_marker(folder)
+            problems = _standin_problems(folder, marker)
+            if problems and not _real_problems(folder):
+                # real CIFAR-10 was unpacked over an old stand-in: the stale marker must go
+                (folder / MARKER).unlink()
+                (folder / README).unlink(missing_ok=True)
+                is_standin = False
+            elif problems:
+                raise DatasetError(
+                    f"the stand-in dataset in {folder} is damaged: {'; '.join(problems)}. "
+                    f"Delete the folder (rm -r {folder}) and run again to rebuild it."
+                )
+            else:
+                is_standin = True
+                wanted = (seed, int(standin_size[0]), int(standin_size[1]))
+                have = (marker.get("seed"), marker.get("train_size"), marker.get("test_size"))
+                if standin is False:
+                    raise DatasetError(
+                        f"{folder} holds the synthetic stand-in, not CIFAR-10, and "
+                        "standin=False was given. Delete the folder and run again online, or "
+                        f"place cifar-10-python.tar.gz in {root_path}."
+                    )
+                if have != wanted or marker.get("version") != _STANDIN_VERSION:
+                    write_standin(root_path, seed=seed, size=standin_size)
+        elif folder.exists():
+            problems = _real_problems(folder)
+            if problems:
+                raise DatasetError(
+                    f"the CIFAR-10 folder {folder} is incomplete or corrupted: "
+                    f"{'; '.join(problems)}. Delete it (rm -r {folder}) and run again to download "
+                    "CIFAR-10 (or build the offline stand-in), or put the original files from "
+                    "cifar-10-python.tar.gz there."
+                )
+            if standin:
+                raise DatasetError(
+                    f"{folder} holds the real CIFAR-10; use another root for the stand-in "
+                    "(standin=True writes to the same folder name)."
+                )
             is_standin = False
-        elif problems:
-            raise DatasetError(
-                f"the stand-in dataset in {folder} is damaged: {'; '.join(problems)}. "
-                f"Delete the folder (rm -r {folder}) and run again to rebuild it."
-            )
         else:
             is_standin = True
-            wanted = (seed, int(standin_size[0]), int(standin_size[1]))
-            have = (marker.get("seed"), marker.get("train_size"), marker.get("test_size"))
-            if standin is False:
-                raise DatasetError(
-                    f"{folder} holds the synthetic stand-in, not CIFAR-10, and standin=False was "
-                    f"given. Delete the folder and run again online, or place "
-                    f"cifar-10-python.tar.gz in {root_path}."
-                )
-            if have != wanted or marker.get("version") != _STANDIN_VERSION:
+            if standin:
+                why = "standin=True was given"
+            elif download:
+                root_path.mkdir(parents=True, exist_ok=True)
+                why = _download(root_path, url or CIFAR10.url, timeout)
+                is_standin = why is not None
+            else:
+                why = "download=False and no CIFAR-10 folder is there"
+            if is_standin:
+                if standin is False:
+                    raise DatasetError(
+                        f"CIFAR-10 is not in {folder} and could not be downloaded ({why}); "
+                        f"put cifar-10-python.tar.gz in {root_path}, or allow the stand-in."
+                    )
                 write_standin(root_path, seed=seed, size=standin_size)
-    elif folder.exists():
-        problems = _real_problems(folder)
-        if problems:
-            raise DatasetError(
-                f"the CIFAR-10 folder {folder} is incomplete or corrupted: {'; '.join(problems)}. "
-                f"Delete it (rm -r {folder}) and run again to download CIFAR-10 (or build the "
-                "offline stand-in), or put the original files from cifar-10-python.tar.gz there."
-            )
-        if standin:
-            raise DatasetError(
-                f"{folder} holds the real CIFAR-10; use another root for the stand-in "
-                "(standin=True writes to the same folder name)."
-            )
-        is_standin = False
-    else:
-        is_standin = True
-        if standin:
-            why = "standin=True was given"
-        elif download:
-            root_path.mkdir(parents=True, exist_ok=True)
-            why = _download(root_path, url or CIFAR10.url, timeout)
-            is_standin = why is not None
-        else:
-            why = "download=False and no CIFAR-10 folder is there"
-        if is_standin:
-            if standin is False:
-                raise DatasetError(
-                    f"CIFAR-10 is not in {folder} and could not be downloaded ({why}); "
-                    f"put cifar-10-python.tar.gz in {root_path}, or allow the stand-in."
-                )
-            write_standin(root_path, seed=seed, size=standin_size)
 
     transform = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
     cls = StandInCIFAR10 if is_standin else CIFAR10

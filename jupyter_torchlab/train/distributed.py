@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
@@ -34,7 +35,17 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .device import pick_device
 
-__all__ = ["DistInfo", "eval_loader", "gather_objects", "reduce_sums", "setup", "train_loader"]
+__all__ = [
+    "DistInfo",
+    "broadcast_buffers",
+    "convert_sync_batchnorm",
+    "eval_loader",
+    "reduce_counts",
+    "reduce_max",
+    "reduce_sums",
+    "setup",
+    "train_loader",
+]
 
 _ENV_NEEDED = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -83,6 +94,8 @@ def setup(
         local = _env_int("LOCAL_RANK")
         backend = str(dist.get_backend())
         dev = _rank_device(device, rank if local is None else local)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)  # NCCL collectives use the current device
         return DistInfo(rank, rank if local is None else local, world, backend, False), dev
     env_world = _env_int("WORLD_SIZE")
     if env_world is None or (env_world < 2 and not distributed):
@@ -260,8 +273,53 @@ def reduce_sums(values: Sequence[torch.Tensor | float], device: torch.device) ->
     return [float(v) for v in packed.tolist()]
 
 
-def gather_objects(obj: Any) -> list[Any]:
-    """Return every process's ``obj`` (small, picklable values), ordered by rank."""
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
+def reduce_max(values: Sequence[float], device: torch.device) -> list[float]:
+    """Return the largest value of each position over all processes (one all-reduce)."""
+    packed = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(packed, op=dist.ReduceOp.MAX)
+    return [float(v) for v in packed.tolist()]
+
+
+def reduce_counts(counts: torch.Tensor | None, length: int, device: torch.device) -> torch.Tensor:
+    """Sum an integer vector over all processes; a process without one (or a shorter one) adds 0."""
+    total = torch.zeros(length, dtype=torch.int64, device=device)
+    if counts is not None:
+        total[: counts.numel()] += counts.to(device=device, dtype=torch.int64)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics) to every process.
+
+    DDP sends rank 0's buffers at the start of each forward, but the last steps of an epoch leave
+    each process with its own update; this makes validation and the checkpoint agree everywhere.
+    """
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def convert_sync_batchnorm(model: nn.Module) -> Callable[[], None]:
+    """Swap the model's BatchNorm layers for SyncBatchNorm in place; return the undo function.
+
+    The SyncBatchNorm layers share the originals' parameters and buffers; the undo puts the
+    original layers back with whatever the training left in those (moved, updated) tensors, so the
+    model works again outside a process group (SyncBatchNorm refuses to train there on a CPU).
+    """
+    swaps: list[tuple[nn.Module, str, nn.Module, nn.Module]] = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            is_bn = isinstance(child, nn.modules.batchnorm._BatchNorm)
+            if is_bn and not isinstance(child, nn.SyncBatchNorm):
+                sync = nn.SyncBatchNorm.convert_sync_batchnorm(child)
+                setattr(parent, name, sync)
+                swaps.append((parent, name, child, sync))
+
+    def undo() -> None:
+        for parent, name, original, sync in reversed(swaps):
+            original._parameters.update(sync._parameters)
+            original._buffers.update(sync._buffers)  # .to() replaces buffer tensors
+            original.train(sync.training)
+            setattr(parent, name, original)
+
+    return undo

@@ -545,30 +545,36 @@ def fit(
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     info, dev = ddp.setup(device, distributed)
-    return _fit(
-        model,
-        train_data,
-        epochs=epochs,
-        optimizer=optimizer,
-        loss_fn=loss_fn,
-        dev=dev,
-        info=info,
-        val_data=val_data,
-        callbacks=callbacks,
-        progress=progress,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        amp=amp,
-        channels_last=channels_last,
-        compile=compile,
-        resume_from=resume_from,
-        checkpoint=checkpoint,
-        seed=seed,
-        scheduler=scheduler,
-        history=history,
-        check_every=check_every,
-        sync_batchnorm=sync_batchnorm,
-    )
+    undo: list[Any] = []  # changes fit made to the model, undone however it ends
+    try:
+        return _fit(
+            model,
+            train_data,
+            epochs=epochs,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            dev=dev,
+            info=info,
+            val_data=val_data,
+            callbacks=callbacks,
+            progress=progress,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            amp=amp,
+            channels_last=channels_last,
+            compile=compile,
+            resume_from=resume_from,
+            checkpoint=checkpoint,
+            seed=seed,
+            scheduler=scheduler,
+            history=history,
+            check_every=check_every,
+            sync_batchnorm=sync_batchnorm,
+            undo=undo,
+        )
+    finally:
+        for step in reversed(undo):
+            step()
 
 
 def _fit(
@@ -595,6 +601,7 @@ def _fit(
     history: History | None,
     check_every: int,
     sync_batchnorm: bool,
+    undo: list[Any],
 ) -> History:
     if sync_batchnorm and info is not None and dev.type not in ("cuda", "xpu", "hpu"):
         raise ValueError(
@@ -626,7 +633,7 @@ def _fit(
         if val_loader is not None:
             val_loader = ddp.eval_loader(val_loader, info)
         if sync_batchnorm:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            undo.append(ddp.convert_sync_batchnorm(model))
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -663,6 +670,13 @@ def _fit(
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed % 2**32)
+    if info is not None and info.rank and resume_from is None:
+        # forked workers, and fresh processes under torch's default seed, would otherwise draw
+        # the same dropout masks and augmentations on every rank (the weights come from rank 0)
+        rank_seed = (torch.initial_seed() if seed is None else seed) + info.rank
+        torch.manual_seed(rank_seed)
+        random.seed(rank_seed)
+        np.random.seed(rank_seed % 2**32)
 
     cbs: list[Callback] = list(callbacks)
     if info is not None and not info.is_main:
@@ -791,6 +805,8 @@ def _fit(
                 if state.stop_training and (state.batches is None or state.batch < state.batches):
                     history.stopped_at = (epoch + 1, state.batch)
                     break  # a partial epoch is not recorded as an epoch
+                if info is not None:
+                    ddp.broadcast_buffers(model)
                 val_loss = val_acc = None
                 if val_loader is not None:
                     val = _evaluate_sums(
@@ -836,6 +852,8 @@ def _fit(
                     cb.on_epoch_end(state)
                 if interrupt.requested:  # arrived during validation or a callback
                     raise KeyboardInterrupt
+                if info is not None:  # a callback on one process can end the run for all
+                    state.stop_training = ddp.reduce_sums([state.stop_training], dev)[0] > 0
                 if state.stop_training:
                     break
         status = "stopped" if state.stop_training else "done"
@@ -973,12 +991,15 @@ def _evaluate_sums(
         model.train(was_training)
     total = float(loss_sum)
     if info is not None:
-        # once per evaluation: each process's sums, added up identically on every process
-        parts = ddp.gather_objects((total, count, None if confusion is None else confusion.cpu()))
-        total = sum(p[0] for p in parts)
-        count = sum(p[1] for p in parts)
-        matrices = [p[2] for p in parts if p[2] is not None]
-        confusion = sum(matrices[1:], matrices[0]) if matrices else None
+        # once per evaluation, identical on every process (a process may have had no batch)
+        classes_seen, length = ddp.reduce_max(
+            [num_classes or 0, 0 if confusion is None else confusion.numel()], dev
+        )
+        total, summed = ddp.reduce_sums([loss_sum, count], dev)
+        count = int(summed)
+        num_classes = int(classes_seen) or None
+        if length:
+            confusion = ddp.reduce_counts(confusion, int(length), dev)
     if count == 0:
         raise ValueError("the evaluation data is empty: pass a dataset with samples")
     loss_value = total / count

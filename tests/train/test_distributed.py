@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, WeightedRandomSampler
 
 import jupyter_torchlab as tl
+from jupyter_torchlab.train.data import cifar10
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +102,9 @@ def test_shuffled_shards_cover_the_data_and_reshuffle_each_epoch(standin_root, t
         assert len(a) == len(b) == 128  # each process reads half of the 256 images
         assert sorted(a + b) == list(range(256))  # together: each image once per epoch
     assert r0["reads"][0] != r0["reads"][1] != r0["reads"][2]  # set_epoch reshuffles
+    # each process draws its own random numbers (dropout, augmentation), reproducibly
+    assert r0["draws"] != r1["draws"]
+    assert r0["draws"][0] == one["draws"][0]  # rank 0 starts from the seed, like one process
     for name, w in r0["state"].items():
         assert torch.equal(w, r1["state"][name]), name
     # a different order than one process's shuffle, but the same learning
@@ -108,8 +113,11 @@ def test_shuffled_shards_cover_the_data_and_reshuffle_each_epoch(standin_root, t
     assert last < r0["epochs"][0]["train_loss"]
 
 
-def test_a_stop_asked_on_one_process_ends_every_process_after_the_epoch(standin_root, tmp_path):
-    proc = run_torchrun("stop", standin_root, tmp_path, 16)
+@pytest.mark.parametrize("mode", ["stop", "stop_epoch"])
+def test_a_stop_asked_on_one_process_ends_every_process_after_the_epoch(
+    standin_root, tmp_path, mode
+):
+    proc = run_torchrun(mode, standin_root, tmp_path, 16)
     assert_ok(proc)  # nobody hangs waiting for a process that left early
     r0, r1 = load(tmp_path / "rank0.pt"), load(tmp_path / "rank1.pt")
     assert r0["status"] == r1["status"] == "stopped"
@@ -164,6 +172,83 @@ def test_on_gpus_each_process_takes_its_own_gpu_with_nccl_and_sync_batchnorm(
         assert r["sync_bn"]
     for name, w in results[0]["state"].items():
         assert torch.equal(w, results[-1]["state"][name]), name
+
+
+def test_an_error_on_one_process_ends_the_job_with_its_message(standin_root, tmp_path):
+    start = time.monotonic()
+    proc = run_torchrun("raise", standin_root, tmp_path, 16)
+    assert proc.returncode != 0
+    assert "rank 1 failed on purpose" in proc.stdout + proc.stderr
+    assert time.monotonic() - start < 120  # torchrun stops rank 0 instead of leaving it waiting
+
+
+def test_validation_with_fewer_images_than_processes(standin_root, tmp_path):
+    assert_ok(run_torchrun("tinyval", standin_root, tmp_path, 16))
+    r0, r1 = load(tmp_path / "rank0.pt"), load(tmp_path / "rank1.pt")
+    e0, e1 = r0["epochs"][0], r1["epochs"][0]
+    assert e0["val_acc"] in (0.0, 1.0)  # one image: right or wrong, on every process
+    assert (e0["val_loss"], e0["val_acc"]) == (e1["val_loss"], e1["val_acc"])
+
+
+def test_ranks_preparing_an_empty_data_folder_at_once_get_the_same_data(tmp_path):
+    root, out = tmp_path / "data", tmp_path / "out"
+    out.mkdir()
+    assert_ok(run_torchrun("data", root, out, 0))
+    a, b = load(out / "rank0.pt"), load(out / "rank1.pt")
+    assert torch.equal(a["image"], b["image"])
+    assert a["label"] == b["label"]
+    again = cifar10(root, standin=True, standin_size=(2000, 500))  # intact, reused as it is
+    assert torch.equal(again.train[1999][0], a["image"])
+
+
+def test_rebuilt_loader_keeps_the_users_settings_and_splits_the_data():
+    from torch.utils.data import TensorDataset
+
+    from jupyter_torchlab.train import distributed as ddp
+
+    def collate(batch):
+        return torch.stack([x for x, _ in batch]) * 2, torch.stack([y for _, y in batch])
+
+    ds = TensorDataset(torch.arange(40.0).reshape(40, 1), torch.arange(40))
+    loader = DataLoader(ds, batch_size=4, shuffle=True, collate_fn=collate, drop_last=True)
+    info = ddp.DistInfo(rank=1, local_rank=1, world_size=2, backend="gloo", owns_group=True)
+    mine = ddp.train_loader(loader, info, seed=3, name="train_data")
+    assert mine.batch_size == 4
+    assert mine.drop_last is True
+    assert mine.collate_fn is collate
+    sampler = ddp.distributed_sampler(mine)
+    assert sampler is not None
+    assert (sampler.rank, sampler.num_replicas, sampler.shuffle, sampler.seed) == (1, 2, True, 3)
+    xs = torch.cat([x for x, _ in mine]).flatten() / 2
+    assert len(xs) == 20  # half the data, doubled by the user's collate_fn
+    other = ddp.train_loader(loader, ddp.DistInfo(0, 0, 2, "gloo", True), seed=3, name="t")
+    ys = torch.cat([x for x, _ in other]).flatten() / 2
+    assert sorted(torch.cat([xs, ys]).tolist()) == list(range(40))
+
+    evaluation = ddp.eval_loader(DataLoader(ds, batch_size=8), info)
+    assert [int(i) for _, y in evaluation for i in y] == list(range(1, 40, 2))  # no padding
+
+
+def test_sync_batchnorm_conversion_is_undone_with_the_trained_state():
+    from jupyter_torchlab.train import distributed as ddp
+
+    model = tl.ResNet9()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    weights = [bn.weight for bn in bns]
+    undo = ddp.convert_sync_batchnorm(model)
+    syncs = [m for m in model.modules() if isinstance(m, torch.nn.SyncBatchNorm)]
+    assert len(syncs) == len(bns) > 0
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in model.modules())
+    model.to(torch.float64)  # replaces every buffer tensor, as .to(device) does
+    syncs[0].running_mean.add_(1.0)  # what training would update
+    undo()
+    assert [m for m in model.modules() if isinstance(m, torch.nn.SyncBatchNorm)] == []
+    after = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert after == bns  # the very same layers are back
+    assert all(bn.weight is w for bn, w in zip(after, weights, strict=True))
+    assert bns[0].running_mean.dtype == torch.float64
+    assert torch.equal(bns[0].running_mean, torch.ones_like(bns[0].running_mean))
+    model.train()(torch.randn(2, 3, 32, 32, dtype=torch.float64))  # trains without a group
 
 
 # ----------------------------------------------------------------------------------------------
