@@ -61,6 +61,11 @@ def test_launch_from_a_notebook_returns_rank_zeros_history_and_shows_its_progres
             "    'children': len(psutil.Process().children(recursive=True))}))"
         ),
         nbformat.v4.new_code_cell(
+            "def bars():\n"
+            "    for _ in tl.progress(range(3), desc='worker bar'):\n"
+            "        pass\n"
+            "    print('printed by a worker')\n"
+            "tl.launch(bars, nprocs=1)\n"
             "model = tl.launch(tl.TutorialNet, nprocs=2)\n"
             "try:\n"
             "    tl.launch(lambda: (lambda: 1), nprocs=2)\n"
@@ -93,6 +98,11 @@ def test_launch_from_a_notebook_returns_rank_zeros_history_and_shows_its_progres
     assert failed["has_traceback"]
     assert failed["children"] == 0  # rank 0 was stopped, not left training for 50 epochs
 
+    streams = "".join(o.get("text", "") for o in nb.cells[4].outputs)
+    assert "printed by a worker" in streams
+    assert "worker bar" in streams  # a text bar: no widget from a forked worker
+    widgets = [o for o in nb.cells[4].outputs if o.get("output_type") == "display_data"]
+    assert widgets == []
     returned = json.loads(nb.cells[4].outputs[-1]["text"])
     assert returned["model"] == "TutorialNet"
     assert returned["device"] == "cpu"
