@@ -7,14 +7,15 @@ Configuration (any jupyter_server config file, or the command line)::
     c.TorchlabExtension.gpu = True               # read GPUs through NVML (torch as fallback)
     c.TorchlabExtension.prometheus = True        # torchlab_* gauges on the server's /metrics
     c.TorchlabExtension.usage_interval = 3.0     # ask non-local kernels for usage_request (0: off)
-    c.TorchlabExtension.usage_timeout = 1.0      # how long one round waits for their replies
+    c.TorchlabExtension.usage_timeout = 1.0      # after this long without a reply: "did not answer"
 
 Data flow: the sampler thread reads every kernel's process tree, the host and the GPUs once per
 interval, builds the JSON document once, and hands it to the event loop with
 ``IOLoop.add_callback``; a GET writes those cached bytes and a WebSocket subscriber gets the same
 bytes. Handlers never touch psutil or NVML. Kernels without a local process (remote
 provisioners) are asked for their own figures through ``usage_request`` on the same thread
-(see ``usage.py``).
+(see ``usage.py``); that costs a tick at most ``usage_wait(sample_interval, usage_timeout)``
+seconds of waiting, however many kernels are slow or hung.
 """
 
 from __future__ import annotations
@@ -68,6 +69,20 @@ GPU_OFF = "GPU sampling is off (TorchlabExtension.gpu = False)"
 USAGE_OFF = (
     NOT_LOCAL + " (asking it through usage_request is off: TorchlabExtension.usage_interval = 0)"
 )
+USAGE_STARTING = (
+    "kernel is not a local process and the server still shows it as starting (no client has "
+    "connected yet); it is asked for its CPU and memory once a client connects, because asking "
+    "now would make the server mark it idle"
+)
+# the most one sampler tick waits for usage replies: replies from a healthy kernel nearby take a
+# few milliseconds; anything slower is read at the start of the next tick instead of holding up
+# the host, GPU and local-kernel figures of this one
+USAGE_WAIT_MAX = 0.05
+
+
+def usage_wait(sample_interval: float, usage_timeout: float) -> float:
+    """Return how long one sampler tick may wait for usage replies (seconds)."""
+    return min(usage_timeout, 0.2 * sample_interval, USAGE_WAIT_MAX)
 
 
 class Subscriber(Protocol):
@@ -116,7 +131,14 @@ class Monitor:
         # kernels without a local pid answer usage_request; None: not asked (usage_interval 0)
         self.usage: UsagePoller | None = None
         if usage_interval > 0:
-            self.usage = UsagePoller(usage_interval, usage_timeout, log=self.log)
+            self.usage = UsagePoller(
+                usage_interval,
+                usage_timeout,
+                wait=usage_wait(interval, usage_timeout),
+                log=self.log,
+            )
+        # held by the sampler thread while it uses the ZMQ sockets; stop() closes them under it
+        self._usage_lock = threading.Lock()
         self._usage_closing = False
         self._exporter = None
         if prometheus:
@@ -155,12 +177,15 @@ class Monitor:
         self._refresher.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
+        self._usage_closing = True  # before the join: a tick still running sees it
         self.sampler.stop(timeout=2.0)
-        if self.usage is not None:
-            if self.sampler.running:  # still inside a tick: its ZMQ sockets are not ours to close
-                self._usage_closing = True
-            else:
+        # a round is bounded (usage_wait plus socket reads), so this rarely waits; if the tick
+        # is still inside poll() after that, it closes the sockets itself when poll() returns
+        if self.usage is not None and self._usage_lock.acquire(timeout=1.0):
+            try:
                 self.usage.close()
+            finally:
+                self._usage_lock.release()
         for sub in list(self._subscribers):
             try:
                 sub.close(1001, "the Jupyter server is shutting down")  # 1001: going away
@@ -228,14 +253,15 @@ class Monitor:
         usage_error = None
         if self.usage is not None:
             usage = {}
-            if not self._usage_closing:
-                try:
-                    usage = self.usage.poll(self.registry.endpoints())
-                except Exception as e:  # noqa: BLE001 - the kernel list must still go out
-                    usage_error = f"{type(e).__name__}: {e}"
-                    self._warn_once("usage", "asking kernels for usage failed: %s", usage_error)
-            if self._usage_closing:  # stop() came while this tick ran: close on this thread
-                self.usage.close()
+            with self._usage_lock:
+                if not self._usage_closing:
+                    try:
+                        usage = self.usage.poll(self.registry.endpoints())
+                    except Exception as e:  # noqa: BLE001 - the kernel list must still go out
+                        usage_error = f"{type(e).__name__}: {e}"
+                        self._warn_once("usage", "asking kernels for usage failed: %s", usage_error)
+                if self._usage_closing:  # stop() came during poll() and gave up waiting
+                    self.usage.close()
         return {
             "kernels": self.registry.view(),
             "registry_error": self._registry_error,
@@ -324,6 +350,8 @@ def _kernel_entry(
     elif info.pid is None and info.reason == NOT_LOCAL:
         if usage_off:
             reason = USAGE_OFF
+        elif usage is None and info.execution_state == "starting":
+            reason = USAGE_STARTING
         elif usage is not None:
             reason = usage.reason
             if usage.cpu_percent is not None or usage.memory is not None:
@@ -500,8 +528,10 @@ class TorchlabExtension(ExtensionApp):
     usage_timeout = Float(
         1.0,
         config=True,
-        help="""Seconds one round waits for the usage_reply of every asked kernel (one deadline
-        for all); a kernel that does not answer in time keeps its older figures with a reason.""",
+        help="""Seconds after which a kernel that has not answered a usage_request is reported
+        as not answering (it keeps its older figures, with that reason). A sampler tick itself
+        never waits longer than min(usage_timeout, 0.2 * sample_interval, 0.05 s) for replies;
+        later replies are read at the next tick.""",
     )
     prometheus = Bool(
         True,
@@ -556,12 +586,21 @@ class TorchlabExtension(ExtensionApp):
     monitor: Monitor | None = None
     tutorial: TutorialWriter | None = None
 
+    def _server(self) -> Any:
+        """Return the ServerApp this extension is loaded into."""
+        if self.serverapp is None:
+            raise RuntimeError(
+                "the jupyter_torchlab extension was initialised without a Jupyter server; "
+                "load it through jupyter_server (jpserver_extensions), not on its own"
+            )
+        return self.serverapp
+
     def initialize_settings(self) -> None:
         """Create and start the server's one Monitor."""
-        assert self.serverapp is not None
+        server = self._server()
         self.monitor = Monitor(
-            self.serverapp.kernel_manager,
-            self.serverapp.session_manager,
+            server.kernel_manager,
+            server.session_manager,
             interval=self.sample_interval,
             history_seconds=max(self.history_seconds, self.sample_interval),
             enable_gpu=self.gpu,
@@ -572,7 +611,7 @@ class TorchlabExtension(ExtensionApp):
         )
         if self.usage_interval > 0:
             self._untrack_usage_messages()
-        self.tutorial = TutorialWriter(self.serverapp.contents_manager)
+        self.tutorial = TutorialWriter(server.contents_manager)
         self.settings["torchlab_monitor"] = self.monitor
         self.monitor.start()
         self.log.info(
@@ -585,8 +624,8 @@ class TorchlabExtension(ExtensionApp):
 
     def _untrack_usage_messages(self) -> None:
         """Keep usage_request/usage_reply from moving a kernel's execution_state/last_activity."""
-        assert self.serverapp is not None
-        km = self.serverapp.kernel_manager
+        server = self._server()
+        km = server.kernel_manager
         current = getattr(km, "untracked_message_types", None)
         if current is None:
             return  # a kernel manager without activity tracking: nothing to protect
@@ -595,7 +634,7 @@ class TorchlabExtension(ExtensionApp):
             km.untracked_message_types = [*current, *missing]
         # JupyterLab reads this list from the page config to ignore those status messages too;
         # jupyterlab_server copies it when it loads, which may have happened before us
-        page_config = self.serverapp.web_app.settings.get("page_config_data")
+        page_config = server.web_app.settings.get("page_config_data")
         if isinstance(page_config, dict) and "untracked_message_types" in page_config:
             page_config["untracked_message_types"] = list(km.untracked_message_types)
 
@@ -603,8 +642,11 @@ class TorchlabExtension(ExtensionApp):
         """Add the torchlab/api routes (the base_url is prepended by ExtensionApp)."""
         from .handlers import make_handlers
 
-        assert self.monitor is not None
-        assert self.tutorial is not None
+        if self.monitor is None or self.tutorial is None:
+            raise RuntimeError(
+                "jupyter_torchlab: initialize_settings() must run before initialize_handlers(); "
+                "load the extension through jupyter_server"
+            )
         self.handlers.extend(make_handlers(self.monitor, self.tutorial))
 
     async def stop_extension(self) -> None:

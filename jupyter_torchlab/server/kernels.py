@@ -81,8 +81,21 @@ class KernelRegistry:
         return {kid: info.pid for kid, info in self._view.items() if info.pid is not None}
 
     def endpoints(self) -> Mapping[str, Mapping[str, Any]]:
-        """Return kernel id -> connection info for kernels to ask for ``usage_request``."""
-        return self._endpoints
+        """Return kernel id -> connection info for kernels to ask for ``usage_request`` now.
+
+        Kernels the server still shows as ``starting`` are left out: jupyter_server's
+        ``record_activity`` turns the state of such a kernel to ``idle`` on any status message,
+        whatever its parent, so the busy/idle pair a usage_request causes would end "starting"
+        for a kernel no client has connected to. (While a kernel is ``busy``, jupyter_server
+        counts every IOPub message as activity, so each usage_request then moves its
+        ``last_activity``; the state itself stays ``busy``.)
+        """
+        asked = {}
+        for kid, info in self._endpoints.items():
+            entry = self._watched.get(kid)  # read live: the state may have changed since refresh
+            if entry is not None and getattr(entry[0], "execution_state", None) != "starting":
+                asked[kid] = info
+        return asked
 
     # --- write side (event loop only) ---------------------------------------------------------
 

@@ -4,7 +4,7 @@
 keeps to itself: the kernel manager sees a provisioner that is not a LocalProvisioner and has no
 ``process``, exactly like a remote (container, Kubernetes, SSH) provisioner whose kernel still
 listens on reachable ZMQ ports. ``NoUsageKernel`` is an ipykernel that ignores usage_request, as
-ipykernel before 6.9 and some other kernels do.
+ipykernel before 6.7 and some other kernels do.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class HiddenProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
 
 class NoUsageKernel(IPythonKernel):  # type: ignore[misc]
-    """An ipykernel that ignores usage_request, like ipykernel before 6.9."""
+    """An ipykernel that ignores usage_request, like ipykernel before 6.7."""
 
     control_msg_types: ClassVar[list[str]] = [
         t for t in IPythonKernel.control_msg_types if t != "usage_request"
