@@ -319,7 +319,11 @@ def snapshot_document(snap: Snapshot) -> dict[str, Any]:
         "gpu_reason": snap.gpu_reason,
         "kernels": [
             _kernel_entry(
-                info, snap.trees.get(kid), None if usage is None else usage.get(kid), usage is None
+                info,
+                snap.trees.get(kid),
+                None if usage is None else usage.get(kid),
+                usage_off=usage is None,
+                usage_on="usage" in snap.extra and usage is not None,
             )
             for kid, info in kernels.items()
         ],
@@ -328,9 +332,16 @@ def snapshot_document(snap: Snapshot) -> dict[str, Any]:
 
 
 def _kernel_entry(
-    info: KernelInfo, tree: Any, usage: KernelUsage | None, usage_off: bool = False
+    info: KernelInfo,
+    tree: Any,
+    usage: KernelUsage | None,
+    usage_off: bool = False,
+    usage_on: bool = False,
 ) -> dict[str, Any]:
-    """Build one kernel's entry; ``usage`` is what the kernel reported, if it was asked."""
+    """Build one kernel's entry; ``usage`` is what the kernel reported, if it was asked.
+
+    ``usage_off``: asking kernels is configured off; ``usage_on``: this snapshot asked them.
+    """
     # a tree read for an older pid (the kernel restarted between listing and sampling) is stale
     if tree is not None and info.pid is not None and getattr(tree, "pid", info.pid) != info.pid:
         tree = None
@@ -350,7 +361,7 @@ def _kernel_entry(
     elif info.pid is None and info.reason == NOT_LOCAL:
         if usage_off:
             reason = USAGE_OFF
-        elif usage is None and info.execution_state == "starting":
+        elif usage is None and usage_on and info.execution_state == "starting":
             reason = USAGE_STARTING
         elif usage is not None:
             reason = usage.reason

@@ -251,7 +251,16 @@ class FakeKernel:
         if port is None:
             self.port = self.socket.bind_to_random_port("tcp://127.0.0.1")
         else:
-            self.socket.bind(f"tcp://127.0.0.1:{port}")
+            # the previous process's socket is closed by ZMQ's I/O thread a moment later
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    self.socket.bind(f"tcp://127.0.0.1:{port}")
+                    break
+                except zmq.ZMQError as e:
+                    if e.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
             self.port = port
         self.usage = usage
         self.memory = 50_000_000
