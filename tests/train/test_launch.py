@@ -110,8 +110,9 @@ def test_launch_from_a_notebook_returns_rank_zeros_history_and_shows_its_progres
     assert "cannot be pickled" in returned["unpicklable"]
 
 
-@pytest.mark.slow
-def test_interrupting_the_kernel_stops_the_workers_and_keeps_the_history(standin_root, tmp_path):
+@pytest.fixture
+def kernel(standin_root, tmp_path):
+    """A fresh kernel with SETUP run (these tests interrupt or kill it)."""
     from jupyter_client.manager import KernelManager
 
     km = KernelManager(kernel_name="python3")
@@ -119,56 +120,55 @@ def test_interrupting_the_kernel_stops_the_workers_and_keeps_the_history(standin
     k = Kernel(km)
     try:
         k.execute(SETUP.format(root=str(standin_root)))
-        msg_id = k.kc.execute("tl.launch(train, args=(200,), nprocs=2)")
-        deadline = time.monotonic() + 120
-        seen_epoch = False
-        while not seen_epoch and time.monotonic() < deadline:
-            msg = k.kc.get_iopub_msg(timeout=120)
-            # the table's first row arrives when rank 0 finishes epoch 1
-            state = msg["content"].get("data", {}).get("state", {})
-            seen_epoch = "<td" in str(state.get("value", ""))
-        assert seen_epoch, "rank 0's first epoch never reached the notebook"
-        km.interrupt_kernel()
-        msgs = k.collect(msg_id, timeout=60)
-        errors = [m["content"]["ename"] for m in msgs if m["msg_type"] == "error"]
-        assert errors == ["KeyboardInterrupt"]
-        after = k.value(
-            "(sys.last_value.history.status, len(sys.last_value.history.epochs) >= 1, "
-            "len(psutil.Process().children(recursive=True)))".replace(
-                "sys.", "__import__('sys').", 3
-            )
-        )
-        assert after == ("interrupted", True, 0)
-        # the kernel is usable, and can launch again
-        assert k.value("tl.launch(train, args=(1,), nprocs=2).status") == "done"
+        yield k
     finally:
         k.kc.stop_channels()
         km.shutdown_kernel(now=True)
 
 
 @pytest.mark.slow
-def test_shutting_the_kernel_down_mid_launch_leaves_no_worker_behind(standin_root, tmp_path):
+def test_interrupting_the_kernel_stops_the_workers_and_keeps_the_history(kernel):
+    k, km = kernel, kernel.km
+    msg_id = k.kc.execute("tl.launch(train, args=(200,), nprocs=2)")
+    deadline = time.monotonic() + 120
+    seen_epoch = False
+    while not seen_epoch and time.monotonic() < deadline:
+        msg = k.kc.get_iopub_msg(timeout=120)
+        # the table's first row arrives when rank 0 finishes epoch 1
+        state = msg["content"].get("data", {}).get("state", {})
+        seen_epoch = "<td" in str(state.get("value", ""))
+    assert seen_epoch, "rank 0's first epoch never reached the notebook"
+    km.interrupt_kernel()
+    msgs = k.collect(msg_id, timeout=60)
+    errors = [m["content"]["ename"] for m in msgs if m["msg_type"] == "error"]
+    assert errors == ["KeyboardInterrupt"]
+    k.execute("import sys\nerr = sys.last_value  # what the interrupted cell raised")
+    after = k.value(
+        "(err.history.status, len(err.history.epochs) >= 1, "
+        "len(psutil.Process().children(recursive=True)))"
+    )
+    assert after == ("interrupted", True, 0)
+    # the kernel is usable, and can launch again
+    assert k.value("tl.launch(train, args=(1,), nprocs=2).status") == "done"
+
+
+@pytest.mark.slow
+def test_shutting_the_kernel_down_mid_launch_leaves_no_worker_behind(kernel):
     import psutil
-    from jupyter_client.manager import KernelManager
 
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(cwd=str(tmp_path), env=kernel_env())
-    k = Kernel(km)
-    try:
-        k.execute(SETUP.format(root=str(standin_root)))
-        k.kc.execute("tl.launch(train, args=(200,), nprocs=2)")
-        kernel = psutil.Process(km.provisioner.process.pid)  # type: ignore[union-attr]
-        deadline = time.monotonic() + 120
-        workers: list[psutil.Process] = []
-        while len(workers) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            # the workers lead process groups of their own, so the kernel's group kill misses them
-            workers = [p for p in kernel.children() if os.getpgid(p.pid) == p.pid]
-        assert len(workers) == 2, kernel.children()
-        time.sleep(1.0)  # training
-    finally:
-        k.kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    k, km = kernel, kernel.km
+    k.kc.execute("tl.launch(train, args=(200,), nprocs=2)")
+    parent = psutil.Process(km.provisioner.process.pid)  # type: ignore[union-attr]
+    deadline = time.monotonic() + 120
+    workers: list[psutil.Process] = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        # the workers lead process groups of their own, so the kernel's group kill misses them
+        workers = [p for p in parent.children() if os.getpgid(p.pid) == p.pid]
+    assert len(workers) == 2, parent.children()
+    time.sleep(1.0)  # training
+    k.kc.stop_channels()
+    km.shutdown_kernel(now=True)
     _, alive = psutil.wait_procs(workers, timeout=20)
     assert alive == [], f"workers outlived their kernel: {alive}"
 
