@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .train.callbacks import PROGRESS_ENV
+
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
@@ -595,7 +597,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     kernel = args.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
     # no frontend will render widgets: ask our progress displays for text (the kernel inherits
     # this environment), unless the user chose otherwise
-    os.environ.setdefault("JUPYTER_TORCHLAB_PROGRESS", "text")
+    os.environ.setdefault(PROGRESS_ENV, "text")
     reporter = TerminalReporter(nb)
     print(f"Running {source} in kernel {kernel!r} (working directory {workdir})", flush=True)
     client = _make_client(

@@ -223,7 +223,7 @@ def _local_pid(kernel: Any) -> tuple[int | None, str | None]:
     if _is_gateway(kernel):
         return None, GATEWAY if getattr(kernel, "has_kernel", False) else NOT_RUNNING
     if provisioner is None:
-        # a gateway kernel runs with no provisioner here; a local one has none until launched
+        # a kernel manager without provisioners; a local one has none until launched
         return None, NOT_LOCAL if getattr(kernel, "has_kernel", False) else NOT_RUNNING
     if not isinstance(provisioner, LocalProvisioner):
         return None, NOT_LOCAL

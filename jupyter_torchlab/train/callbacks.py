@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
     from .loop import History
 
+#: environment variable choosing the progress display: "text", "widget", or unset to detect
+PROGRESS_ENV = "JUPYTER_TORCHLAB_PROGRESS"
 #: fit's run states; "stopped" means a callback asked to end early (not a failure)
 STATUSES = ("running", "done", "stopped", "interrupted", "failed")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["DeviceInfo", "available_devices", "describe_device", "pick_device"]
+__all__ = ["DeviceInfo", "available_devices", "describe_device", "device_label", "pick_device"]
 
 # backends we know how to count, in the order "auto" prefers them when torch.accelerator is absent
 _BACKENDS = ("cuda", "xpu", "mps")
@@ -61,6 +61,17 @@ def _auto() -> torch.device:
         if _count(kind):
             return torch.device("mps") if kind == "mps" else torch.device(kind, 0)
     return torch.device("cpu")
+
+
+def device_label(device: Any) -> str:
+    """Return a short label for progress displays: ``cuda:0 (NVIDIA H100 80GB HBM3)``."""
+    kind = getattr(device, "type", str(device))
+    if kind == "cuda":
+        try:
+            return f"{device} ({torch.cuda.get_device_name(device)})"
+        except Exception:  # noqa: BLE001 - a label must never break training
+            return str(device)
+    return str(device)
 
 
 def pick_device(prefer: str | torch.device | None = "auto") -> torch.device:

@@ -55,10 +55,7 @@ class DistInfo:
     """Where this process sits in the process group."""
 
     rank: int
-    local_rank: int
     world_size: int
-    backend: str
-    owns_group: bool  # fit initialised the group (it is destroyed at process exit)
 
     @property
     def is_main(self) -> bool:
@@ -90,13 +87,12 @@ def setup(
             raise RuntimeError("fit(distributed=True): this torch build has no torch.distributed")
         return None, pick_device(device)
     if dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
+        rank = dist.get_rank()
         local = _env_int("LOCAL_RANK")
-        backend = str(dist.get_backend())
         dev = _rank_device(device, rank if local is None else local)
         if dev.type == "cuda":
             torch.cuda.set_device(dev)  # NCCL collectives use the current device
-        return DistInfo(rank, rank if local is None else local, world, backend, False), dev
+        return DistInfo(rank, dist.get_world_size()), dev
     env_world = _env_int("WORLD_SIZE")
     if env_world is None or (env_world < 2 and not distributed):
         if distributed:
@@ -124,7 +120,7 @@ def setup(
     else:
         dist.init_process_group(backend=backend)
     atexit.register(_destroy_at_exit)
-    return DistInfo(rank, local, dist.get_world_size(), backend, True), dev
+    return DistInfo(rank, dist.get_world_size()), dev
 
 
 def _destroy_at_exit() -> None:

@@ -31,9 +31,14 @@ from typing import Any
 
 import torch
 
-from .callbacks import Callback, FitState, default_progress, register_progress_factory
-
-_ENV_PROGRESS = "JUPYTER_TORCHLAB_PROGRESS"  # read by jupyter_torchlab.widgets (text in workers)
+from .callbacks import (
+    PROGRESS_ENV,
+    Callback,
+    FitState,
+    default_progress,
+    register_progress_factory,
+)
+from .device import device_label
 
 __all__ = ["LaunchError", "launch"]
 
@@ -145,15 +150,10 @@ class _EventSender(Callback):
 
     def on_fit_start(self, state: FitState) -> None:
         """Send what the display needs to lay itself out."""
-        device = state.device
-        label = str(device)
-        if getattr(device, "type", None) == "cuda":
-            with contextlib.suppress(Exception):
-                label = f"{device} ({torch.cuda.get_device_name(device)})"
         self.channel.send(
             "fit_start",
             {
-                "device": label,
+                "device": device_label(state.device),  # the notebook cannot ask CUDA itself
                 "epochs": state.epochs,
                 "start_epoch": state.start_epoch,
                 "batches": state.batches,
@@ -230,7 +230,7 @@ def _worker(
     channel.send("hello", {"rank": rank, "pid": os.getpid()})
     if cancel.is_set():  # the notebook gave up (interrupted) before this worker started
         return None
-    os.environ[_ENV_PROGRESS] = "text"  # a widget made here would have nobody to talk to
+    os.environ[PROGRESS_ENV] = "text"  # a widget made here would have nobody to talk to
     torch.set_num_threads(threads)
     if rank == 0 and progress:
         register_progress_factory(lambda: _EventSender(channel), force=True)

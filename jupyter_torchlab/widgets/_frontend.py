@@ -11,10 +11,12 @@ import os
 import sys
 from typing import Any
 
+from ..train.callbacks import PROGRESS_ENV
+
 __all__ = ["ENV_MODE", "get_shell", "in_kernel", "use_widgets"]
 
 #: "text" forces the text display (e.g. headless runs), "widget" forces widgets, unset = detect
-ENV_MODE = "JUPYTER_TORCHLAB_PROGRESS"
+ENV_MODE = PROGRESS_ENV
 
 
 def get_shell() -> Any | None:

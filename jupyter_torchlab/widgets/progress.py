@@ -545,18 +545,6 @@ class Series:
         return self.points + ([self._acc / self._k] if self._k else [])
 
 
-def _device_label(device: Any) -> str:
-    kind = getattr(device, "type", str(device))
-    if kind == "cuda":
-        try:
-            import torch
-
-            return f"{device} ({torch.cuda.get_device_name(device)})"
-        except Exception:  # noqa: BLE001 - a label must never break training
-            return str(device)
-    return str(device)
-
-
 def _peak_memory(device: Any) -> int | None:
     """Return peak accelerator memory allocated by this process (no device sync), or None."""
     if getattr(device, "type", None) != "cuda":
@@ -628,7 +616,9 @@ class FitProgress(Callback):
 
         self._throttle = self._budget.throttle(self._timer)
         self._fit_t0 = self._epoch_t0 = self._timer()
-        self._device = _device_label(state.device)
+        from ..train.device import device_label  # fit is running, so torch is loaded already
+
+        self._device = device_label(state.device)
         world = getattr(state, "world_size", 1)
         if world > 1:
             self._device += f", {world} processes"

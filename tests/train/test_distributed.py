@@ -211,7 +211,7 @@ def test_rebuilt_loader_keeps_the_users_settings_and_splits_the_data():
 
     ds = TensorDataset(torch.arange(40.0).reshape(40, 1), torch.arange(40))
     loader = DataLoader(ds, batch_size=4, shuffle=True, collate_fn=collate, drop_last=True)
-    info = ddp.DistInfo(rank=1, local_rank=1, world_size=2, backend="gloo", owns_group=True)
+    info = ddp.DistInfo(rank=1, world_size=2)
     mine = ddp.train_loader(loader, info, seed=3, name="train_data")
     assert mine.batch_size == 4
     assert mine.drop_last is True
@@ -221,7 +221,7 @@ def test_rebuilt_loader_keeps_the_users_settings_and_splits_the_data():
     assert (sampler.rank, sampler.num_replicas, sampler.shuffle, sampler.seed) == (1, 2, True, 3)
     xs = torch.cat([x for x, _ in mine]).flatten() / 2
     assert len(xs) == 20  # half the data, doubled by the user's collate_fn
-    other = ddp.train_loader(loader, ddp.DistInfo(0, 0, 2, "gloo", True), seed=3, name="t")
+    other = ddp.train_loader(loader, ddp.DistInfo(0, 2), seed=3, name="t")
     ys = torch.cat([x for x, _ in other]).flatten() / 2
     assert sorted(torch.cat([xs, ys]).tolist()) == list(range(40))
 
