@@ -90,7 +90,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from jupyter_torchlab.train.data import cifar10
-    from jupyter_torchlab.train.loop import fit
+    from jupyter_torchlab.train.fit.loop import fit
     from jupyter_torchlab.train.models import ResNet9, TutorialNet
 
     torch.set_num_threads(cfg["threads"])
@@ -144,7 +144,7 @@ def worker_main(cfg: dict[str, Any]) -> int:
 
 def launcher_main(cfg: dict[str, Any], nprocs: int) -> int:
     """Entry of the tl.launch run: a plain process that launches ``nprocs`` forked workers."""
-    from jupyter_torchlab.train.launch import launch
+    from jupyter_torchlab.train.parallel.launch import launch
 
     result = launch(train, (cfg,), nprocs=nprocs, threads=cfg["threads"], progress=False)
     print(TAG + json.dumps(result), flush=True)

@@ -38,7 +38,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from jupyter_torchlab.train.data import cifar10
-from jupyter_torchlab.train.loop import evaluate, fit
+from jupyter_torchlab.train.fit.evaluate import evaluate
+from jupyter_torchlab.train.fit.loop import fit
 from jupyter_torchlab.train.models import ResNet9, TutorialNet
 from jupyter_torchlab.train.text import TextProgress
 

@@ -2,7 +2,8 @@
 
 ``import jupyter_torchlab as tl`` is cheap: torch and ipywidgets are imported only when a name
 that needs them is first used, so the server extension (which loads this package) never pays for
-torch.
+torch. The one thing importing does is explicit, below: it hands ``fit(progress=True)`` the
+notebook display (widgets in a kernel, text elsewhere).
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .train.display import set_display as _set_display
+from .widgets.fit_display import notebook_display as _notebook_display
+
 __version__ = "0.1.0"
+
+# fit(progress=True) shows the notebook display; tl.launch's workers and use_display() override it
+_set_display(_notebook_display)
 
 __all__ = [
     "Callback",
@@ -43,13 +50,13 @@ _LAZY = {
     "cifar10": "jupyter_torchlab.train.data",
     "TutorialNet": "jupyter_torchlab.train.models",
     "ResNet9": "jupyter_torchlab.train.models",
-    "fit": "jupyter_torchlab.train.loop",
-    "evaluate": "jupyter_torchlab.train.loop",
-    "History": "jupyter_torchlab.train.loop",
-    "launch": "jupyter_torchlab.train.launch",
-    "LaunchError": "jupyter_torchlab.train.launch",
-    "save_checkpoint": "jupyter_torchlab.train.loop",
-    "load_checkpoint": "jupyter_torchlab.train.loop",
+    "fit": "jupyter_torchlab.train.fit.loop",
+    "evaluate": "jupyter_torchlab.train.fit.evaluate",
+    "History": "jupyter_torchlab.train.fit.history",
+    "launch": "jupyter_torchlab.train.parallel.launch",
+    "LaunchError": "jupyter_torchlab.train.parallel.launch",
+    "save_checkpoint": "jupyter_torchlab.train.fit.checkpoint",
+    "load_checkpoint": "jupyter_torchlab.train.fit.checkpoint",
     "progress": "jupyter_torchlab.widgets.progress",
     "monitor": "jupyter_torchlab.widgets.monitor",
     "tutorial_path": "jupyter_torchlab.tutorial",
@@ -60,9 +67,12 @@ if TYPE_CHECKING:
     from .train.callbacks import Callback, FitState
     from .train.data import cifar10
     from .train.device import describe_device, pick_device
-    from .train.launch import LaunchError, launch
-    from .train.loop import History, evaluate, fit, load_checkpoint, save_checkpoint
+    from .train.fit.checkpoint import load_checkpoint, save_checkpoint
+    from .train.fit.evaluate import evaluate
+    from .train.fit.history import History
+    from .train.fit.loop import fit
     from .train.models import ResNet9, TutorialNet
+    from .train.parallel.launch import LaunchError, launch
     from .tutorial import copy_tutorial, tutorial_path
     from .widgets.monitor import monitor
     from .widgets.progress import progress
@@ -73,9 +83,6 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'jupyter_torchlab' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
-    if module.startswith("jupyter_torchlab.train."):
-        # importing widgets registers fit's notebook display (it imports no ipywidgets itself)
-        importlib.import_module("jupyter_torchlab.widgets")
     globals()[name] = value
     return value
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .train.callbacks import PROGRESS_ENV
+from .train.display import PROGRESS_ENV
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode

@@ -8,17 +8,16 @@ when it refreshes its display, so nothing here forces a device sync per batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
-    from .loop import History
+    from .fit.history import History
 
-#: environment variable choosing the progress display: "text", "widget", or unset to detect
-PROGRESS_ENV = "JUPYTER_TORCHLAB_PROGRESS"
+__all__ = ["STATUSES", "Callback", "FitState", "as_number"]
+
 #: fit's run states; "stopped" means a callback asked to end early (not a failure)
 STATUSES = ("running", "done", "stopped", "interrupted", "failed")
 
@@ -29,7 +28,7 @@ class FitState:
 
     model: Any
     optimizer: Any
-    device: Any
+    device: torch.device  # one type everywhere: fit's device, also in tl.launch's mirror
     epochs: int
     history: History
     epoch: int = 0  # 0-based index of the current epoch (absolute, so it counts resumed epochs)
@@ -54,6 +53,19 @@ class FitState:
     # batch, batches and samples above count this process's share only
     rank: int = 0
     world_size: int = 1
+    # peak accelerator memory allocated by this process during the fit, in bytes (None on the
+    # CPU); fit reads the allocator's counter (no device sync) every check window
+    peak_memory: int | None = None
+    # what displays call the device ("cuda:0 (NVIDIA H200)"), named once by whoever may ask it
+    device_label: str = ""
+
+    def reset_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` (0-based): zero the per-epoch counters and readings."""
+        self.epoch = epoch
+        self.batch = self.samples = 0
+        self.data_time = self.step_time = 0.0
+        self.loss = self.running_loss = self.running_acc = None
+        self.epoch_metrics = {}
 
 
 class Callback:
@@ -75,31 +87,12 @@ class Callback:
         """Run once at the end, whatever the outcome; ``state.status`` says which."""
 
 
-ProgressFactory = Callable[[], Callback]
-_progress_factory: ProgressFactory | None = None
-_progress_forced = False
+def as_number(value: Any) -> float | None:
+    """Return ``value`` (a number or a one-element tensor) as a float; None stays None.
 
-
-def register_progress_factory(factory: ProgressFactory | None, *, force: bool = False) -> None:
-    """Set what ``fit(progress=True)`` displays; the widgets package registers its display here.
-
-    ``force=True`` (tl.launch's workers, whose display lives in the parent) also replaces a
-    progress Callback passed to fit.
+    A tensor's ``item()`` waits for the device: call this only when a display refreshes.
     """
-    global _progress_factory, _progress_forced
-    _progress_factory = factory
-    _progress_forced = force
-
-
-def progress_forced() -> bool:
-    """Return True when the registered progress display replaces any ``fit(progress=...)``."""
-    return _progress_forced
-
-
-def default_progress() -> Callback:
-    """Return the registered progress display, or the plain-text one."""
-    if _progress_factory is not None:
-        return _progress_factory()
-    from .text import TextProgress
-
-    return TextProgress()
+    if value is None:
+        return None
+    item = getattr(value, "item", None)
+    return float(item()) if item is not None else float(value)

@@ -14,7 +14,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["DeviceInfo", "available_devices", "describe_device", "device_label", "pick_device"]
+__all__ = [
+    "DeviceInfo",
+    "available_devices",
+    "describe_device",
+    "device_label",
+    "peak_memory",
+    "pick_device",
+]
 
 # backends we know how to count, in the order "auto" prefers them when torch.accelerator is absent
 _BACKENDS = ("cuda", "xpu", "mps")
@@ -72,6 +79,19 @@ def device_label(device: Any) -> str:
         except Exception:  # noqa: BLE001 - a label must never break training
             return str(device)
     return str(device)
+
+
+def peak_memory(device: torch.device) -> int | None:
+    """Return the peak accelerator memory this process allocated on ``device``, or None.
+
+    The caching allocator's own counter: reading it does not wait for the device.
+    """
+    if device.type != "cuda":
+        return None
+    try:
+        return int(torch.cuda.max_memory_allocated(device))
+    except Exception:  # noqa: BLE001 - a missing reading shows as n/a
+        return None
 
 
 def pick_device(prefer: str | torch.device | None = "auto") -> torch.device:

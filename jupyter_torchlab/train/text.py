@@ -5,28 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO
 
-from .callbacks import Callback, FitState
+from .._format import format_duration, format_rate
+from .._terminal import LineWriter, is_tty
+from .callbacks import Callback, FitState, as_number
+from .fit.history import epoch_line
 
-__all__ = ["TextProgress", "format_duration"]
-
-
-def format_duration(seconds: float | None) -> str:
-    """Format seconds as ``M:SS`` or ``H:MM:SS`` (``"?"`` when unknown)."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "?"
-    s = int(seconds + 0.5)
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-def _num(value: Any) -> float | None:
-    # the one place a tensor becomes a number: only when a line is printed
-    if value is None:
-        return None
-    return float(value.item()) if hasattr(value, "item") else float(value)
+__all__ = ["TextProgress"]
 
 
 class TextProgress(Callback):
@@ -52,7 +38,7 @@ class TextProgress(Callback):
         self._timer = timer
         self._next = 0.0
         self._epoch_start = 0.0
-        self._width = 0
+        self._writer: LineWriter | None = None
 
     @property
     def stream(self) -> IO[str]:
@@ -62,13 +48,7 @@ class TextProgress(Callback):
     @property
     def dynamic(self) -> bool:
         """Return whether the line is rewritten in place (a terminal)."""
-        if self._dynamic is not None:
-            return self._dynamic
-        isatty = getattr(self.stream, "isatty", None)
-        try:
-            return bool(isatty and isatty())
-        except ValueError:  # closed stream
-            return False
+        return is_tty(self.stream) if self._dynamic is None else self._dynamic
 
     @property
     def interval(self) -> float:
@@ -78,13 +58,13 @@ class TextProgress(Callback):
         return 0.2 if self.dynamic else 10.0
 
     def _write(self, text: str, *, final: bool) -> None:
-        if self.dynamic:
-            pad = " " * max(0, self._width - len(text))
-            self._width = 0 if final else len(text)
-            self.stream.write("\r" + text + pad + ("\n" if final else ""))
+        writer = self._writer
+        if writer is None or writer.stream is not self.stream:
+            writer = self._writer = LineWriter(self.stream, dynamic=self.dynamic)
+        if final:
+            writer.finish(text)
         else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+            writer.live(text)
 
     def on_fit_start(self, state: FitState) -> None:
         """Start the throttle clock."""
@@ -104,15 +84,15 @@ class TextProgress(Callback):
             )
         else:
             parts.append(f"batch {state.batch}")
-        loss = _num(state.running_loss if state.running_loss is not None else state.loss)
+        loss = as_number(state.running_loss if state.running_loss is not None else state.loss)
         if loss is not None:
             parts.append(f"loss {loss:.4f}")
-        acc = _num(state.running_acc)
+        acc = as_number(state.running_acc)
         if acc is not None:
             parts.append(f"acc {100 * acc:.1f}%")
         if elapsed > 0:
             # samples counts this process's share; every process gets an equal one
-            parts.append(f"{state.samples * state.world_size / elapsed:,.0f} img/s")
+            parts.append(format_rate(state.samples * state.world_size / elapsed, "img"))
             if state.batches and state.batch:
                 eta = elapsed * (state.batches - state.batch) / state.batch
                 parts.append(f"ETA {format_duration(eta)}")
@@ -128,22 +108,13 @@ class TextProgress(Callback):
 
     def on_epoch_end(self, state: FitState) -> None:
         """Print the finished epoch's metrics on their own line."""
-        m = state.epoch_metrics
-        parts = [f"epoch {state.epoch + 1}/{state.epochs} done in {format_duration(m.get('time'))}"]
-        for prefix in ("train", "val"):
-            loss, acc = m.get(f"{prefix}_loss"), m.get(f"{prefix}_acc")
-            if loss is not None:
-                text = f"{prefix} loss {loss:.4f}"
-                parts.append(text if acc is None else f"{text} acc {100 * acc:.1f}%")
-        if m.get("images_per_s"):
-            parts.append(f"{m['images_per_s']:,.0f} img/s")
-        self._write("  ".join(parts), final=True)
+        self._write(epoch_line(state.epoch_metrics, state.epochs), final=True)
         self._next = self._timer() + self.interval
 
     def on_fit_end(self, state: FitState) -> None:
         """Say how fit ended when it did not simply finish."""
         if state.status == "done":
-            if self.dynamic and self._width:
+            if self._writer is not None and self._writer.has_live_line:
                 self._write("", final=True)
             return
         where = f"epoch {state.epoch + 1}, batch {state.batch}"

@@ -1,7 +1,7 @@
-"""ipywidgets that run in the kernel: the training progress display and the kernel monitor.
+"""ipywidgets that run in the kernel: ``tl.progress``, fit's display and the kernel monitor.
 
-Importing this package is cheap (no ipywidgets, no torch) and makes ``fit(progress=True)`` use the
-notebook display where widgets can show; elsewhere fit keeps its text display.
+Importing this package is cheap (no ipywidgets, no torch) and changes nothing: the package root
+hands fit its display explicitly (:func:`jupyter_torchlab.train.display.set_display`).
 """
 
 from __future__ import annotations
@@ -9,31 +9,33 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ..train.callbacks import register_progress_factory
 from ._budget import set_refresh_rate
 
-__all__ = ["FitProgress", "Progress", "close_monitor", "monitor", "progress", "set_refresh_rate"]
+__all__ = [
+    "FitProgress",
+    "KernelMonitor",
+    "Progress",
+    "close_monitor",
+    "monitor",
+    "notebook_display",
+    "progress",
+    "set_refresh_rate",
+]
 
 _LAZY = {
     "progress": ".progress",
     "Progress": ".progress",
-    "FitProgress": ".progress",
+    "FitProgress": ".fit_display",
+    "notebook_display": ".fit_display",
     "monitor": ".monitor",
     "close_monitor": ".monitor",
+    "KernelMonitor": ".monitor",
 }
 
 if TYPE_CHECKING:
-    from .monitor import close_monitor, monitor
-    from .progress import FitProgress, Progress, progress
-
-
-def _fit_progress() -> Any:
-    from .progress import fit_progress_factory
-
-    return fit_progress_factory()
-
-
-register_progress_factory(_fit_progress)
+    from .fit_display import FitProgress, notebook_display
+    from .monitor import KernelMonitor, close_monitor, monitor
+    from .progress import Progress, progress
 
 
 def __getattr__(name: str) -> Any:

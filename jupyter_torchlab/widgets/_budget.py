@@ -20,6 +20,8 @@ import time
 import weakref
 from collections.abc import Callable
 
+from .._rate import Rate
+
 __all__ = ["ENV_RATE", "RefreshBudget", "Throttle", "get_budget", "set_refresh_rate"]
 
 #: environment variable that sets the default refreshes per second for the whole kernel
@@ -95,6 +97,7 @@ class Throttle:
         "_timer",
         "last_refresh",
         "next_check",
+        "rate",
         "refreshes",
         "stride",
     )
@@ -110,6 +113,8 @@ class Throttle:
         #: the caller compares its counter with this before calling :meth:`due`
         self.next_check = 1
         self.refreshes = 0
+        #: the display's pace from the counter at each clock read (warm-up left out)
+        self.rate = Rate(0, now)
 
     def due(self, n: int) -> bool:
         """Read the clock (the counter reached ``next_check``); return True if a refresh is due."""
@@ -124,6 +129,7 @@ class Throttle:
         self._last_check_t = now
         self._last_check_n = n
         self.next_check = n + self.stride
+        self.rate.mark(n, now)
         if now - self.last_refresh >= self._budget.interval():
             self.last_refresh = now
             self.refreshes += 1

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from ..train.callbacks import PROGRESS_ENV
+from ..train.display import PROGRESS_ENV
 
 __all__ = ["ENV_MODE", "get_shell", "in_kernel", "use_widgets"]
 

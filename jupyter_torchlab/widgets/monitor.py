@@ -25,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._format import format_bytes, format_duration, format_percent
 from . import render
 from ._frontend import close_tree, get_shell, replace, show, use_widgets
 
-__all__ = ["KernelActivity", "Monitor", "close_monitor", "monitor", "render_monitor"]
+__all__ = ["KernelActivity", "KernelMonitor", "close_monitor", "monitor", "render_monitor"]
 
 HISTORY_POINTS = 60
 logger = logging.getLogger(__name__)
@@ -118,12 +119,12 @@ def render_monitor(
         if cores:
             cpu += f" ({tree.cpu_percent / cores:.0f}% of {cores:g} CPUs)"
         mem_used = tree.pss if tree.pss is not None else tree.rss
-        mem = render.format_bytes(mem_used)
+        mem = format_bytes(mem_used)
         if host is not None:
             mark = host.memory_limit or host.memory_total
             which = "limit" if host.memory_limit else "total"
-            pct = render.format_percent(mem_used / mark)
-            mem += f" of {render.format_bytes(mark)} {which} ({pct})"
+            pct = format_percent(mem_used / mark)
+            mem += f" of {format_bytes(mark)} {which} ({pct})"
         procs = f", {tree.num_children} child processes" if tree.num_children else ""
         rows.append(
             ("kernel CPU", cpu + procs, spark("kernel_cpu", hi=max(100.0, 100 * (cores or 1))))
@@ -140,7 +141,7 @@ def render_monitor(
         rows.append(
             (
                 "host memory",
-                f"{render.format_bytes(host.memory_used)} of {render.format_bytes(mark)}{limit}",
+                f"{format_bytes(host.memory_used)} of {format_bytes(mark)}{limit}",
                 "",
             )
         )
@@ -148,11 +149,11 @@ def render_monitor(
     pids = set(tree.pids) if tree is not None else set()
     for gpu in gpus:
         util = "n/a" if gpu.utilization_gpu is None else f"{gpu.utilization_gpu:.0f}%"
-        mem = f"{render.format_bytes(gpu.memory_used)} of {render.format_bytes(gpu.memory_total)}"
+        mem = f"{format_bytes(gpu.memory_used)} of {format_bytes(gpu.memory_total)}"
         mine = sum((p.memory_used or 0) for p in gpu.processes if p.pid in pids)
         if not gpu.processes and tree is not None and tree.gpu_memory and len(gpus) == 1:
             mine = tree.gpu_memory
-        share = f", this kernel {render.format_bytes(mine)}" if mine else ""
+        share = f", this kernel {format_bytes(mine)}" if mine else ""
         rows.append(
             (
                 # the model name goes with the value: the label column is narrow and fixed
@@ -169,11 +170,9 @@ def render_monitor(
     state = "busy" if activity.busy else "idle"
     if activity.busy:
         cell = f" on {activity.cell}" if activity.cell else ""
-        headline = f"busy for {render.format_interval(activity.duration)}{cell}"
+        headline = f"busy for {format_duration(activity.duration)}{cell}"
     else:
-        headline = (
-            f"idle since {_clock(activity.since)} ({render.format_interval(activity.duration)})"
-        )
+        headline = f"idle since {_clock(activity.since)} ({format_duration(activity.duration)})"
     color = (
         "var(--jp-warn-color0, #d98a1c)" if activity.busy else "var(--jp-success-color0, #3a9a4a)"
     )
@@ -199,7 +198,7 @@ def render_monitor(
     return html, text
 
 
-class Monitor:
+class KernelMonitor:
     """One kernel monitor: a widget refreshed by one background thread."""
 
     def __init__(
@@ -363,7 +362,7 @@ class Monitor:
         return self._thread
 
 
-_current: Monitor | None = None
+_current: KernelMonitor | None = None
 _current_lock = threading.Lock()
 
 
@@ -388,7 +387,7 @@ def monitor(*, interval: float = 1.0) -> None:
         return
     with _current_lock:
         if _current is None or _current.closed:
-            _current = Monitor(interval=interval)
+            _current = KernelMonitor(interval=interval)
             _current.start()
         current = _current
     current.display()

@@ -1,7 +1,8 @@
-"""Pure formatting for the progress displays and the monitor: numbers, durations, SVG, HTML.
+"""Pure rendering for the progress displays and the monitor: the text line, HTML, SVG.
 
 Nothing here imports ipywidgets, IPython or torch, and nothing reads a clock: every function maps
-plain values to a string, so the text and widget displays share one tested vocabulary.
+plain values to a string. Numbers, durations, rates and sizes come from
+:mod:`jupyter_torchlab._format`, the one vocabulary every display shares.
 """
 
 from __future__ import annotations
@@ -10,17 +11,13 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 
+from .._format import format_duration, format_metrics, format_rate
+
 __all__ = [
     "STATUS_COLORS",
     "bar_html",
     "decimate",
     "escape",
-    "format_bytes",
-    "format_interval",
-    "format_metrics",
-    "format_number",
-    "format_percent",
-    "format_rate",
     "html_table",
     "progress_line",
     "sparkline_svg",
@@ -39,73 +36,6 @@ STATUS_COLORS = {
 def escape(value: object) -> str:
     """Return ``str(value)`` made safe for HTML text and attribute values."""
     return html.escape(str(value), quote=True)
-
-
-def format_interval(seconds: float | None) -> str:
-    """Format a duration like tqdm: ``65 -> "01:05"``, ``6160 -> "1:42:40"``, None -> ``"?"``."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours:d}:{minutes:02d}:{secs:02d}"
-    return f"{minutes:02d}:{secs:02d}"
-
-
-def format_bytes(n: float | None) -> str:
-    """Format a byte count with binary units: ``1536 -> "1.5 KiB"``, None -> ``"n/a"``."""
-    if n is None:
-        return "n/a"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            if unit == "B":
-                return f"{int(value)} B"
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def format_number(value: float | None) -> str:
-    """Format a metric compactly: 4 significant digits, scientific when tiny or huge."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool) or (isinstance(value, int) and abs(value) < 10**6):
-        return str(int(value))
-    v = float(value)
-    if not math.isfinite(v):
-        return str(v)
-    if v == 0:
-        return "0"
-    if 1e-3 <= abs(v) < 1e5:
-        return f"{v:.4g}"
-    return f"{v:.3e}"
-
-
-def format_rate(per_second: float | None, unit: str = "it") -> str:
-    """Format a rate, switching to seconds per unit when slower than one a second."""
-    if per_second is None or not math.isfinite(per_second) or per_second <= 0:
-        return f"?{unit}/s"
-    if per_second >= 1:
-        if per_second >= 1e6:
-            return f"{per_second / 1e6:.2f}M{unit}/s"
-        if per_second >= 1e3:
-            return f"{per_second / 1e3:.2f}k{unit}/s"
-        return f"{per_second:.2f}{unit}/s"
-    return f"{1 / per_second:.2f}s/{unit}"
-
-
-def format_percent(fraction: float | None, digits: int = 0) -> str:
-    """Format a fraction 0..1 as a percentage: ``0.4567 -> "46%"``; None -> ``"n/a"``."""
-    if fraction is None or not math.isfinite(fraction):
-        return "n/a"
-    return f"{fraction * 100:.{digits}f}%"
-
-
-def format_metrics(metrics: dict[str, float]) -> str:
-    """Format ``{"loss": 0.5}`` as ``"loss=0.5"``, in insertion order."""
-    return ", ".join(f"{k}={format_number(v)}" for k, v in metrics.items())
 
 
 def progress_line(
@@ -131,11 +61,11 @@ def progress_line(
         parts.append(f"{pct:>4} |{'#' * filled}{'.' * (width - filled)}|")
         parts.append(f"{n}/{total}")
         remaining = (total - n) / rate if rate and n <= total and status == "running" else None
-        eta = f"<{format_interval(remaining)}" if status == "running" else ""
-        parts.append(f"[{format_interval(elapsed)}{eta}, {format_rate(rate, unit)}]")
+        eta = f"<{format_duration(remaining)}" if status == "running" else ""
+        parts.append(f"[{format_duration(elapsed)}{eta}, {format_rate(rate, unit)}]")
     else:
         parts.append(f"{n}{unit}")
-        parts.append(f"[{format_interval(elapsed)}, {format_rate(rate, unit)}]")
+        parts.append(f"[{format_duration(elapsed)}, {format_rate(rate, unit)}]")
     if metrics:
         parts.append(format_metrics(metrics))
     if status != "running":

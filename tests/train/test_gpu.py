@@ -9,7 +9,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from jupyter_torchlab.train.loop import NonFiniteLossError, evaluate, fit
+from jupyter_torchlab.train.fit.evaluate import evaluate
+from jupyter_torchlab.train.fit.loop import fit
+from jupyter_torchlab.train.fit.window import NonFiniteLossError
 from jupyter_torchlab.train.models import ResNet9
 
 pytestmark = [

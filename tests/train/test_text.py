@@ -7,9 +7,10 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from jupyter_torchlab.train.callbacks import FitState, register_progress_factory
-from jupyter_torchlab.train.loop import History, fit
-from jupyter_torchlab.train.text import TextProgress, format_duration
+from jupyter_torchlab.train.callbacks import FitState
+from jupyter_torchlab.train.fit.history import History
+from jupyter_torchlab.train.fit.loop import fit
+from jupyter_torchlab.train.text import TextProgress
 
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # everything but "\n"
 
@@ -43,14 +44,6 @@ def _data(n: int = 80) -> TensorDataset:
 def _model() -> nn.Module:
     torch.manual_seed(0)
     return nn.Linear(5, 3)
-
-
-def test_format_duration():
-    assert format_duration(0) == "0:00"
-    assert format_duration(61.4) == "1:01"
-    assert format_duration(6160) == "1:42:40"
-    assert format_duration(None) == "?"
-    assert format_duration(float("nan")) == "?"
 
 
 def test_pipe_gets_plain_lines_without_control_characters():
@@ -112,7 +105,7 @@ def test_fit_end_reports_how_it_stopped():
 
 
 def test_progress_true_uses_the_text_display(capsys):
-    register_progress_factory(None)
+    # the package's default display outside a kernel
     fit(_model(), _data(16), epochs=1, batch_size=4, progress=True)
     captured = capsys.readouterr().out
     assert "epoch 1/1 done" in captured

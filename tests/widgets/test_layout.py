@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from jupyter_torchlab.train.callbacks import FitState
+from jupyter_torchlab.widgets.fit_display import FitProgress
 from jupyter_torchlab.widgets.monitor import KernelActivity, render_monitor
-from jupyter_torchlab.widgets.progress import FitProgress
 
 from .test_monitor import snapshot
 
@@ -107,28 +107,22 @@ class Clock:
         return self.t
 
 
-def fit_state(**kw: Any) -> SimpleNamespace:
-    base = dict(
-        device="cpu",
-        start_epoch=0,
-        epochs=3,
-        epoch=0,
-        batch=0,
-        batches=100,
-        samples=0,
-        loss=None,
-        status="running",
-        error=None,
-        data_time=0.0,
-        step_time=0.0,
-        history=SimpleNamespace(epochs=[]),
+def fit_state(**kw: Any) -> FitState:
+    import torch
+
+    from jupyter_torchlab.train.fit.history import History
+
+    state = FitState(
+        model=None, optimizer=None, device=torch.device("cpu"), epochs=3, history=History()
     )
-    base.update(kw)
-    return SimpleNamespace(**base)
+    state.batches = 100
+    for key, value in kw.items():
+        setattr(state, key, value)
+    return state
 
 
 def test_fit_header_elapsed_time_advances_and_the_record_shows_the_total(monkeypatch):
-    from jupyter_torchlab.widgets import progress as progress_mod
+    from jupyter_torchlab.widgets import fit_display as progress_mod
 
     shown: list[tuple[str, str]] = []
     monkeypatch.setattr(progress_mod, "show", lambda widget, text: object())
@@ -138,24 +132,24 @@ def test_fit_header_elapsed_time_advances_and_the_record_shows_the_total(monkeyp
     st = fit_state()
     fp.on_fit_start(st)
     fp.on_epoch_start(st)
-    assert "training on cpu [00:00]" in fp._header.value
+    assert "training on cpu [0:00]" in fp._header.value
     for batch, t in ((10, 5.0), (20, 12.0), (30, 75.0)):
         clock.t += t - (clock.t - 1000.0)
         st.batch = st.samples = batch
         fp._refresh(st)
-        expected = f"{int(t) // 60:02d}:{int(t) % 60:02d}"
+        expected = f"{int(t) // 60}:{int(t) % 60:02d}"
         assert f"training on cpu [{expected}]" in fp._header.value
     clock.t = 1000.0 + 130
     st.status = "done"
     st.epoch = 2
     fp.on_fit_end(st)
     html, text = shown[-1]
-    assert text.startswith("done: 3 epochs on cpu [02:10]")
-    assert "[02:10]" in html
+    assert text.startswith("done: 3 epochs on cpu [2:10]")
+    assert "[2:10]" in html
 
 
 def test_fit_bar_numbers_stay_on_one_line(monkeypatch):
-    from jupyter_torchlab.widgets import progress as progress_mod
+    from jupyter_torchlab.widgets import fit_display as progress_mod
 
     monkeypatch.setattr(progress_mod, "show", lambda widget, text: object())
     monkeypatch.setattr(progress_mod, "replace", lambda h, html, text: None)

@@ -74,7 +74,7 @@ def test_render_shows_busy_cell_tree_and_container_limits():
     busy = KernelActivity(busy=True, since=time.time(), duration=75, cell="model.fit(x)")
     html, text = render_monitor(snapshot(memory_limit=4 * GiB, cpu_limit=2.0), busy)
     assert 'data-state="busy"' in html
-    assert "busy for 01:15 on model.fit(x)" in text
+    assert "busy for 1:15 on model.fit(x)" in text
     assert "150% of one core (75% of 2 CPUs), 2 child processes" in text
     assert "1.0 GiB of 4.0 GiB limit (25%)" in text  # PSS against the container limit
     assert "host CPU: 50% of 2 CPUs (container limit)" in text
@@ -90,8 +90,8 @@ def test_render_idle_and_per_gpu_share_of_this_kernel():
     html, text = render_monitor(snapshot(gpus=gpus), idle)
     assert 'data-state="idle"' in html
     assert "idle since" in text
-    assert "GPU 0: NVIDIA H100, 87% busy, 10.0 GiB of 80.0 GiB, this kernel 6.0 GiB" in text
-    assert "GPU 1: NVIDIA H100, 87% busy, 2.0 GiB of 80.0 GiB\n" in text + "\n"
+    assert "GPU 0: NVIDIA H100, 87% busy, 10 GiB of 80 GiB, this kernel 6.0 GiB" in text
+    assert "GPU 1: NVIDIA H100, 87% busy, 2.0 GiB of 80 GiB\n" in text + "\n"
 
 
 def test_render_without_gpu_says_why_and_escapes_cell_text():
@@ -188,10 +188,10 @@ class FlakySampler:
 def test_monitor_thread_survives_a_failing_tick_and_stops_on_close(caplog):
     import threading
 
-    from jupyter_torchlab.widgets.monitor import Monitor
+    from jupyter_torchlab.widgets.monitor import KernelMonitor
 
     sampler = FlakySampler()
-    mon = Monitor(sampler=sampler, interval=0.01)
+    mon = KernelMonitor(sampler=sampler, interval=0.01)
     mon.start()
     deadline = time.monotonic() + 30
     while sampler.ticks < 5:

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from jupyter_torchlab.widgets import progress as progress_mod
-from jupyter_torchlab.widgets.progress import Metrics, Series, progress
+from jupyter_torchlab.widgets import _smoothing as progress_mod
+from jupyter_torchlab.widgets._smoothing import Metrics, Series
+from jupyter_torchlab.widgets.progress import progress
 
 from .conftest import ROOT, kernel_env
 
@@ -43,7 +44,7 @@ def test_iterating_to_the_end_is_done_with_counts_and_rate():
     assert bar.status == "done"
     assert bar.n == 10
     assert out.getvalue().splitlines()[-1] == (
-        "train: 100% |####################| 10/10 [00:05, 2.00it/s] done"
+        "train: 100% |####################| 10/10 [0:05, 2.00it/s] done"
     )
 
 
@@ -54,7 +55,7 @@ def test_break_is_stopped_not_failed():
             break
     assert bar.status == "stopped"
     assert bar.n == 41
-    assert out.getvalue().rstrip().endswith("41/100 [00:00, ?it/s] stopped")
+    assert out.getvalue().rstrip().endswith("41/100 [0:00, ?it/s] stopped")
 
 
 def test_interrupt_inside_the_iterable_propagates_and_is_marked():
@@ -197,7 +198,7 @@ def test_tty_text_updates_one_line_in_place():
     assert text.count("\n") == 1
     assert text.endswith("\n")
     assert (
-        text.split("\r")[-1].rstrip() == "100% |####################| 40/40 [00:05, 8.00it/s] done"
+        text.split("\r")[-1].rstrip() == "100% |####################| 40/40 [0:05, 8.00it/s] done"
     )
     assert text.count("\r") > 5  # redrawn in place, at the refresh budget's pace
     assert "\x1b" not in text

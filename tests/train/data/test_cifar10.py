@@ -13,14 +13,13 @@ from torchvision.datasets import CIFAR10
 
 from jupyter_torchlab.train.data import (
     CIFAR10_CLASSES,
-    FOLDER,
-    MARKER,
     DatasetError,
     InMemoryDataset,
     StandInCIFAR10,
     cifar10,
     write_standin,
 )
+from jupyter_torchlab.train.data.files import FOLDER, MARKER
 
 SMALL = (100, 50)
 UNREACHABLE = "http://127.0.0.1:9/cifar-10-python.tar.gz"  # discard port: refused at once
@@ -111,7 +110,7 @@ def test_existing_standin_is_reused_without_network(tmp_path, capsys, monkeypatc
     def no_download(*args, **kwargs):
         raise AssertionError("must not try the network when a stand-in is there")
 
-    monkeypatch.setattr("jupyter_torchlab.train.data._download", no_download)
+    monkeypatch.setattr("jupyter_torchlab.train.data.load._download", no_download)
     again = cifar10(tmp_path, standin_size=SMALL)
     assert again.standin
     assert _md5s(tmp_path / FOLDER) == before

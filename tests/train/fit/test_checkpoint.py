@@ -10,12 +10,9 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from jupyter_torchlab.train.loop import (
-    History,
-    fit,
-    load_checkpoint,
-    save_checkpoint,
-)
+from jupyter_torchlab.train.fit.checkpoint import load_checkpoint, save_checkpoint
+from jupyter_torchlab.train.fit.history import History
+from jupyter_torchlab.train.fit.loop import fit
 from jupyter_torchlab.train.models import TutorialNet
 
 
@@ -60,7 +57,7 @@ WRITER = textwrap.dedent(
     """
     import os, sys, time, torch
     from torch import nn
-    from jupyter_torchlab.train.loop import save_checkpoint
+    from jupyter_torchlab.train.fit.checkpoint import save_checkpoint
     if sys.argv[2] == "pause":
         # hold every save between writing the temp file and renaming it: the kill lands there
         real_fsync = os.fsync
@@ -137,7 +134,7 @@ def test_sigkill_between_write_and_rename_keeps_the_old_file(tmp_path):
 def _repo_root():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.slow

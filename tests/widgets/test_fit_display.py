@@ -4,11 +4,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from jupyter_torchlab.widgets.progress import INPUT_BOUND, FitProgress, _text_table
+from jupyter_torchlab.widgets.fit_display import INPUT_BOUND, FitProgress, _text_table
 
 
 def state(data_time, step_time, device="cpu"):
-    return SimpleNamespace(data_time=data_time, step_time=step_time, device=device)
+    return SimpleNamespace(
+        data_time=data_time, step_time=step_time, device=device, peak_memory=None
+    )
 
 
 @pytest.mark.parametrize(
@@ -56,5 +58,5 @@ def test_epoch_table_as_text():
         "time",
         "images/s",
     ]
-    assert lines[1].split() == ["1", "2.1", "1.9", "31.0%", "01:05", "771"]
-    assert lines[2].split() == ["2", "1.6", "01:01", "820"]
+    assert lines[1].split() == ["1", "2.1", "1.9", "31.0%", "1:05", "771"]
+    assert lines[2].split() == ["2", "1.6", "1:01", "820"]

@@ -31,19 +31,12 @@ from typing import Any
 
 import torch
 
-from .callbacks import (
-    PROGRESS_ENV,
-    Callback,
-    FitState,
-    default_progress,
-    register_progress_factory,
-)
-from .device import device_label
+from ..callbacks import Callback
+from ..display import PROGRESS_ENV, use_display
+from .events import EventSender, Hello, Mirror, WorkerError
 
 __all__ = ["LaunchError", "launch"]
 
-#: seconds between two progress events from rank 0 (the display refreshes about this often)
-EVENT_INTERVAL = 0.25
 #: seconds workers get to stop at a batch boundary after an interrupt before they are killed
 INTERRUPT_GRACE = 10.0
 
@@ -129,86 +122,9 @@ class _Channel:
         self.conn = conn
         self.lock = lock
 
-    def send(self, *message: Any) -> None:
+    def send(self, event: Any) -> None:
         with self.lock:
-            self.conn.send(message)
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    return float(value)  # a tensor's item(): a sync a few times a second, like the display's
-
-
-class _EventSender(Callback):
-    """Rank 0's progress display in a launched worker: forwards fit's hooks to the notebook."""
-
-    def __init__(self, channel: _Channel, interval: float = EVENT_INTERVAL) -> None:
-        self.channel = channel
-        self.interval = interval
-        self._next = 0.0
-
-    def on_fit_start(self, state: FitState) -> None:
-        """Send what the display needs to lay itself out."""
-        self.channel.send(
-            "fit_start",
-            {
-                "device": device_label(state.device),  # the notebook cannot ask CUDA itself
-                "epochs": state.epochs,
-                "start_epoch": state.start_epoch,
-                "batches": state.batches,
-                "world_size": state.world_size,
-                "history": [dict(e) for e in state.history.epochs],
-            },
-        )
-        self._next = time.monotonic() + self.interval
-
-    def on_epoch_start(self, state: FitState) -> None:
-        """Send the epoch number."""
-        self.channel.send("epoch_start", {"epoch": state.epoch, "batches": state.batches})
-
-    def on_batch_end(self, state: FitState) -> None:
-        """Send the batch counters at most every ``interval`` seconds (O(1) otherwise)."""
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self.interval
-        self.channel.send("batch", self._counters(state))
-
-    def on_epoch_end(self, state: FitState) -> None:
-        """Send the finished epoch's record."""
-        self.channel.send(
-            "epoch_end", {**self._counters(state), "record": dict(state.epoch_metrics)}
-        )
-
-    def on_fit_end(self, state: FitState) -> None:
-        """Send how fit ended."""
-        error = None if state.error is None else f"{type(state.error).__name__}: {state.error}"
-        self.channel.send(
-            "fit_end",
-            {
-                "status": state.status,
-                "error": error,
-                "epoch": state.epoch,
-                "batch": state.batch,
-                "stopped_at": state.history.stopped_at,
-            },
-        )
-
-    @staticmethod
-    def _counters(state: FitState) -> dict[str, Any]:
-        return {
-            "epoch": state.epoch,
-            "batch": state.batch,
-            "batches": state.batches,
-            "batch_size": state.batch_size,
-            "samples": state.samples,
-            "loss": _num(state.loss),
-            "running_loss": _num(state.running_loss),
-            "running_acc": _num(state.running_acc),
-            "data_time": state.data_time,
-            "step_time": state.step_time,
-        }
+            self.conn.send(event)
 
 
 def _worker(
@@ -227,29 +143,19 @@ def _worker(
     os.setpgid(0, 0)
     _die_with(parent)
     rank = int(os.environ.get("RANK", "0"))
-    channel.send("hello", {"rank": rank, "pid": os.getpid()})
+    channel.send(Hello(rank, os.getpid()))
     if cancel.is_set():  # the notebook gave up (interrupted) before this worker started
         return None
     os.environ[PROGRESS_ENV] = "text"  # a widget made here would have nobody to talk to
     torch.set_num_threads(threads)
-    if rank == 0 and progress:
-        register_progress_factory(lambda: _EventSender(channel), force=True)
-    else:
-        register_progress_factory(_NoProgress, force=True)
+    display = (lambda: EventSender(channel.send)) if rank == 0 and progress else _NoProgress
     try:
-        result = fn(*args, **kwargs)
+        with use_display(display):
+            result = fn(*args, **kwargs)
         if rank == 0:
             result = _serialise(result)
     except BaseException as err:
-        channel.send(
-            "error",
-            {
-                "rank": rank,
-                "type": type(err).__name__,
-                "message": str(err),
-                "traceback": traceback.format_exc(),
-            },
-        )
+        channel.send(WorkerError(rank, type(err).__name__, str(err), traceback.format_exc()))
         if isinstance(err, KeyboardInterrupt):
             # torch's process wrapper takes KeyboardInterrupt for "killed by the parent" and exits
             # 0 without a result, and the launcher would then wait for that result forever
@@ -298,81 +204,6 @@ class _NoProgress(Callback):
 # notebook side
 
 
-class _Mirror:
-    """Replay rank 0's events into this process's progress display."""
-
-    def __init__(self) -> None:
-        self.state: FitState | None = None
-        self.display: Callback | None = None
-        self.history: Any = None
-
-    def handle(self, kind: str, data: dict[str, Any]) -> None:
-        from .loop import History
-
-        if kind == "fit_start":
-            self.history = History(data["history"])
-            self.history.status = "running"
-            self.state = FitState(
-                model=None,
-                optimizer=None,
-                device=data["device"],
-                epochs=data["epochs"],
-                history=self.history,
-                epoch=data["start_epoch"],
-                start_epoch=data["start_epoch"],
-                batches=data["batches"],
-                world_size=data["world_size"],
-            )
-            self.display = default_progress()
-            self.display.on_fit_start(self.state)
-            return
-        state, display = self.state, self.display
-        if state is None or display is None:
-            return
-        if kind == "epoch_start":
-            state.epoch = data["epoch"]
-            state.batches = data["batches"]
-            state.batch = state.samples = 0
-            state.data_time = state.step_time = 0.0
-            state.loss = state.running_loss = state.running_acc = None
-            state.epoch_metrics = {}
-            display.on_epoch_start(state)
-        elif kind == "batch":
-            self._counters(state, data)
-            display.on_batch_end(state)
-        elif kind == "epoch_end":
-            self._counters(state, data)
-            state.epoch_metrics = data["record"]
-            state.history.epochs.append(dict(data["record"]))
-            display.on_epoch_end(state)
-        elif kind == "fit_end":
-            state.epoch, state.batch = data["epoch"], data["batch"]
-            stopped = data["stopped_at"]
-            state.history.stopped_at = tuple(stopped) if stopped else None
-            self.finish(data["status"], data["error"])
-
-    @staticmethod
-    def _counters(state: FitState, data: dict[str, Any]) -> None:
-        for key in ("epoch", "batch", "batches", "batch_size", "samples", "data_time"):
-            setattr(state, key, data[key])
-        state.step_time = data["step_time"]
-        state.loss = data["loss"]
-        state.running_loss = data["running_loss"]
-        state.running_acc = data["running_acc"]
-
-    def finish(self, status: str, error: str | None) -> None:
-        """End the display (once) with ``status``."""
-        state, display = self.state, self.display
-        if state is None or display is None:
-            return
-        self.state = self.display = None
-        state.status = state.history.status = status
-        if status == "interrupted" and state.history.stopped_at is None:
-            state.history.stopped_at = (state.epoch + 1, state.batch)
-        state.error = RuntimeError(error) if error else None
-        display.on_fit_end(state)
-
-
 class _ChildThreadNotice(logging.Filter):
     """Drop the launcher's notice that it runs in a thread: here that is on purpose."""
 
@@ -392,9 +223,9 @@ class _Launch:
     ) -> None:
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.nprocs, self.threads, self.progress = nprocs, threads, progress
-        self.mirror = _Mirror()
+        self.mirror = Mirror()
         self.pids: dict[int, int] = {}
-        self.error: dict[str, Any] | None = None
+        self.error: WorkerError | None = None
         self.result: Any = None
         self.failure: BaseException | None = None
 
@@ -472,20 +303,20 @@ class _Launch:
 
     def _receive(self, reader: Any) -> None:
         try:
-            kind, data = reader.recv()
+            event = reader.recv()
         except (EOFError, OSError):
             return
         except Exception as err:  # noqa: BLE001 - a worker killed mid-message garbles the pipe
             if self.error is None:
                 self.failure = self.failure or err
             return
-        if kind == "hello":
-            self.pids[data["rank"]] = data["pid"]
-        elif kind == "error":
+        if isinstance(event, Hello):
+            self.pids[event.rank] = event.pid
+        elif isinstance(event, WorkerError):
             if self.error is None:  # the first failure is the cause; later ones follow from it
-                self.error = data
+                self.error = event
         else:
-            self.mirror.handle(kind, data)
+            self.mirror.handle(event)
 
     def _stop_workers(self, reader: Any, thread: threading.Thread) -> None:
         """Interrupt the workers once (fit stops at a batch boundary), then kill what is left."""
@@ -522,18 +353,18 @@ class _Launch:
                 None,
                 None,
             )
-        cause = f"{error['type']}: {error['message']}"
+        cause = f"{error.type}: {error.message}"
         self.mirror.finish("failed", cause)
-        if error["type"] == "KeyboardInterrupt":
+        if error.type == "KeyboardInterrupt":
             stop = KeyboardInterrupt()
             stop.history = self.mirror.history  # type: ignore[attr-defined]
             return stop
         advice = ""
-        if any(text in error["message"] for text in _CUDA_FORK_ERRORS):
+        if any(text in error.message for text in _CUDA_FORK_ERRORS):
             advice = f"\n\n{_CUDA_FORKED}"
         return LaunchError(
-            f"rank {error['rank']} of {self.nprocs} raised {cause}{advice}\n\n"
-            f"Its traceback:\n{error['traceback']}",
-            error["rank"],
-            error["traceback"],
+            f"rank {error.rank} of {self.nprocs} raised {cause}{advice}\n\n"
+            f"Its traceback:\n{error.traceback}",
+            error.rank,
+            error.traceback,
         )

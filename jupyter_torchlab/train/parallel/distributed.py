@@ -33,7 +33,7 @@ from torch.utils.data import (
 )
 from torch.utils.data.distributed import DistributedSampler
 
-from .device import pick_device
+from ..device import pick_device
 
 __all__ = [
     "DistInfo",
