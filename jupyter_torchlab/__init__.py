@@ -52,7 +52,7 @@ _LAZY = {
     "ResNet9": "jupyter_torchlab.train.models",
     "fit": "jupyter_torchlab.train.fit.loop",
     "evaluate": "jupyter_torchlab.train.fit.evaluate",
-    "History": "jupyter_torchlab.train.fit.history",
+    "History": "jupyter_torchlab.train.history",
     "launch": "jupyter_torchlab.train.parallel.launch",
     "LaunchError": "jupyter_torchlab.train.parallel.launch",
     "save_checkpoint": "jupyter_torchlab.train.fit.checkpoint",
@@ -69,8 +69,8 @@ if TYPE_CHECKING:
     from .train.device import describe_device, pick_device
     from .train.fit.checkpoint import load_checkpoint, save_checkpoint
     from .train.fit.evaluate import evaluate
-    from .train.fit.history import History
     from .train.fit.loop import fit
+    from .train.history import History
     from .train.models import ResNet9, TutorialNet
     from .train.parallel.launch import LaunchError, launch
     from .tutorial import copy_tutorial, tutorial_path

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from .fit.history import History
+    from .history import History
 
 __all__ = ["STATUSES", "Callback", "FitState", "as_number"]
 

@@ -10,7 +10,7 @@ from typing import IO
 from .._format import format_duration, format_rate
 from .._terminal import LineWriter, is_tty
 from .callbacks import Callback, FitState, as_number
-from .fit.history import epoch_line
+from .history import epoch_line
 
 __all__ = ["TextProgress"]
 

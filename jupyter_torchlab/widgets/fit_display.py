@@ -14,7 +14,7 @@ from typing import Any
 from .._format import format_bytes, format_duration, format_number, format_percent, format_rate
 from ..train.callbacks import Callback
 from ..train.display import text_display
-from ..train.fit.history import EPOCH_HEADERS, epoch_cells
+from ..train.history import EPOCH_HEADERS, epoch_cells
 from . import render
 from ._budget import Throttle, get_budget
 from ._frontend import close_tree, replace, show, use_widgets

@@ -8,8 +8,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from jupyter_torchlab.train.callbacks import FitState
-from jupyter_torchlab.train.fit.history import History
 from jupyter_torchlab.train.fit.loop import fit
+from jupyter_torchlab.train.history import History
 from jupyter_torchlab.train.text import TextProgress
 
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # everything but "\n"

@@ -110,7 +110,7 @@ class Clock:
 def fit_state(**kw: Any) -> FitState:
     import torch
 
-    from jupyter_torchlab.train.fit.history import History
+    from jupyter_torchlab.train.history import History
 
     state = FitState(
         model=None, optimizer=None, device=torch.device("cpu"), epochs=3, history=History()

@@ -1,5 +1,5 @@
-"""fit, evaluate, History and checkpoints: the training loop, one concept per module.
+"""fit, evaluate and checkpoints: the training loop, one concept per module.
 
-Import from the modules (``.loop``, ``.evaluate``, ``.history``, ``.checkpoint``); this package
-imports nothing itself, so reading :mod:`.history` does not load torch.
+Import from the modules (``.loop``, ``.evaluate``, ``.checkpoint``, ...); this package imports
+nothing itself. ``.distributed`` is what fit does differently under torchrun.
 """

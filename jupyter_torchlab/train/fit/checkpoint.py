@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..._files import atomic_write
-from .history import History
+from ..history import History
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "load_checkpoint", "save_checkpoint", "seed_all"]
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..device import pick_device
-from ..parallel import distributed as ddp
+from . import distributed as ddp
 from .inputs import as_loader, classes_of, split_batch
 from .step import resolve_amp
 

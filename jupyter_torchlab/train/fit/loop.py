@@ -35,10 +35,10 @@ from torch.utils.data import DataLoader, Dataset
 from .. import device as devices
 from ..callbacks import Callback, FitState
 from ..display import DisplayFactory, resolve_progress
-from ..parallel import distributed as ddp
+from ..history import History
+from . import distributed as ddp
 from .checkpoint import load_checkpoint, save_checkpoint, seed_all
 from .evaluate import evaluate_sums
-from .history import History
 from .inputs import as_loader, check_first_batch, split_batch
 from .step import Step
 from .window import NonFiniteLoss, NonFiniteLossError, Window
@@ -88,7 +88,7 @@ def fit(
     environment) each process trains a DistributedDataParallel copy on its own share of the data;
     ``batch_size`` is per process, epoch metrics are averaged over all processes, and only rank 0
     shows progress and writes checkpoints. ``sync_batchnorm=True`` converts BatchNorm layers to
-    SyncBatchNorm (GPUs only). See :mod:`jupyter_torchlab.train.parallel.distributed`.
+    SyncBatchNorm (GPUs only). See :mod:`jupyter_torchlab.train.fit.distributed`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..parallel.distributed import DistInfo
+from .distributed import DistInfo
 from .inputs import check_labels_range, device_hint
 
 __all__ = ["Step", "resolve_amp"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from .history import History
+    from ..history import History
 
 __all__ = ["NonFiniteLoss", "NonFiniteLossError", "Window"]
 

@@ -1,4 +1,5 @@
-"""Data-parallel training: fit under torchrun (:mod:`.distributed`) and from a notebook.
+"""Training in several processes started from a notebook: :func:`.launch.launch`.
 
-:mod:`.launch` runs a notebook function in N processes; :mod:`.events` is its protocol.
+:mod:`.launch` runs a notebook function in N processes; :mod:`.events` is the protocol between
+them and the notebook. (Training under torchrun itself is part of fit: ``fit/distributed.py``.)
 """

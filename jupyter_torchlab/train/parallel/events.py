@@ -199,7 +199,7 @@ class Mirror:
 
     def handle(self, event: Event) -> None:
         """Apply one event to the state and call the matching display hook."""
-        from ..fit.history import History
+        from ..history import History
 
         if isinstance(event, FitStart):
             self.history = History(event.history)

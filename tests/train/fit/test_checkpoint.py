@@ -11,8 +11,8 @@ from torch import nn
 from torch.utils.data import Subset
 
 from jupyter_torchlab.train.fit.checkpoint import load_checkpoint, save_checkpoint
-from jupyter_torchlab.train.fit.history import History
 from jupyter_torchlab.train.fit.loop import fit
+from jupyter_torchlab.train.history import History
 from jupyter_torchlab.train.models import TutorialNet
 
 

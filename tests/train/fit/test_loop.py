@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from jupyter_torchlab.train.callbacks import Callback, FitState
 from jupyter_torchlab.train.fit.evaluate import evaluate
-from jupyter_torchlab.train.fit.history import COLUMNS, History
 from jupyter_torchlab.train.fit.loop import fit
 from jupyter_torchlab.train.fit.window import NonFiniteLossError
+from jupyter_torchlab.train.history import COLUMNS, History
 from jupyter_torchlab.train.models import TutorialNet
 
 

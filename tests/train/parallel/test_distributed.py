@@ -204,7 +204,7 @@ def test_ranks_preparing_an_empty_data_folder_at_once_get_the_same_data(tmp_path
 def test_rebuilt_loader_keeps_the_users_settings_and_splits_the_data():
     from torch.utils.data import TensorDataset
 
-    from jupyter_torchlab.train.parallel import distributed as ddp
+    from jupyter_torchlab.train.fit import distributed as ddp
 
     def collate(batch):
         return torch.stack([x for x, _ in batch]) * 2, torch.stack([y for _, y in batch])
@@ -230,7 +230,7 @@ def test_rebuilt_loader_keeps_the_users_settings_and_splits_the_data():
 
 
 def test_sync_batchnorm_conversion_is_undone_with_the_trained_state():
-    from jupyter_torchlab.train.parallel import distributed as ddp
+    from jupyter_torchlab.train.fit import distributed as ddp
 
     model = tl.ResNet9()
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..._format import format_count, format_duration, format_number, format_percent, format_rate
+from .._format import format_count, format_duration, format_number, format_percent, format_rate
 
 __all__ = ["COLUMNS", "EPOCH_HEADERS", "History", "epoch_cells", "epoch_line"]
 
