@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +38,7 @@ from . import distributed as ddp
 from .checkpoint import load_checkpoint, save_checkpoint, seed_all
 from .evaluate import evaluate_sums
 from .inputs import as_loader, check_first_batch, split_batch
+from .interrupt import DeferredInterrupt
 from .step import Step
 from .window import NonFiniteLoss, NonFiniteLossError, Window
 
@@ -180,33 +179,6 @@ def fit(
         return run.run()
 
 
-class _DeferredInterrupt:
-    """Hold the first SIGINT until the running batch ends; a second one interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old: Any = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> _DeferredInterrupt:
-        # only where Python's own handler is active (plain Python, ipykernel during a cell)
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
-
-
 class _Run:
     """One call of :func:`fit`, set up; :meth:`run` trains it and reports how it ended."""
 
@@ -236,7 +208,7 @@ class _Run:
         self.checkpoint = checkpoint
         self.check_every = check_every
         self.shards = ddp.distributed_sampler(loader) if info is not None else None
-        self.interrupt = _DeferredInterrupt()
+        self.interrupt = DeferredInterrupt()
         self.checked = False  # the first batch was checked
 
     def run(self) -> History:
