@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
 
-from jupyter_torchlab.metrics import GpuSampler, Sampler
+from jupyter_torchlab.metrics import GpuSampler, Sampler, Ticker
 
 SLEEPER = (
     "import subprocess, sys, time\n"
@@ -100,13 +100,13 @@ def bench_cpu(args: argparse.Namespace) -> int:
 
         # ours: synchronous ticks on this thread, clock advancing 1 s per tick
         fake_now = [0.0]
-        sampler = Sampler(targets=lambda: targets, clock=lambda: fake_now[0])
-        sampler.sample_once()  # warm up: first reads, NVML probe
+        sampler = Sampler(clock=lambda: fake_now[0])
+        sampler.sample_once(targets)  # warm up: first reads, NVML probe
         per_tick = []
         for _ in range(args.ticks):
             fake_now[0] += 1.0
             start = time.thread_time()
-            snap = sampler.sample_once()
+            snap = sampler.sample_once(targets)
             per_tick.append(time.thread_time() - start)
         assert len(snap.trees) == TREES, snap.errors
         assert all(len(t.pids) == 3 for t in snap.trees.values())
@@ -123,22 +123,35 @@ def bench_cpu(args: argparse.Namespace) -> int:
         naive_cpu_mean = statistics.mean(naive_cpu)
         naive_wall_mean = statistics.mean(naive_wall)
 
-        # caller wait: latest() while the real sampler thread is running
-        live = Sampler(interval=0.1, targets=lambda: targets)
+        # caller wait: reading the latest snapshot while a sampling thread ticks (what the
+        # server's GET does: the thread publishes, the caller reads a reference)
+        live_sampler = Sampler()
+        published: list[object] = []
+
+        def publish() -> None:
+            published.append(live_sampler.sample_once(targets))
+            del published[:-1]
+
+        live = Ticker(publish, 0.1, on_stop=live_sampler.close)
+
+        def latest() -> object:
+            return published[-1] if published else None
+
         live.start()
         try:
-            while live.latest() is None:
+            while latest() is None:
                 time.sleep(0.01)
+            first_tick = time.monotonic()
             # requests arrive now and then (a tight loop would hog the GIL and starve the
             # sampler thread, which no real caller does)
             waits = []
             end = time.monotonic() + 1.0
             while time.monotonic() < end:
                 start = time.perf_counter()
-                live.latest()
+                latest()
                 waits.append(time.perf_counter() - start)
                 time.sleep(0.0005)
-            ticks_seen = len(live.history())
+            ticks_seen = round((time.monotonic() - first_tick) / live.interval)
         finally:
             live.stop()
         waits.sort()
@@ -211,7 +224,8 @@ def bench_gpu(args: argparse.Namespace) -> int:
         if child.stdout.readline().strip() != "ready":
             print("the CUDA load did not start")
             return 2
-        sampler = Sampler(interval=0.5, targets=lambda: {"load": child.pid, "bench": os.getpid()})
+        sampler = Sampler()
+        gpu_targets = {"load": child.pid, "bench": os.getpid()}
         readings = []
         end = time.monotonic() + args.seconds - 1
         print()
@@ -219,7 +233,7 @@ def bench_gpu(args: argparse.Namespace) -> int:
         print("|---|---|---|---|---|")
         start = time.monotonic()
         while time.monotonic() < end and child.poll() is None:
-            snap = sampler.sample_once()
+            snap = sampler.sample_once(gpu_targets)
             gpu = snap.gpus[0] if snap.gpus else None
             tree = snap.trees.get("load")
             on_gpu = any(p.pid == child.pid for g in snap.gpus for p in g.processes)
@@ -230,7 +244,7 @@ def bench_gpu(args: argparse.Namespace) -> int:
                 f"| {mib(tree.gpu_memory if tree else None)} |"
             )
             time.sleep(0.5)
-        sampler.stop()
+        sampler.close()
         last = readings[-1][3] if readings else None
         bench_tree = last.trees.get("bench") if last else None
         load_tree = last.trees.get("load") if last else None

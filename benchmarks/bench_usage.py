@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jupyter_client.manager import KernelManager
 
 from jupyter_torchlab.metrics.process import ProcessTreeSampler
-from jupyter_torchlab.server.app import USAGE_WAIT_MAX
+from jupyter_torchlab.server.monitor import USAGE_WAIT_MAX
 from jupyter_torchlab.server.usage import UsagePoller
 
 

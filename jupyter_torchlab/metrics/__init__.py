@@ -4,6 +4,7 @@ from .gpu import GpuProcess, GpuReading, GpuSampler, GpuSnapshot
 from .host import CgroupLimits, HostSampler, HostSnapshot, read_cgroup_limits
 from .process import ProcessTreeSampler, ProcessTreeSnapshot
 from .sampler import Sampler, Snapshot
+from .ticker import Ticker
 
 __all__ = [
     "CgroupLimits",
@@ -17,5 +18,6 @@ __all__ = [
     "ProcessTreeSnapshot",
     "Sampler",
     "Snapshot",
+    "Ticker",
     "read_cgroup_limits",
 ]

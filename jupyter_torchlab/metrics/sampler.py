@@ -1,12 +1,14 @@
-"""One background thread that samples host, process trees and GPUs into immutable snapshots.
+"""One tick of sampling: host, GPUs and the given process trees, as one immutable :class:`Snapshot`.
 
-Readers never touch psutil or NVML: ``latest()`` and ``history()`` return snapshots already taken,
-so a request or a widget refresh costs a lookup, not a /proc scan or a sampling interval.
+:meth:`Sampler.sample_once` is driven by its user, who knows the targets of that tick: the server
+takes one view of its kernels per tick and passes their pids; the kernel monitor passes its own
+pid. The sampler keeps only what its sources need between ticks (CPU times, NVML handles); it
+holds no history, no subscribers and no thread. :class:`~.ticker.Ticker` runs a tick on a
+thread at a fixed rate for whoever wants one.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import math
 import threading
@@ -52,7 +54,6 @@ class Snapshot:
     gpu_reason: str | None
     trees: Mapping[str, ProcessTreeSnapshot]  # target key -> tree, gpu_memory joined in
     errors: Mapping[str, str]  # source -> message, for sources that failed this tick
-    extra: Mapping[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain dicts/lists/numbers (tuples as lists, NaN as None), ready for json.dumps."""
@@ -60,108 +61,31 @@ class Snapshot:
         return result
 
 
-def _next_deadline(deadline: float, interval: float, now: float) -> float:
-    """Return the next tick time on the fixed grid ``deadline + k * interval`` that is after now.
-
-    Ticks stay on the grid (no drift from the time sampling takes); ticks missed while a tick
-    overran are skipped rather than run back to back.
-    """
-    deadline += interval
-    if deadline <= now:
-        deadline += math.ceil((now - deadline) / interval) * interval
-        if deadline <= now:
-            deadline += interval
-    return deadline
-
-
 class Sampler:
-    """Sample on a daemon thread every ``interval`` s and keep ``history_seconds`` of snapshots."""
+    """Sample the host, the GPUs and given process trees, one tick per :meth:`sample_once`."""
 
     def __init__(
         self,
-        interval: float = 1.0,
-        history_seconds: float = 600.0,
-        targets: Callable[[], Mapping[str, int]] | None = None,
+        *,
         host: HostSampler | None = None,
         process: ProcessTreeSampler | None = None,
         gpu: GpuSampler | None = None,
         enable_gpu: bool = True,
-        extra: Callable[[], Mapping[str, Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        if not interval > 0:
-            raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
-        if not history_seconds >= 0:
-            raise ValueError(f"history_seconds must be >= 0, got {history_seconds!r}")
-        self.interval = float(interval)
-        self.history_seconds = float(history_seconds)
-        self._targets = targets
         self._host = host if host is not None else HostSampler(clock=clock)
         self._process = process if process is not None else ProcessTreeSampler(clock=clock)
         self._gpu = gpu if gpu is not None else (GpuSampler(clock=clock) if enable_gpu else None)
-        self._extra = extra
-        self._clock = clock
         self._wall = wall
-        # one more than the window so history(history_seconds) is full right after a tick
-        maxlen = max(1, math.ceil(self.history_seconds / self.interval) + 1)
-        self._history: deque[tuple[float, Snapshot]] = deque(maxlen=maxlen)
-        self._subscribers: list[Callable[[Snapshot], None]] = []
-        self._lock = threading.Lock()  # history and subscribers
         self._tick_lock = threading.Lock()  # sources keep state: one tick at a time
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._log_once = LogOnce(logger)
 
-    # -- lifecycle --------------------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        """Whether the sampling thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Start the sampling thread (a no-op when it runs); the first tick happens at once."""
-        with self._lock:
-            if self.running:
-                return
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="torchlab-metrics-sampler", daemon=True
-            )
-            self._thread.start()
-        # stop before the interpreter tears down modules the thread may be using
-        atexit.register(self.stop)
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Wake the thread, wait up to ``timeout`` s for it to end, and close the GPU source."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        if thread is None or not thread.is_alive():
-            self._thread = None
-            if self._gpu is not None:
-                with self._tick_lock:
-                    self._gpu.close()
-        atexit.unregister(self.stop)
-
-    def _run(self) -> None:
-        deadline = self._clock()
-        while not self._stop.is_set():
-            try:
-                self.sample_once()
-            except Exception:  # noqa: BLE001 - sources are caught one by one; this is a last resort
-                self._log_once(logging.ERROR, "metrics sampler tick failed", exc_info=True)
-            deadline = _next_deadline(deadline, self.interval, self._clock())
-            if self._stop.wait(max(0.0, deadline - self._clock())):
-                break
+    def close(self) -> None:
+        """Release the GPU source (NVML is shut down; a later tick initialises it again)."""
         if self._gpu is not None:
-            # also when stop() came from a subscriber, which cannot join its own thread
             with self._tick_lock:
                 self._gpu.close()
-
-    # -- sampling ---------------------------------------------------------------------------------
 
     def _failed(self, errors: dict[str, str], source: str, err: BaseException) -> None:
         message = f"{type(err).__name__}: {err}"
@@ -170,25 +94,16 @@ class Sampler:
             logging.WARNING, f"metrics source {source!r} failed: {message}", exc_info=True
         )
 
-    def sample_once(self) -> Snapshot:
-        """Sample every source now, store and publish the snapshot, and return it."""
-        with self._tick_lock:
-            snapshot = self._sample()
-            stamp = self._clock()
-        with self._lock:
-            self._history.append((stamp, snapshot))
-            subscribers = list(self._subscribers)
-        for fn in subscribers:
-            try:
-                fn(snapshot)
-            except Exception as err:  # noqa: BLE001 - a broken subscriber must not stop the thread
-                name = getattr(fn, "__qualname__", repr(fn))
-                self._log_once(
-                    logging.ERROR, f"metrics subscriber {name} raised {err!r}", exc_info=True
-                )
-        return snapshot
+    def sample_once(self, targets: Mapping[str, int] = _EMPTY) -> Snapshot:
+        """Sample every source now for ``targets`` (key -> root pid) and return the snapshot.
 
-    def _sample(self) -> Snapshot:
+        Never raises for a failing source: its error is in ``snapshot.errors`` and logged once.
+        A target whose process is gone is simply absent from ``snapshot.trees``.
+        """
+        with self._tick_lock:
+            return self._sample(targets)
+
+    def _sample(self, targets: Mapping[str, int]) -> Snapshot:
         errors: dict[str, str] = {}
         time_now = self._wall()
 
@@ -204,13 +119,6 @@ class Sampler:
                 reading = self._gpu.sample()
             except Exception as err:  # noqa: BLE001 - recorded in errors["gpu"] and logged once
                 self._failed(errors, "gpu", err)
-
-        targets: Mapping[str, int] = {}
-        if self._targets is not None:
-            try:
-                targets = dict(self._targets())
-            except Exception as err:  # noqa: BLE001 - recorded in errors["targets"], logged once
-                self._failed(errors, "targets", err)
 
         trees: dict[str, ProcessTreeSnapshot] = {}
         try:
@@ -228,13 +136,6 @@ class Sampler:
         except Exception as err:  # noqa: BLE001 - recorded in errors["process"] and logged once
             self._failed(errors, "process", err)
 
-        extra: Mapping[str, Any] = _EMPTY
-        if self._extra is not None:
-            try:
-                extra = MappingProxyType(dict(self._extra()))
-            except Exception as err:  # noqa: BLE001 - recorded in errors["extra"], logged once
-                self._failed(errors, "extra", err)
-
         return Snapshot(
             time=time_now,
             host=host,
@@ -242,7 +143,6 @@ class Sampler:
             gpu_reason=reading.reason if reading is not None else None,
             trees=MappingProxyType(trees),
             errors=MappingProxyType(errors),
-            extra=extra,
         )
 
     @staticmethod
@@ -256,31 +156,3 @@ class Sampler:
                 if proc.memory_used is not None:
                     totals[proc.pid] = totals.get(proc.pid, 0) + proc.memory_used
         return totals
-
-    # -- reading ----------------------------------------------------------------------------------
-
-    def latest(self) -> Snapshot | None:
-        """Return the newest snapshot (None before the first tick); never samples."""
-        with self._lock:
-            return self._history[-1][1] if self._history else None
-
-    def history(self, seconds: float | None = None) -> list[Snapshot]:
-        """Return snapshots of the last ``seconds`` (all kept when None), oldest first."""
-        with self._lock:
-            items = list(self._history)
-        if seconds is None:
-            return [snap for _, snap in items]
-        since = self._clock() - seconds
-        return [snap for stamp, snap in items if stamp >= since]
-
-    def subscribe(self, fn: Callable[[Snapshot], None]) -> Callable[[], None]:
-        """Call ``fn(snapshot)`` on the sampler thread after each tick; return an unsubscribe."""
-        with self._lock:
-            self._subscribers.append(fn)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if fn in self._subscribers:
-                    self._subscribers.remove(fn)
-
-        return unsubscribe

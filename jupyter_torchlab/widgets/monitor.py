@@ -8,8 +8,8 @@ touches a widget, so no trait is ever written from two threads. Comm messages fr
 thread go through ipykernel's thread-safe IOPub; ipykernel 7 resolves their parent header from
 the shell's last request through a context-variable fallback (ipykernel#1450, #1451), which is
 all a ``comm_msg`` needs (the frontend routes it by comm id), so updates keep flowing while a cell
-runs. The thread ticks the sampler itself (``sample_once``) rather than running the sampler's own
-thread and subscribing: one thread and one wake-up a second instead of two.
+runs. The thread ticks the sampler itself (``sample_once`` with this kernel's pid): one thread
+and one wake-up a second. The sparkline history below is the kernel process's one ring buffer.
 """
 
 from __future__ import annotations
@@ -214,9 +214,9 @@ class KernelMonitor:
         if sampler is None:
             from ..metrics.sampler import Sampler
 
-            pid = os.getpid()
-            sampler = Sampler(interval=interval, targets=lambda: {"kernel": pid})
+            sampler = Sampler()
         self.sampler = sampler
+        self._targets = {"kernel": os.getpid()}
         self.interval = interval
         self._timer, self._wall = timer, wall
         self._lock = threading.Lock()
@@ -303,7 +303,7 @@ class KernelMonitor:
             self._wake.wait(timeout=max(next_sample - self._timer(), 0.05))
 
     def _sample(self) -> None:
-        snap = self.sampler.sample_once()
+        snap = self.sampler.sample_once(self._targets)
         self._snapshot = snap
         tree = snap.trees.get("kernel")
         if tree is not None:
@@ -337,9 +337,9 @@ class KernelMonitor:
             ):
                 with contextlib.suppress(ValueError):
                     self._shell.events.unregister(event, fn)
-        stop = getattr(self.sampler, "stop", None)
-        if stop is not None:
-            stop()
+        close = getattr(self.sampler, "close", None)
+        if close is not None:
+            close()
         html, text = render_monitor(self._snapshot, self.activity(), self._history)
         note = f"monitor stopped at {_clock(self._wall())}"
         for handle in self._handles:
@@ -375,14 +375,13 @@ def monitor(*, interval: float = 1.0) -> None:
     if not use_widgets():
         from ..metrics.sampler import Sampler
 
-        pid = os.getpid()
-        sampler = Sampler(interval=interval, targets=lambda: {"kernel": pid})
+        sampler, targets = Sampler(), {"kernel": os.getpid()}
         try:
-            sampler.sample_once()
+            sampler.sample_once(targets)
             time.sleep(0.5)  # CPU shares need two readings
-            snap = sampler.sample_once()
+            snap = sampler.sample_once(targets)
         finally:
-            sampler.stop()
+            sampler.close()
         print(render_monitor(snap, KernelActivity(True, time.time(), 0.0, None))[1])
         return
     with _current_lock:

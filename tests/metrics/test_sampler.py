@@ -4,10 +4,6 @@ import json
 import logging
 import math
 import os
-import subprocess
-import sys
-import threading
-import time
 
 import pytest
 
@@ -16,9 +12,7 @@ from jupyter_torchlab.metrics import (
     HostSnapshot,
     ProcessTreeSampler,
     Sampler,
-    Snapshot,
 )
-from jupyter_torchlab.metrics.sampler import _next_deadline
 
 from .fake_nvml import NVML_ERROR_LIBRARY_NOT_FOUND, FakeNvml, device, error, proc
 
@@ -74,8 +68,8 @@ def test_snapshot_joins_gpu_memory_into_each_tree(make_tree):
         ]
     )
     targets = {"kernel-a": gpu_user.pid, "kernel-b": cpu_only.pid, "gone": 4_000_000}
-    sampler = make_sampler(targets=lambda: targets, gpu=GpuSampler(nvml, environ={}))
-    snap = sampler.sample_once()
+    sampler = make_sampler(gpu=GpuSampler(nvml, environ={}))
+    snap = sampler.sample_once(targets)
 
     assert set(snap.trees) == {"kernel-a", "kernel-b"}  # a vanished pid is simply absent
     assert snap.trees["kernel-a"].gpu_memory == 4 * GiB  # both pids, both devices
@@ -88,6 +82,18 @@ def test_snapshot_joins_gpu_memory_into_each_tree(make_tree):
     assert snap.host.cpu_percent == 12.5
 
 
+def test_targets_are_given_per_tick(make_tree):
+    """The caller decides each tick's targets: a tree appears and leaves with its key."""
+    a, b = make_tree("sleep"), make_tree("sleep")
+    sampler = make_sampler()
+    assert set(sampler.sample_once({"a": a.pid}).trees) == {"a"}
+    both = sampler.sample_once({"a": a.pid, "b": b.pid})
+    assert set(both.trees) == {"a", "b"}
+    assert both.trees["b"].pid == b.pid
+    assert sampler.sample_once().trees == {}  # no targets: host and GPUs only
+    assert sampler.sample_once({"b": b.pid}).trees["b"].pid == b.pid
+
+
 def test_gpu_memory_is_unknown_without_a_gpu_reading(make_tree):
     tree = make_tree("sleep")
     no_gpu = GpuSampler(
@@ -95,23 +101,19 @@ def test_gpu_memory_is_unknown_without_a_gpu_reading(make_tree):
         environ={},
         torch_fallback=False,
     )
-    snap = make_sampler(targets=lambda: {"k": tree.pid}, gpu=no_gpu).sample_once()
+    snap = make_sampler(gpu=no_gpu).sample_once({"k": tree.pid})
     assert snap.trees["k"].gpu_memory is None
     assert snap.gpus == ()
     assert "not found" in snap.gpu_reason
-    snap = make_sampler(targets=lambda: {"k": tree.pid}, enable_gpu=False, gpu=None).sample_once()
+    snap = make_sampler(enable_gpu=False, gpu=None).sample_once({"k": tree.pid})
     assert snap.trees["k"].gpu_memory is None
     assert snap.gpu_reason is None
 
 
 def test_to_dict_is_json_ready(make_tree):
     tree = make_tree("sleep")
-    sampler = make_sampler(
-        host=StubHost(cpu_percent=math.nan),
-        targets=lambda: {"k": tree.pid},
-        extra=lambda: {"ratio": math.inf, "names": ("a", "b")},
-    )
-    data = sampler.sample_once().to_dict()
+    sampler = make_sampler(host=StubHost(cpu_percent=math.nan))
+    data = sampler.sample_once({"k": tree.pid}).to_dict()
     text = json.dumps(data, allow_nan=False)  # raises on NaN/inf
     assert json.loads(text) == data
     assert data["host"]["cpu_percent"] is None
@@ -120,9 +122,8 @@ def test_to_dict_is_json_ready(make_tree):
     assert data["gpus"][0]["name"] == "NVIDIA Fake 0"
     assert data["gpus"][0]["processes"] == []
     assert data["trees"]["k"]["pids"] == [tree.pid]
-    assert data["extra"] == {"ratio": None, "names": ["a", "b"]}
     assert data["errors"] == {}
-    assert set(data) == {"time", "host", "gpus", "gpu_reason", "trees", "errors", "extra"}
+    assert set(data) == {"time", "host", "gpus", "gpu_reason", "trees", "errors"}
 
 
 def test_snapshots_are_immutable():
@@ -133,180 +134,48 @@ def test_snapshots_are_immutable():
         snap.errors["x"] = "y"  # type: ignore[index]
 
 
+class BrokenProcessSource:
+    def sample_many(self, pids):
+        raise RuntimeError("process table broke")
+
+
 def test_a_failing_source_is_reported_and_the_others_still_sampled(make_tree, caplog):
     tree = make_tree("sleep")
     host = StubHost()
     host.fail = OSError("no /proc/stat")
-
-    def extra():
-        raise RuntimeError("extra broke")
-
-    sampler = make_sampler(host=host, targets=lambda: {"k": tree.pid}, extra=extra)
+    sampler = make_sampler(host=host)
     with caplog.at_level(logging.WARNING, logger="jupyter_torchlab.metrics"):
         for _ in range(3):
-            snap = sampler.sample_once()
+            snap = sampler.sample_once({"k": tree.pid})
     assert snap.host is None
-    assert snap.errors == {
-        "host": "OSError: no /proc/stat",
-        "extra": "RuntimeError: extra broke",
-    }
+    assert snap.errors == {"host": "OSError: no /proc/stat"}
     assert "k" in snap.trees
     assert len(snap.gpus) == 1
     assert len([r for r in caplog.records if "no /proc/stat" in r.getMessage()]) == 1
 
     host.fail = None
-    assert sampler.sample_once().errors == {"extra": "RuntimeError: extra broke"}
+    assert sampler.sample_once({"k": tree.pid}).errors == {}
 
-
-def test_failing_targets_are_reported():
-    def targets():
-        raise KeyError("kernel manager went away")
-
-    snap = make_sampler(targets=targets).sample_once()
+    broken = make_sampler(process=BrokenProcessSource())
+    snap = broken.sample_once({"k": tree.pid})
     assert snap.trees == {}
-    assert "kernel manager went away" in snap.errors["targets"]
-
-
-def test_history_is_bounded_and_windowed():
-    clock = Clock()
-    sampler = make_sampler(interval=1.0, history_seconds=5.0, clock=clock, wall=lambda: 7.0)
-    assert sampler.latest() is None
-    assert sampler.history() == []
-    for _ in range(20):
-        sampler.sample_once()
-        clock.now += 1.0
-    clock.now -= 1.0  # "now" is the last tick
-    assert len(sampler.history()) == 6  # 5 s of 1 s ticks, both ends included
-    assert len(sampler.history(2.0)) == 3
-    assert len(sampler.history(0.0)) == 1
-    assert sampler.history()[-1] is sampler.latest()
-    assert sampler.latest().time == 7.0
-
-
-def test_subscribers_get_each_snapshot_and_a_failing_one_is_logged(caplog):
-    sampler = make_sampler()
-    got: list[Snapshot] = []
-
-    def broken(snapshot: Snapshot) -> None:
-        raise ValueError("boom")
-
-    sampler.subscribe(broken)
-    unsubscribe = sampler.subscribe(got.append)
-    with caplog.at_level(logging.ERROR, logger="jupyter_torchlab.metrics"):
-        first = sampler.sample_once()
-        second = sampler.sample_once()
-    assert got == [first, second]
-    assert len([r for r in caplog.records if "boom" in r.getMessage()]) == 1
-    unsubscribe()
-    unsubscribe()  # twice is harmless
-    sampler.sample_once()
-    assert len(got) == 2
-
-
-def test_start_stop_is_fast_and_leaves_no_thread():
-    sampler = make_sampler(interval=60.0)
-    first = threading.Event()
-    sampler.subscribe(lambda snap: first.set())
-    start = time.monotonic()
-    sampler.start()
-    sampler.start()  # idempotent
-    assert first.wait(5), "the first tick happens at once, not after an interval"
-    assert sampler.running
-    sampler.stop()
-    # stop wakes the 60 s wait instead of sleeping through it
-    assert time.monotonic() - start < 1.0
-    assert not sampler.running
-    assert sampler.latest() is not None
-    sampler.stop()  # twice is harmless
-
-
-def test_thread_survives_a_failing_subscriber_and_keeps_ticking():
-    sampler = make_sampler(interval=0.01)
-    calls: list[int] = []
-    enough = threading.Event()
-
-    def flaky(snapshot: Snapshot) -> None:
-        calls.append(1)
-        if len(calls) >= 3:
-            enough.set()
-        raise RuntimeError("subscriber bug")
-
-    sampler.subscribe(flaky)
-    sampler.start()
-    try:
-        assert enough.wait(10)
-        assert sampler.running
-    finally:
-        sampler.stop()
-
-
-def test_stop_from_a_subscriber_does_not_deadlock():
-    sampler = make_sampler(interval=0.01)
-    stopped = threading.Event()
-
-    def stop_now(snapshot: Snapshot) -> None:
-        sampler.stop()
-        stopped.set()
-
-    sampler.subscribe(stop_now)
-    sampler.start()
-    assert stopped.wait(5)
-    sampler._thread.join(5)  # the thread ends by itself after its own stop()
-    sampler.stop()
-    assert not sampler.running
-
-
-def test_ticks_stay_on_a_fixed_grid():
-    assert _next_deadline(0.0, 1.0, now=0.3) == 1.0  # time spent sampling does not shift ticks
-    assert _next_deadline(1.0, 1.0, now=1.999) == 2.0
-    assert _next_deadline(0.0, 1.0, now=1.0) == 2.0
-    assert _next_deadline(0.0, 1.0, now=3.5) == 4.0  # overran: skip missed ticks, stay on grid
-    deadline = 0.0
-    for _ in range(1000):
-        deadline = _next_deadline(deadline, 0.1, now=deadline + 0.05)
-    assert deadline == pytest.approx(100.0)  # no accumulated drift
-
-
-def test_invalid_arguments_say_what_is_wrong():
-    with pytest.raises(ValueError, match="interval"):
-        Sampler(interval=0, host=StubHost(), enable_gpu=False)
-    with pytest.raises(ValueError, match="history_seconds"):
-        Sampler(history_seconds=-1, host=StubHost(), enable_gpu=False)
-
-
-def test_a_running_sampler_does_not_hang_interpreter_exit():
-    code = (
-        "from jupyter_torchlab.metrics import Sampler\n"
-        "import os\n"
-        "s = Sampler(interval=0.05, targets=lambda: {'me': os.getpid()})\n"
-        "s.start()\n"
-        "assert s.history(5) is not None\n"
-        "print('started', flush=True)\n"
-    )
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 0, done.stderr
-    assert "started" in done.stdout
+    assert snap.errors == {"process": "RuntimeError: process table broke"}
+    assert snap.host is not None  # the other sources still answered
+    assert len(snap.gpus) == 1
 
 
 def test_default_sources_sample_this_process():
-    sampler = Sampler(targets=lambda: {"me": os.getpid()}, enable_gpu=False)
-    snap = sampler.sample_once()
+    sampler = Sampler(enable_gpu=False)
+    snap = sampler.sample_once({"me": os.getpid()})
     assert snap.host is not None
     assert snap.trees["me"].pid == os.getpid()
     assert isinstance(sampler._process, ProcessTreeSampler)
 
 
-def test_stopping_shuts_nvml_down_and_a_restart_reinitialises_it():
+def test_close_shuts_nvml_down_and_a_later_tick_reinitialises_it():
     nvml = FakeNvml([device(0)])
-    sampler = make_sampler(interval=60.0, gpu=GpuSampler(nvml, environ={}))
+    sampler = make_sampler(gpu=GpuSampler(nvml, environ={}))
     for run in (1, 2):
-        ticked = threading.Event()
-        unsubscribe = sampler.subscribe(lambda snap, ticked=ticked: ticked.set())
-        sampler.start()
-        assert ticked.wait(5)
-        sampler.stop()
-        unsubscribe()
+        assert len(sampler.sample_once().gpus) == 1
+        sampler.close()
         assert (nvml.init_calls, nvml.shutdown_calls) == (run, run)

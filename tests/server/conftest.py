@@ -45,7 +45,7 @@ def jp_server_config() -> Config:
 
 @pytest.fixture
 def monitor(jp_serverapp: Any) -> Any:
-    """The server's one Monitor (the extension's service object)."""
+    """The server's one ServerMonitor (the extension's service object)."""
     return jp_serverapp.web_app.settings["torchlab_monitor"]
 
 

@@ -9,7 +9,8 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from jupyter_torchlab.server.app import GPU_OFF, TorchlabExtension
+from jupyter_torchlab.server.app import TorchlabExtension
+from jupyter_torchlab.server.document import GPU_OFF
 
 from .conftest import server_config
 
@@ -22,7 +23,7 @@ def jp_server_config() -> Config:
 async def test_gpu_off_reports_why_and_config_reaches_the_sampler(
     jp_fetch: Any, monitor: Any
 ) -> None:
-    assert monitor.sampler.interval == 0.1
+    assert monitor.ticker.interval == 0.1
     doc = json.loads((await jp_fetch("torchlab", "api", "metrics")).body)
     assert doc["gpus"] == []
     assert doc["gpu_reason"] == GPU_OFF

@@ -13,7 +13,7 @@ from typing import Any
 from traitlets import HasTraits, Unicode
 
 from jupyter_torchlab.metrics import ProcessTreeSnapshot, Snapshot
-from jupyter_torchlab.server.app import PROCESS_GONE, snapshot_document
+from jupyter_torchlab.server.document import PROCESS_GONE, build_document
 from jupyter_torchlab.server.kernels import NOT_LOCAL, NOT_RUNNING, KernelRegistry
 
 
@@ -100,9 +100,8 @@ def test_a_kernel_without_a_local_process_is_listed_with_a_reason() -> None:
         gpu_reason="no GPU",
         trees=MappingProxyType({}),
         errors=MappingProxyType({}),
-        extra=MappingProxyType({"kernels": registry.view()}),
     )
-    (entry,) = snapshot_document(snap)["kernels"]
+    (entry,) = build_document(snap, registry.view())["kernels"]
     assert entry["pid"] is None
     assert entry["cpu_percent"] is None
     assert entry["memory"] is None
@@ -119,31 +118,28 @@ def test_a_kernel_without_a_local_process_is_listed_with_a_reason() -> None:
     assert registry.view()["r1"].reason == NOT_RUNNING
 
 
-def test_a_tree_of_an_older_pid_is_not_joined() -> None:
+def test_an_entry_joins_the_tree_sampled_for_its_kernel() -> None:
+    """The tick samples the pids of one registry view and builds the entries from that view."""
     from jupyter_torchlab.server.kernels import KernelInfo
 
     info = KernelInfo("k", "python3", "idle", None, None, 0, 42, None, None)
-    old_tree = ProcessTreeSnapshot(
-        pid=41, cpu_percent=5.0, rss=100, pss=None, num_threads=1, num_children=0, pids=(41,)
-    )
     snap = Snapshot(
         time=5.0,
         host=None,
         gpus=(),
         gpu_reason=None,
-        trees=MappingProxyType({"k": old_tree}),
+        trees=MappingProxyType({}),
         errors=MappingProxyType({}),
-        extra=MappingProxyType({"kernels": {"k": info}}),
     )
-    (entry,) = snapshot_document(snap)["kernels"]
-    assert entry["memory"] is None
+    (entry,) = build_document(snap, {"k": info})["kernels"]
+    assert entry["memory"] is None  # no tree this tick: the process exited
     assert entry["reason"] == PROCESS_GONE
 
-    new_tree = ProcessTreeSnapshot(
+    tree = ProcessTreeSnapshot(
         pid=42, cpu_percent=5.0, rss=100, pss=80, num_threads=1, num_children=0, pids=(42,)
     )
-    snap = Snapshot(**{**snap.__dict__, "trees": MappingProxyType({"k": new_tree})})
-    (entry,) = snapshot_document(snap)["kernels"]
+    snap = Snapshot(**{**snap.__dict__, "trees": MappingProxyType({"k": tree})})
+    (entry,) = build_document(snap, {"k": info})["kernels"]
     assert entry["memory"] == 80  # PSS when known
     assert entry["cpu_percent"] == 5.0
     assert entry["reason"] is None

@@ -21,15 +21,10 @@ from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
 from traitlets import TraitError
 from traitlets.config import Config
 
-from jupyter_torchlab.server.app import (
-    USAGE_OFF,
-    USAGE_STARTING,
-    Monitor,
-    TorchlabExtension,
-    snapshot_document,
-    usage_wait,
-)
+from jupyter_torchlab.server.app import TorchlabExtension
+from jupyter_torchlab.server.document import USAGE_OFF, USAGE_STARTING, build_document
 from jupyter_torchlab.server.kernels import GATEWAY, KernelRegistry
+from jupyter_torchlab.server.monitor import ServerMonitor, usage_wait
 from jupyter_torchlab.server.usage import FIRST_IPYKERNEL, UsagePoller
 
 from .conftest import INTERVAL, execute_request, kernel_entry, server_config
@@ -448,32 +443,18 @@ def test_an_old_kernel_is_asked_again_after_recheck_seconds() -> None:
 
 
 async def test_stop_closes_the_usage_sockets_when_the_tick_is_already_past_polling() -> None:
-    """The sampler thread outlives stop()'s join, after its poll(): stop() still closes."""
+    """A tick that outlives stop()'s join, after its poll(): stop() still closes, and the rest
+    of that late tick opens nothing again."""
 
     class Manager:
         def list_kernel_ids(self) -> list[str]:
             return []
 
-    class StuckSampler:  # a tick that has polled and is still running when stop() looks
-        running = True
-
-        def __init__(self, **kwargs: Any) -> None:
-            self.extra = kwargs["extra"]
-
-        def subscribe(self, fn: Any) -> Any:
-            return lambda: None
-
-        def start(self) -> None:
-            pass
-
-        def stop(self, timeout: float = 2.0) -> None:
-            pass
-
     context = zmq.Context()
     sink = context.socket(zmq.ROUTER)
     sink.linger = 0
     port = sink.bind_to_random_port("tcp://127.0.0.1")
-    monitor = Monitor(Manager(), None, sampler_factory=StuckSampler, prometheus=False)
+    monitor = ServerMonitor(Manager(), None, prometheus=False)
     try:
         assert monitor.usage is not None
         monitor.usage.poll({"k": endpoint(port)})  # what the tick did before stop()
@@ -481,7 +462,7 @@ async def test_stop_closes_the_usage_sockets_when_the_tick_is_already_past_polli
         monitor.stop()
         assert monitor.usage.open_clients == 0
         assert monitor.usage._context is None  # the ZMQ context is gone too
-        monitor.sampler.extra()  # the rest of a late tick opens nothing again
+        monitor.poll_usage()  # the rest of a late tick opens nothing again
         assert monitor.usage.open_clients == 0
         assert monitor.usage._context is None
     finally:
@@ -595,9 +576,8 @@ def test_a_gateway_kernel_is_listed_with_a_reason_and_not_asked() -> None:
         gpu_reason=None,
         trees=MappingProxyType({}),
         errors=MappingProxyType({}),
-        extra=MappingProxyType({"kernels": registry.view(), "usage": {}}),
     )
-    (entry,) = snapshot_document(snap)["kernels"]
+    (entry,) = build_document(snap, registry.view(), usage={})["kernels"]
     assert entry["reason"] == GATEWAY
     assert entry["source"] is None
     assert entry["cpu_percent"] is None

@@ -49,7 +49,6 @@ def snapshot(*, memory_limit=None, cpu_limit=None, gpus=(), gpu_reason=None):
         gpu_reason=gpu_reason,
         trees={"kernel": tree},
         errors={},
-        extra={},
     )
 
 
@@ -175,13 +174,14 @@ class FlakySampler:
         self.ticks = 0
         self.stopped = False
 
-    def sample_once(self):
+    def sample_once(self, targets):
+        assert targets == {"kernel": os.getpid()}  # the monitor watches its own process
         self.ticks += 1
         if self.ticks == 2:
             raise OSError("proc vanished")
         return snapshot()
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self.stopped = True
 
 
