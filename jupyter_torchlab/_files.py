@@ -12,7 +12,7 @@ from typing import IO
 __all__ = ["atomic_write"]
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Write ``path`` through ``write(f)`` into a temporary file, then rename it over ``path``.
 
     The temporary file lives in the same folder (``.<name>.*.tmp``), is flushed and fsynced, and

@@ -16,6 +16,7 @@ def test_durations_read_like_a_stopwatch():
     assert format_duration(5) == "0:05"
     assert format_duration(59.9) == "0:59"  # rounded down: never a second that has not passed
     assert format_duration(61.4) == "1:01"
+    assert format_duration(61.9) == "1:01"
     assert format_duration(65) == "1:05"
     assert format_duration(6160) == "1:42:40"
     assert format_duration(None) == "?"

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from jupyter_torchlab.cli import inject_parameters
+from jupyter_torchlab.cli.run import inject_parameters
 from jupyter_torchlab.tutorial import tutorial_path
 
 ROOT = Path(__file__).resolve().parent.parent

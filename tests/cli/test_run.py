@@ -1,177 +1,16 @@
+"""``jupyter torchlab run``: its pure parts, then real kernels."""
+
 import io
-import json
-import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
-import jupyter_torchlab.cli as cli_module
-from jupyter_torchlab.cli import (
-    TerminalReporter,
-    format_elapsed,
-    inject_parameters,
-    parse_param,
-)
-from jupyter_torchlab.tutorial import TUTORIAL_NAME, tutorial_path
+from jupyter_torchlab.cli.run import TerminalReporter, inject_parameters, parse_param
 
-BIN = Path(sys.executable).parent
-SCRIPT = BIN / "jupyter-torchlab"
-JUPYTER = BIN / "jupyter"
-
-
-def cli(*args, cwd=None, env=None, timeout=120):
-    """Run the installed console script, the way a user does."""
-    return subprocess.run(
-        [str(SCRIPT), *args],
-        cwd=cwd,
-        env=env or _env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _env(**extra):
-    # `jupyter torchlab` finds `jupyter-torchlab` on PATH, as in an activated environment
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
-
-
-def make_notebook(path, *sources, params=None):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    cells = [nbformat.v4.new_markdown_cell("# a test notebook")]
-    if params is not None:
-        cells.append(nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}))
-    cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.cells = cells
-    nbformat.write(nb, path)
-    return path
-
-
-# -- tutorial ----------------------------------------------------------------------------------
-
-
-def test_tutorial_prints_the_path_of_a_fresh_copy(tmp_path):
-    first = cli("tutorial", str(tmp_path))
-    assert first.returncode == 0, first.stderr
-    path = Path(first.stdout.strip())
-    assert path == tmp_path / TUTORIAL_NAME
-    assert path.read_bytes() == tutorial_path().read_bytes()
-
-    second = subprocess.run(
-        [str(JUPYTER), "torchlab", "tutorial"],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert second.returncode == 0, second.stderr
-    assert (tmp_path / second.stdout.strip()).resolve() == (
-        tmp_path / "first_pytorch_classifier-1.ipynb"
-    ).resolve()
-
-
-def test_tutorial_into_a_missing_directory_fails_with_advice(tmp_path):
-    result = cli("tutorial", str(tmp_path / "missing"))
-    assert result.returncode == 1
-    assert "no such directory; create it first" in result.stderr
-    assert result.stdout == ""
-
-
-def test_python_dash_m_and_help():
-    result = subprocess.run(
-        [sys.executable, "-m", "jupyter_torchlab", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0
-    for command in ("tutorial", "doctor", "run"):
-        assert command in result.stdout
-    assert "usage: jupyter torchlab" in result.stdout
-
-
-def test_no_command_prints_help_and_fails():
-    result = cli()
-    assert result.returncode == 2
-    assert "usage: jupyter torchlab" in result.stdout
-
-
-def test_importing_the_cli_does_not_import_torch():
-    code = (
-        "import sys, jupyter_torchlab.cli; print('torch' in sys.modules, 'nbclient' in sys.modules)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
-    assert result.stdout.split() == ["False", "False"]
-
-
-# -- doctor ------------------------------------------------------------------------------------
-
-
-def _line(output, label):
-    return next(line for line in output.splitlines() if line[5:].startswith(label + " "))
-
-
-def test_doctor_reports_torch_accelerators_and_nvml():
-    import torch
-
-    result = cli("doctor", timeout=180)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert torch.__version__ in _line(out, "torch")
-    assert "torchvision" in out
-    accelerators = _line(out, "accelerators")
-    nvml = _line(out, "NVML")
-    distributed = _line(out, "distributed")
-    assert "gloo" in distributed
-    if not torch.cuda.is_available():
-        assert "tl.launch(fn, nprocs=N)" in distributed
-    if torch.cuda.is_available():
-        assert "cuda:0" in accelerators
-        assert "unavailable" not in nvml
-    else:
-        assert "none: no GPU" in accelerators
-        assert "training runs on the CPU" in accelerators
-        # no GPU: NVML is reported with the reason, not as an error
-        assert nvml.startswith("[--]") or nvml.startswith("[ok]")
-        if nvml.startswith("[--]"):
-            assert "unavailable:" in nvml or "not installed" in nvml
-    # the editable install enables the server extension, and it loads
-    server = _line(out, "server extension")
-    assert server.startswith("[ok] server extension  jupyter_torchlab enabled")
-    # the install also puts the prebuilt lab extension where JupyterLab looks for it
-    lab = _line(out, "lab extension")
-    import jupyter_torchlab
-
-    expected = f"[ok] lab extension     jupyter-torchlab {jupyter_torchlab.__version__} installed"
-    assert lab.startswith(expected), lab
-
-
-def test_doctor_sees_a_disabled_server_extension(tmp_path, monkeypatch, capsys):
-    # JUPYTER_CONFIG_PATH comes first in the search path, so its setting wins, as in the server
-    cfg = tmp_path / "config"
-    cfg.mkdir()
-    (cfg / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_torchlab": False}}})
-    )
-    monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(cfg))
-    monkeypatch.setattr(cli_module, "doctor_checks", lambda: [cli_module._check_server_extension()])
-    code = cli_module.main(["doctor", "--strict"])
-    line = _line(capsys.readouterr().out, "server extension")
-    assert line.startswith("[!!]")
-    assert f"jupyter_torchlab is disabled (in {cfg})" in line
-    assert "jupyter server extension enable jupyter_torchlab" in line
-    assert code == 1  # --strict turns problems into a failing exit status
-
-
-# -- run: pure parts ---------------------------------------------------------------------------
+from ._helpers import JUPYTER, SCRIPT, cli, make_notebook
+from ._helpers import user_env as _env
 
 
 @pytest.mark.parametrize(
@@ -214,12 +53,6 @@ def test_inject_parameters_without_a_tagged_cell_goes_first(tmp_path):
     warnings = inject_parameters(nb, {"A": 2})
     assert nb.cells[0].source.endswith("A = 2")
     assert "no cell tagged 'parameters'" in warnings[0]
-
-
-def test_format_elapsed():
-    assert format_elapsed(0) == "0:00"
-    assert format_elapsed(61.9) == "1:01"
-    assert format_elapsed(6160) == "1:42:40"
 
 
 def test_reporter_numbers_code_cells_and_shows_elapsed(tmp_path):
