@@ -51,8 +51,13 @@ def run_first_cell(page: Any) -> None:
     page.keyboard.press("Shift+Enter")
 
 
+def launcher_tabs(page: Any) -> Any:
+    return page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text="Launcher")
+
+
 def test_launcher_tile_copies_the_tutorial_and_never_overwrites(page: Any, lab_server: Server):
     open_lab(page, lab_server)
+    expect(launcher_tabs(page)).to_have_count(1)
     section = page.locator(".jp-Launcher-section", has_text="Notebook").first
     tile = section.locator(".jp-LauncherCard", has_text=TILE)
     expect(tile).to_be_visible()
@@ -66,13 +71,17 @@ def test_launcher_tile_copies_the_tutorial_and_never_overwrites(page: Any, lab_s
     # The tab opens once the server has answered, i.e. after the copy is complete.
     expect(current_tab(page)).to_have_text(TUTORIAL)
     expect(page.locator(".jp-NotebookPanel:visible .jp-Cell").first).to_be_visible()
+    # like JupyterLab's own cards: the notebook takes the place of the launcher it came from
+    expect(launcher_tabs(page)).to_have_count(0)
     bundled = tutorial_path().read_bytes()
     assert wait_for_file(first) == bundled
 
     page.evaluate("window.jupyterapp.commands.execute('launcher:create')")
+    expect(launcher_tabs(page)).to_have_count(1)
     page.locator(".jp-LauncherCard:visible", has_text=TILE).click()
     second = lab_server.root / "first_pytorch_classifier-1.ipynb"
     expect(current_tab(page)).to_have_text(second.name)
+    expect(launcher_tabs(page)).to_have_count(0)
     assert wait_for_file(second) == bundled
     assert first.read_bytes() == bundled
 

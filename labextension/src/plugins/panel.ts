@@ -1,0 +1,107 @@
+import {
+  ILabShell,
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  Dialog,
+  ICommandPalette,
+  Notification,
+  showDialog,
+  showErrorMessage
+} from '@jupyterlab/apputils';
+import { IMainMenu } from '@jupyterlab/mainmenu';
+import { KernelAPI } from '@jupyterlab/services';
+
+import { basename } from '../format';
+import { torchlabIcon } from '../icons';
+import { MonitorPanel } from '../panel';
+import { CommandIDs, ITorchlab } from '../tokens';
+import type { IKernel } from '../types';
+
+/** The monitor panel (host, GPUs, every kernel) and the command that opens it. */
+export const panelPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-torchlab:panel',
+  description: 'A side panel with the host, every GPU and every kernel (interrupt, shut down).',
+  autoStart: true,
+  requires: [ITorchlab],
+  optional: [ICommandPalette, IMainMenu, ILayoutRestorer, ILabShell],
+  activate: (
+    app: JupyterFrontEnd,
+    torchlab: ITorchlab,
+    palette: ICommandPalette | null,
+    mainMenu: IMainMenu | null,
+    restorer: ILayoutRestorer | null,
+    labShell: ILabShell | null
+  ) => {
+    const { commands, shell } = app;
+    const { model, settings } = torchlab;
+    const actions = {
+      interrupt: async (kernel: IKernel) => {
+        try {
+          await KernelAPI.interruptKernel(kernel.id, torchlab.serverSettings);
+          Notification.info(`Interrupted ${kernelLabel(kernel)}`, { autoClose: 3000 });
+        } catch (error) {
+          await showErrorMessage('Could not interrupt the kernel', error as Error);
+        }
+      },
+      shutdown: async (kernel: IKernel) => {
+        const result = await showDialog({
+          title: 'Shut down kernel?',
+          body: `Shut down the kernel of ${kernelLabel(kernel)}? Its variables are lost.`,
+          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Shut down' })]
+        });
+        if (!result.button.accept) {
+          return;
+        }
+        try {
+          // Through the kernel manager, so open notebooks learn that their kernel is gone.
+          await app.serviceManager.kernels.shutdown(kernel.id);
+        } catch (error) {
+          await showErrorMessage('Could not shut down the kernel', error as Error);
+        }
+      },
+      open: (kernel: IKernel) => {
+        if (kernel.path) {
+          void commands.execute('docmanager:open', { path: kernel.path });
+        }
+      }
+    };
+    const panel = new MonitorPanel({
+      model,
+      actions,
+      showGpu: () => settings.showGpu,
+      onVisibilityChanged: visible => model.setNeeded('panel', visible)
+    });
+    torchlab.settingsChanged.connect(() => panel.update());
+    let panelAdded = false;
+    const addPanel = () => {
+      if (!panelAdded) {
+        shell.add(panel, 'right', { rank: 900, type: 'PyTorch Monitor' });
+        panelAdded = true;
+      }
+    };
+    commands.addCommand(CommandIDs.openMonitor, {
+      label: 'PyTorch kernel monitor',
+      caption: 'Show CPU, memory and GPU use and every kernel, with interrupt and shut down',
+      icon: args => (args['isPalette'] ? undefined : torchlabIcon),
+      execute: () => {
+        addPanel();
+        (labShell ?? shell).activateById(panel.id);
+        return panel;
+      }
+    });
+    palette?.addItem({ command: CommandIDs.openMonitor, category: 'PyTorch' });
+    mainMenu?.helpMenu.addGroup([{ command: CommandIDs.openMonitor }], 5);
+    if (labShell) {
+      // JupyterLab: a tab in the right side bar, always there. Notebook 7 adds it on demand.
+      addPanel();
+      restorer?.add(panel, 'jupyter-torchlab-monitor');
+    }
+  }
+};
+
+function kernelLabel(kernel: IKernel): string {
+  return kernel.path ? basename(kernel.path) : `kernel ${kernel.id.slice(0, 8)}`;
+}
