@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs (Python packages, Node packages, Debian's Chromium) into
-# this checkout, then run every check: ruff, mypy, and pytest (browser tests included).
+# this checkout, then run every check: ruff, mypy, the architecture contracts (lint-imports), and
+# pytest (browser tests included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,8 @@ PY=${PYTHON:-python3}
 # up-to-date build was there already; then its unit tests (jest).
 (cd labextension && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test --silent)
 
-.venv/bin/ruff check jupyter_torchlab tests benchmarks
-.venv/bin/ruff format --check jupyter_torchlab tests benchmarks
+.venv/bin/ruff check --no-cache jupyter_torchlab tests benchmarks
+.venv/bin/ruff format --no-cache --check jupyter_torchlab tests benchmarks
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

@@ -175,9 +175,11 @@ def test_tutorial_path_in_an_installed_wheel_layout(tmp_path):
     package = Path(jupyter_torchlab.__file__).parent
     site = tmp_path / "site"
     installed = site / "jupyter_torchlab"
+    # the package as a wheel installs it, without this checkout's notebooks/ beside it
+    shutil.copytree(
+        package, installed, ignore=shutil.ignore_patterns("labextension", "__pycache__")
+    )
     (installed / "notebooks").mkdir(parents=True)
-    for name in ("__init__.py", "tutorial.py"):
-        shutil.copy(package / name, installed / name)
     shutil.copy(tutorial_path(), installed / "notebooks" / TUTORIAL_NAME)
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "

@@ -16,6 +16,10 @@ are a partial reading plus a reason. One hint per distinct problem is logged.
   (or MPS is available), this process' allocator figures are reported with ``source="torch"``.
   torch is never imported and CUDA never initialised here: doing so would cost seconds, hold GPU
   memory and break ``fork()`` in the user's process.
+
+Why one module of this size: every NVML call of the package goes through it, so initialisation,
+backoff, per-field error handling and device visibility are decided in one place (the design's
+rule that GPU reads have one home); splitting it would spread those decisions.
 """
 
 from __future__ import annotations

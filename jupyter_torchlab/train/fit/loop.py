@@ -4,6 +4,8 @@
 :class:`_Run`, whose methods read top to bottom as the training does: every epoch trains its
 batches, then validates, records, checkpoints and calls the callbacks. Per batch only work on the
 device is queued; the sums that a display or the History needs are kept by :mod:`.window`.
+A little over 400 lines: ``fit``'s signature and docstring are the public contract, and the run
+reads best in one place.
 
 Fault semantics (also in the README):
 
