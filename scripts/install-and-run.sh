@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q -U pip
-.venv/bin/python -m pip install -q ".[plot]" jupyterlab
+.venv/bin/python -m pip install -q . jupyterlab
 mkdir -p workspace
 .venv/bin/jupyter torchlab tutorial workspace || true
 extra=()

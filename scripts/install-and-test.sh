@@ -17,7 +17,7 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q -U pip
-.venv/bin/python -m pip install -q -e ".[test,bench,plot]"
+.venv/bin/python -m pip install -q -e ".[test,bench]"
 # That install built the JupyterLab extension (npm install + build in labextension/) unless an
 # up-to-date build was there already; then its unit tests (jest).
 (cd labextension && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test --silent)
