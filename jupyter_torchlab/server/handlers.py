@@ -74,15 +74,44 @@ class TutorialHandler(APIHandler):
     @authorized
     async def post(self) -> None:
         """Copy the tutorial into the requested directory."""
-        body = self.get_json_body() or {}
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, 'the body must be a JSON object like {"dir": "notebooks"}')
+        body = _json_object(self.request.body)
         path = await self.writer.copy(body.get("dir", ""))
         self.set_status(201)
         self.set_header(
             "Location", url_path_join(self.base_url, "api", "contents", url_escape(path))
         )
         self.finish(json.dumps({"path": path}))
+
+
+_SEND = 'send a JSON object like {"dir": "notebooks"} (or {} for the server root)'
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object; an empty body is ``{}``.
+
+    Refuses, with a 400 that says what to send, what is not UTF-8, not JSON, or not an object.
+    The messages quote none of the body, so a huge body never reaches the log.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise web.HTTPError(
+            400, f"the body is not UTF-8 text (byte {e.start + 1} is invalid); {_SEND}"
+        ) from None
+    if not text.strip():
+        return {}
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise web.HTTPError(
+            400, f"Invalid JSON in the body (line {e.lineno}, column {e.colno}: {e.msg}); {_SEND}"
+        ) from None
+    if not isinstance(body, dict):
+        kind = {list: "a list", str: "a string", bool: "true/false"}.get(type(body), "a number")
+        if body is None:
+            kind = "null"
+        raise web.HTTPError(400, f"the body must be a JSON object, got {kind}; {_SEND}")
+    return body
 
 
 def _seconds(raw: str | None) -> float | None:

@@ -13,7 +13,18 @@ from typing import Any
 from jupyter_core.utils import ensure_async
 from tornado import web
 
-__all__ = ["TutorialWriter"]
+__all__ = ["QUOTE_LIMIT", "TutorialWriter", "quote"]
+
+#: the most characters of what a user sent that an error message (and so the log) repeats
+QUOTE_LIMIT = 200
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """Return ``repr(value)``, cut to about ``limit`` characters with the full length said."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -33,24 +44,24 @@ class TutorialWriter:
         from jupyter_torchlab.tutorial import TUTORIAL_NAME, fresh_name
 
         dir_path = self._clean(directory)
-        shown = dir_path or "/"
+        shown = quote(dir_path or "/")
         try:
             model = await ensure_async(self._cm.get(dir_path, content=False))
         except web.HTTPError as e:
             if e.status_code == 404:
                 raise web.HTTPError(
                     404,
-                    f"no such directory {shown!r}; create it first or pick an existing one",
+                    f"no such directory {shown}; create it first or pick an existing one",
                 ) from None
             raise
         if model.get("type") != "directory":
             raise web.HTTPError(
-                400, f"{shown!r} is a file, not a directory; pass the directory to copy into"
+                400, f"{shown} is a file, not a directory; pass the directory to copy into"
             )
         if model.get("writable") is False:
             raise web.HTTPError(
                 403,
-                f"cannot write into {shown!r}: it is read-only; pick a directory you can write to",
+                f"cannot write into {shown}: it is read-only; pick a directory you can write to",
             )
         content = self._notebook()
         async with self._lock:
@@ -71,36 +82,36 @@ class TutorialWriter:
                     if e.status_code == 403:
                         raise web.HTTPError(
                             403,
-                            f"cannot write into {shown!r}: permission denied; "
+                            f"cannot write into {shown}: permission denied; "
                             "pick a directory you can write to",
                         ) from None
                     raise
                 return path
         raise web.HTTPError(
             409,
-            f"no free name for the tutorial in {shown!r} after {self.max_tries} tries; "
+            f"no free name for the tutorial in {shown} after {self.max_tries} tries; "
             "pick another directory",
         )
 
     @staticmethod
     def _clean(directory: Any) -> str:
-        if directory is None:
-            return ""
         if not isinstance(directory, str):
             raise web.HTTPError(
-                400, '"dir" must be a path relative to the server root, e.g. "" or "notebooks"'
+                400,
+                f'"dir" must be a string: a path relative to the server root, e.g. "" or '
+                f'"notebooks"; got {_json_type(directory)}',
             )
         path = directory.replace("\\", "/")
         if path.startswith("/") or _DRIVE.match(path) or "\x00" in path:
             raise web.HTTPError(
                 400,
-                f"{directory!r} is not a path relative to the server root; "
+                f"{quote(directory)} is not a path relative to the server root; "
                 'pass e.g. "" (the root) or "notebooks"',
             )
         parts = [p for p in path.split("/") if p not in ("", ".")]
         if ".." in parts:
             raise web.HTTPError(
-                403, f"{directory!r} is outside the server root; pick a directory inside it"
+                403, f"{quote(directory)} is outside the server root; pick a directory inside it"
             )
         return "/".join(parts)
 
@@ -114,3 +125,18 @@ class TutorialWriter:
             return nbformat.read(tutorial_path(), as_version=4)
         except FileNotFoundError as e:
             raise web.HTTPError(500, str(e)) from None
+
+
+def _json_type(value: object) -> str:
+    """Name a JSON value's type as a user sent it: null, a number, a list, an object..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"the number {quote(value, 40)}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,7 @@ async def test_concurrent_copies_get_distinct_names(jp_fetch: Any, jp_root_dir: 
         ({"dir": "/etc"}, 400, "not a path relative to the server root"),
         ({"dir": "C:\\Users"}, 400, "not a path relative to the server root"),
         ({"dir": "missing"}, 404, "no such directory 'missing'"),
-        ({"dir": 3}, 400, "must be a path relative to the server root"),
-        ("[1, 2]", 400, "must be a JSON object"),
-        ("{not json", 400, "Invalid JSON"),
+        ({"dir": 3}, 400, "must be a string: a path relative to the server root"),
     ],
 )
 async def test_refuses_bad_directories_with_a_clear_message(
@@ -98,3 +97,77 @@ async def test_reports_a_read_only_directory(jp_fetch: Any, jp_root_dir: Path) -
     assert code == 403
     assert "read-only" in message or "permission denied" in message
     assert os.listdir(locked) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("[]", 'the body must be a JSON object, got a list; send a JSON object like {"dir"'),
+        ("[1, 2]", "the body must be a JSON object, got a list"),
+        ("0", "the body must be a JSON object, got a number"),
+        ("null", "the body must be a JSON object, got null"),
+        ('"notebooks"', "the body must be a JSON object, got a string"),
+        ("{not json", "Invalid JSON in the body (line 1, column 2"),
+        ('{"dir": null}', '"dir" must be a string: a path relative to the server root, e.g. ""'),
+        ('{"dir": null}', "got null"),
+        ('{"dir": 3}', "got the number 3"),
+        ('{"dir": ["a"]}', "got a list"),
+        ('{"dir": false}', "got false"),
+        (b'{"dir": "caf\xe9"}', "the body is not UTF-8 text (byte 13 is invalid); send a JSON"),
+    ],
+)
+async def test_a_body_that_is_not_an_object_with_a_string_dir_is_a_400_saying_what_to_send(
+    jp_fetch: Any, jp_root_dir: Path, body: Any, words: str
+) -> None:
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("torchlab", "api", "tutorial", method="POST", body=body)
+    assert e.value.code == 400
+    assert words in json.loads(e.value.response.body)["message"]
+    assert os.listdir(jp_root_dir) == []
+
+
+async def test_an_empty_body_copies_into_the_root(jp_fetch: Any, jp_root_dir: Path) -> None:
+    r = await jp_fetch(
+        "torchlab", "api", "tutorial", method="POST", body=b"", allow_nonstandard_methods=True
+    )
+    assert r.code == 201
+    assert json.loads(r.body) == {"path": TUTORIAL_NAME}
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+async def test_a_huge_dir_is_quoted_briefly_in_the_reply_and_the_log(
+    jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path
+) -> None:
+    huge = "x" * 5_000_000
+    loggers = [
+        jp_serverapp.log,
+        logging.getLogger("tornado.access"),
+        logging.getLogger("tornado.general"),
+        logging.getLogger("tornado.application"),
+    ]
+    seen = _Lines()
+    for log in loggers:
+        log.addHandler(seen)
+    try:
+        with pytest.raises(HTTPClientError) as e:
+            await post(jp_fetch, {"dir": huge})
+    finally:
+        for log in loggers:
+            log.removeHandler(seen)
+    message = json.loads(e.value.response.body)["message"]
+    assert e.value.code == 404
+    assert message.startswith("no such directory 'xxxx")
+    assert "(5,000,002 characters)" in message  # says how much was left out
+    assert len(message) < 400
+    logged = "\n".join(seen.lines)
+    assert seen.lines, "the refusal is logged"
+    assert "x" * 250 not in logged
+    assert max(len(line) for line in seen.lines) < 1000
