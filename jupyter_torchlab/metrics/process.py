@@ -37,7 +37,10 @@ import psutil
 
 from ._util import read_bytes
 
-__all__ = ["ProcessTreeSampler", "ProcessTreeSnapshot"]
+__all__ = ["STOPPED", "ProcessTreeSampler", "ProcessTreeSnapshot"]
+
+#: the reason a stopped process is reported with (the pid and how to resume it follow)
+STOPPED = "process stopped (SIGSTOP?): it runs nothing until it is resumed"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class ProcessTreeSnapshot:
     pids: tuple[int, ...]  # root first
     gpu_memory: int | None = None  # bytes on GPUs, joined in by the Sampler
     reason: str | None = None  # why a figure is partial, e.g. processes that denied access
+    # the root process is stopped (SIGSTOP, a debugger, the OOM reaper): it runs nothing until
+    # it gets SIGCONT, so it cannot answer, and its CPU reads 0
+    stopped: bool = False
 
     @property
     def memory(self) -> int:
@@ -67,6 +73,7 @@ class _Member:
     zombie: bool
     threads: int
     rss: int
+    stopped: bool = False  # state T (SIGSTOP) or t (stopped by a tracer)
 
 
 @dataclass
@@ -106,6 +113,7 @@ def _read_linux(pid: int) -> _Member | None:
             zombie=fields[0] in (b"Z", b"X"),
             threads=int(fields[17]),
             rss=int(fields[21]) * _PAGE,
+            stopped=fields[0] in (b"T", b"t"),
         )
     except (IndexError, ValueError):
         return None
@@ -127,8 +135,15 @@ class _PsutilReader:
                 cpu = times.user + times.system + times.children_user + times.children_system
                 if proc.status() == psutil.STATUS_ZOMBIE:
                     return _Member(proc.create_time(), cpu, True, 0, 0)
+                status = proc.status()
+                stopped = status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
                 return _Member(
-                    proc.create_time(), cpu, False, proc.num_threads(), proc.memory_info().rss
+                    proc.create_time(),
+                    cpu,
+                    False,
+                    proc.num_threads(),
+                    proc.memory_info().rss,
+                    stopped,
                 )
         except psutil.ZombieProcess:
             return None
@@ -234,7 +249,9 @@ class ProcessTreeSampler:
         tree.last_cpu, tree.last_time = cpu_total, now
 
         reason = None
-        if pss_total is None:
+        if root.stopped:
+            reason = f"{STOPPED} (kill -CONT {pid} resumes it)"
+        elif pss_total is None:
             reason = "PSS not readable for every process in the tree: memory is RSS"
         return ProcessTreeSnapshot(
             pid=pid,
@@ -245,6 +262,7 @@ class ProcessTreeSampler:
             num_children=len(alive) - 1,
             pids=tuple(alive),
             reason=reason,
+            stopped=root.stopped,
         )
 
     def _descendants(self, root: int, tree: _Tree, full: bool) -> list[int]:

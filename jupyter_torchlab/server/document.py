@@ -148,6 +148,8 @@ def _kernel_entry(
         "cpu_percent": cpu_percent,
         "memory": memory,
         "gpu_memory": None if tree is None else tree.gpu_memory,
+        # the process is stopped (SIGSTOP, a debugger): its state and figures are frozen
+        "stopped": None if tree is None else tree.stopped,
         "path": info.path,
         "reason": reason,
         # where cpu_percent and memory come from: "process" (/proc), "kernel" (usage_request)

@@ -26,6 +26,7 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
         return text
     return f"{text[:limit]}... ({len(text):,} characters)"
 
+
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 

@@ -84,6 +84,17 @@ export function formatState(state: string | null | undefined, busySeconds: numbe
   return name;
 }
 
+/**
+ * Describe a kernel's state as a person should read it: a stopped process is "stopped" whatever
+ * state the server last saw, since it runs nothing until it is resumed.
+ */
+export function kernelState(kernel: IKernel, busySeconds: number | null): string {
+  if (kernel.stopped) {
+    return 'stopped';
+  }
+  return formatState(kernel.execution_state, busySeconds);
+}
+
 /** Return the last segment of a path: "a/b/c.ipynb" -> "c.ipynb". */
 export function basename(path: string | null | undefined): string {
   if (!path) {
@@ -125,7 +136,7 @@ export function statusText(
   busySeconds: number | null,
   options: IStatusOptions
 ): string {
-  const parts = [formatState(kernel.execution_state, busySeconds)];
+  const parts = [kernelState(kernel, busySeconds)];
   if (isUnmeasured(kernel)) {
     parts.push('not local');
     return parts.join(' · ');

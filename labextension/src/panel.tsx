@@ -316,8 +316,13 @@ function KernelTable(props: {
                     `${kernel.name} ${kernel.id.slice(0, 8)}`
                   )}
                 </td>
-                <td className={`jp-torchlab-state jp-torchlab-state-${kernel.execution_state}`}>
-                  {kernel.execution_state}
+                <td
+                  className={`jp-torchlab-state jp-torchlab-state-${
+                    kernel.stopped ? 'stopped' : kernel.execution_state
+                  }`}
+                  title={kernel.stopped ? (kernel.reason ?? '') : undefined}
+                >
+                  {kernel.stopped ? 'stopped' : kernel.execution_state}
                 </td>
                 <td className="jp-torchlab-busy">{busy === null ? '' : formatDuration(busy)}</td>
                 {remote ? (

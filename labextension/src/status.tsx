@@ -45,7 +45,7 @@ export class KernelStatusItem extends ReactWidget {
       if (kernel) {
         text = statusText(kernel, model.busySeconds(kernel), { showGpu: showGpu() });
         const origin = usageOrigin(kernel);
-        detail = isUnmeasured(kernel)
+        detail = isUnmeasured(kernel) || kernel.stopped
           ? `Kernel ${kernel.name}: ${kernel.reason}`
           : `Kernel ${kernel.name}${origin ? ` (${origin})` : ''}: CPU ${formatPercent(
               kernel.cpu_percent

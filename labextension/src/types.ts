@@ -52,6 +52,11 @@ export interface IKernel {
   /** Why resources are not shown, e.g. the kernel is not a local process. */
   reason: string | null;
   /**
+   * The kernel's process is stopped (SIGSTOP, a debugger, the OOM reaper): it runs nothing, so
+   * its state is frozen. null when it has no local process; absent from older servers.
+   */
+  stopped?: boolean | null;
+  /**
    * Where cpu_percent and memory come from: 'process' (the server measured the local
    * process tree), 'kernel' (a kernel that is not a local process answered usage_request),
    * null (nowhere). Absent from servers older than this field.

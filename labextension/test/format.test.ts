@@ -6,6 +6,7 @@ import {
   formatState,
   formatUsage,
   isUnmeasured,
+  kernelState,
   MISSING,
   ratioPercent,
   sparklinePoints,
@@ -99,6 +100,20 @@ describe('formatState', () => {
     expect(formatState('busy', null)).toBe('busy');
     expect(formatState('idle', 5)).toBe('idle');
     expect(formatState('', null)).toBe('unknown');
+  });
+});
+
+describe('kernelState', () => {
+  it('says stopped for a stopped process, whatever state the server last saw', () => {
+    expect(kernelState(kernel({ stopped: true, execution_state: 'busy' }), 30)).toBe('stopped');
+    expect(kernelState(kernel({ stopped: false, execution_state: 'busy' }), 30)).toBe('busy 0:30');
+    expect(kernelState(kernel({ stopped: null }), null)).toBe('idle');
+    expect(kernelState(kernel(), null)).toBe('idle'); // a server without the field
+  });
+
+  it('shows in the status bar text', () => {
+    const k = kernel({ stopped: true, execution_state: 'busy', cpu_percent: 0 });
+    expect(statusText(k, 12, { showGpu: false })).toBe('stopped · CPU 0% · Mem 512 MiB');
   });
 });
 

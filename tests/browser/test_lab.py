@@ -135,6 +135,32 @@ def test_panel_lists_kernel_with_notebook_and_interrupts_it(page: Any, lab_serve
     expect(status).to_contain_text("idle")
 
 
+def test_a_stopped_kernel_shows_in_the_status_bar_and_the_panel(page: Any, lab_server: Server):
+    import os
+    import signal
+
+    lab_server.write_notebook("frozen.ipynb", "x = 1")
+    status = open_notebook_and_wait_idle(page, lab_server, "frozen.ipynb")
+    doc = lab_server.api("GET", "torchlab/api/metrics")
+    (kernel,) = [k for k in doc["kernels"] if k["path"] == "frozen.ipynb"]
+    os.kill(kernel["pid"], signal.SIGSTOP)
+    try:
+        expect(status).to_contain_text("stopped", timeout=15_000)
+        assert "process stopped (SIGSTOP?)" in (
+            page.locator(".jp-torchlab-status-inner").get_attribute("title") or ""
+        )
+        status.click()
+        panel = page.locator("#jupyter-torchlab-monitor")
+        row = panel.locator(".jp-torchlab-kernel-row", has=page.locator("[title='frozen.ipynb']"))
+        state = row.locator(".jp-torchlab-state")
+        expect(state).to_have_text("stopped")
+        expect(state).to_have_attribute("title", re.compile(r"^process stopped \(SIGSTOP\?\)"))
+    finally:
+        os.kill(kernel["pid"], signal.SIGCONT)
+    expect(status).to_contain_text("idle", timeout=15_000)
+    expect(state).to_have_text("idle")
+
+
 def test_shut_down_asks_first(page: Any, lab_server: Server):
     lab_server.write_notebook("shutdown.ipynb", "x = 1")
     status = open_notebook_and_wait_idle(page, lab_server, "shutdown.ipynb")

@@ -206,3 +206,34 @@ def test_portable_psutil_path_gives_the_same_tree(make_tree):
     assert second.num_threads >= 4
     result = portable.sample_many([tree.pid])
     assert result[tree.pid] is not None
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["proc", "psutil"])
+def test_a_stopped_root_is_reported_and_clears_when_it_continues(make_tree, portable):
+    import os
+    import signal
+
+    from jupyter_torchlab.metrics.process import STOPPED
+
+    tree = make_tree("sleep")
+    sampler = ProcessTreeSampler()
+    if portable:
+        sampler._linux = sampler._rollup = False
+    assert sampler.sample(tree.pid).stopped is False
+    os.kill(tree.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 10
+        while not (snap := sampler.sample(tree.pid)).stopped:
+            assert time.monotonic() < deadline, "the stop never showed"
+            time.sleep(0.02)
+        assert snap.reason == f"{STOPPED} (kill -CONT {tree.pid} resumes it)"
+        assert snap.reason.startswith("process stopped (SIGSTOP?)")
+        assert snap.pids[0] == tree.pid  # still measured: memory and children are real
+        assert snap.rss > 0
+    finally:
+        os.kill(tree.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while (snap := sampler.sample(tree.pid)).stopped:
+        assert time.monotonic() < deadline, "the continue never showed"
+        time.sleep(0.02)
+    assert snap.reason is None or not snap.reason.startswith("process stopped")

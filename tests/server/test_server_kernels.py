@@ -127,3 +127,33 @@ async def test_kernel_state_changes_are_timed_without_polling(
     assert info.busy_since is not None
     assert sent - 0.05 <= info.busy_since <= noticed
     ws.close()
+
+
+async def test_a_stopped_kernel_is_reported_with_the_reason_until_it_continues(
+    jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any
+) -> None:
+    kid = await start_kernel(path="frozen.ipynb")
+    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+    doc = await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["pid"])
+    entry = kernel_entry(doc, kid)
+    assert entry is not None
+    assert entry["stopped"] is False
+    pid = entry["pid"]
+    os.kill(pid, signal.SIGSTOP)  # as a debugger or the OOM reaper would freeze it
+    try:
+        doc = await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["stopped"])
+        entry = kernel_entry(doc, kid)
+        assert entry is not None
+        assert entry["reason"] == (
+            "process stopped (SIGSTOP?): it runs nothing until it is resumed "
+            f"(kill -CONT {pid} resumes it)"
+        )
+        assert entry["path"] == "frozen.ipynb"
+        assert entry["memory"] > 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    doc = await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["stopped"] is False)
+    entry = kernel_entry(doc, kid)
+    assert entry is not None
+    assert not (entry["reason"] or "").startswith("process stopped")
+    ws.close()
