@@ -23,25 +23,29 @@ WARMUP_FACTOR = 3.0
 class Rate:
     """Estimate steps per second from ``(n, t)`` marks, ignoring a slow start."""
 
-    __slots__ = ("_marks",)
+    __slots__ = ("_marks", "min_gap")
 
-    def __init__(self, n: int = 0, t: float | None = None, *, marks: int = MARKS) -> None:
-        self._marks: deque[tuple[int, float]] = deque(maxlen=marks)
+    def __init__(
+        self, n: float = 0, t: float | None = None, *, marks: int = MARKS, min_gap: float = 0.0
+    ) -> None:
+        self._marks: deque[tuple[float, float]] = deque(maxlen=marks)
+        #: marks closer than this to the previous one are skipped (callers that mark every step)
+        self.min_gap = min_gap
         if t is not None:
             self._marks.append((n, t))
 
-    def mark(self, n: int, t: float) -> None:
+    def mark(self, n: float, t: float) -> None:
         """Record that ``n`` steps were done at time ``t`` (later marks must not go back)."""
         marks = self._marks
         if marks:
             last_n, last_t = marks[-1]
             if n < last_n or t < last_t:  # a reset: start over from here
                 marks.clear()
-            elif n == last_n:
-                return  # no progress: the next step's mark measures the whole wait
+            elif n == last_n or t - last_t < self.min_gap:
+                return  # no progress, or too soon: the next mark measures the whole stretch
         marks.append((n, t))
 
-    def reset(self, n: int = 0, t: float | None = None) -> None:
+    def reset(self, n: float = 0, t: float | None = None) -> None:
         """Forget every mark (a new epoch, a reset bar); optionally start at ``(n, t)``."""
         self._marks.clear()
         if t is not None:

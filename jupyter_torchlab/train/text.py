@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import IO
 
 from .._format import format_duration, format_rate
+from .._rate import Rate
 from .._terminal import LineWriter, is_tty
 from .callbacks import Callback, FitState, as_number
 from .history import epoch_line
@@ -39,6 +40,8 @@ class TextProgress(Callback):
         self._next = 0.0
         self._epoch_start = 0.0
         self._writer: LineWriter | None = None
+        # batches per second for the ETA, a slow start (CUDA, compile, workers) left out
+        self._rate = Rate(min_gap=0.02)
 
     @property
     def stream(self) -> IO[str]:
@@ -73,6 +76,7 @@ class TextProgress(Callback):
     def on_epoch_start(self, state: FitState) -> None:
         """Remember when the epoch began (for speed and ETA)."""
         self._epoch_start = self._timer()
+        self._rate.reset(0, self._epoch_start)
 
     def batch_line(self, state: FitState, now: float) -> str:
         """Return the progress line for the current batch."""
@@ -92,15 +96,16 @@ class TextProgress(Callback):
             parts.append(f"acc {100 * acc:.1f}%")
         if elapsed > 0:
             # samples counts this process's share; every process gets an equal one
-            parts.append(format_rate(state.samples * state.world_size / elapsed, "img"))
+            parts.append(format_rate(_images_per_s(state, self._rate, elapsed), "img"))
             if state.batches and state.batch:
-                eta = elapsed * (state.batches - state.batch) / state.batch
+                eta = self._rate.eta(state.batches - state.batch)
                 parts.append(f"ETA {format_duration(eta)}")
         return "  ".join(parts)
 
     def on_batch_end(self, state: FitState) -> None:
         """Print a line when the throttle allows; O(1) and sync-free otherwise."""
         now = self._timer()
+        self._rate.mark(state.batch, now)
         if now < self._next:
             return
         self._next = now + self.interval
@@ -120,3 +125,13 @@ class TextProgress(Callback):
         where = f"epoch {state.epoch + 1}, batch {state.batch}"
         reason = f": {state.error}" if state.status == "failed" and state.error else ""
         self._write(f"training {state.status} at {where}{reason}", final=True)
+
+
+def _images_per_s(state: FitState, rate: Rate, elapsed: float) -> float | None:
+    """Images per second over all processes at the recent pace (the average until it is known)."""
+    # samples counts this process's share; every process gets an equal one
+    per_batch = state.samples / state.batch if state.batch else 0
+    batches = rate.per_second()
+    if batches is None:
+        return state.samples * state.world_size / elapsed if elapsed > 0 else None
+    return batches * per_batch * state.world_size

@@ -96,6 +96,8 @@ class Throttle:
         "_last_check_t",
         "_timer",
         "last_refresh",
+        "max_interval",
+        "min_interval",
         "next_check",
         "rate",
         "refreshes",
@@ -108,15 +110,18 @@ class Throttle:
         now = timer()
         self.last_refresh = now
         self._last_check_t = now
-        self._last_check_n = 0
+        self._last_check_n: float = 0
         self.stride = 1
         #: the caller compares its counter with this before calling :meth:`due`
-        self.next_check = 1
+        self.next_check: float = 1
         self.refreshes = 0
         #: the display's pace from the counter at each clock read (warm-up left out)
         self.rate = Rate(0, now)
+        #: bounds one display puts on its share of the budget (tqdm's mininterval/maxinterval)
+        self.min_interval = 0.0
+        self.max_interval = float("inf")
 
-    def due(self, n: int) -> bool:
+    def due(self, n: float) -> bool:
         """Read the clock (the counter reached ``next_check``); return True if a refresh is due."""
         now = self._timer()
         dt = now - self._last_check_t
@@ -130,7 +135,8 @@ class Throttle:
         self._last_check_n = n
         self.next_check = n + self.stride
         self.rate.mark(n, now)
-        if now - self.last_refresh >= self._budget.interval():
+        interval = min(max(self._budget.interval(), self.min_interval), self.max_interval)
+        if now - self.last_refresh >= interval:
             self.last_refresh = now
             self.refreshes += 1
             return True

@@ -232,7 +232,11 @@ class FitProgress(Callback):
         if state.batches and rate:
             eta = f" &lt; {format_duration((state.batches - state.batch) / rate)}"
         # samples counts this process's share; every process gets an equal one
-        images = state.samples * getattr(state, "world_size", 1) / elapsed if elapsed > 0 else None
+        world = getattr(state, "world_size", 1)
+        if rate and state.batch:
+            images: float | None = rate * state.samples / state.batch * world
+        else:
+            images = state.samples * world / elapsed if elapsed > 0 else None
         parts = [
             f"{state.batch}{total} [{format_duration(elapsed)}{eta}, "
             f"{render.escape(format_rate(rate, 'it'))}, "

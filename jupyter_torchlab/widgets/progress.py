@@ -1,12 +1,24 @@
-"""``tl.progress``: a tqdm-like bar that never syncs the device and never floods the frontend.
+"""``tl.progress``: a drop-in for tqdm that never syncs the device and never floods the frontend.
 
-Per iteration a bar does one integer add and one compare (see :mod:`._budget`); ``log(**metrics)``
-stores references (tensors stay tensors). Everything else, Python numbers included, happens at a
-refresh, and refreshes of all displays together are capped per kernel (:func:`set_refresh_rate`).
+``from jupyter_torchlab.tqdm import tqdm, trange`` replaces ``from tqdm.auto import tqdm, trange``
+(``tl.progress`` is the same class). It takes tqdm's constructor parameters and offers its
+methods; what it does differently is the reason to switch:
 
-Logged values are kept and smoothed by :class:`._smoothing.Metrics` (O(1) per log, one device
-sync per refresh); the rate and ETA come from the refresh throttle's pace, which leaves out a slow
-start (:mod:`jupyter_torchlab._rate`).
+- Per iteration a bar does one integer add and one compare (see :mod:`._budget`).
+  ``set_postfix(loss=loss)`` and ``log(loss=loss)`` store references: tensors stay tensors and
+  become numbers only at a refresh, with one device sync (:mod:`._smoothing`). tqdm users write
+  ``loss.item()``, which waits for the GPU every step.
+- Refreshes of all displays of a kernel together are capped (:func:`set_refresh_rate`): a
+  notebook gets a few messages a second, not one per step. ``refresh=True`` in ``set_postfix``
+  and ``set_description`` means "at the next refresh", not "now".
+- The rate and ETA leave out a slow start (CUDA initialisation, ``torch.compile``, DataLoader
+  workers starting): :mod:`jupyter_torchlab._rate`.
+
+Honoured tqdm parameters: ``disable``, ``initial``, ``unit``, ``unit_scale``, ``unit_divisor``,
+``postfix``, ``leave``, ``position`` (nested bars in text mode), ``mininterval``/``maxinterval``
+(bounds on this bar's share of the refresh budget), ``delay``, ``bar_format`` (text mode), ``file``.
+Accepted and ignored (the drawing is ours): ``ncols``, ``nrows``, ``ascii``, ``dynamic_ncols``,
+``colour``, ``smoothing``, ``miniters``, ``write_bytes``, ``lock_args``, ``gui``.
 
 When a bar finishes, its widget is replaced in the notebook by a static HTML + text record of the
 final state (so saved, reopened and exported notebooks show the result), and the widget is closed.
@@ -14,166 +26,20 @@ final state (so saved, reopened and exported notebooks show the result), and the
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType, TracebackType
 from typing import IO, Any, Generic, TypeVar
 
-from .._format import format_duration, format_metrics, format_rate
-from .._terminal import LineWriter
-from . import render
+from .._format import format_number
+from ._bar_views import ENV_LOG_INTERVAL, BarState, TextBoard, TextView, View, WidgetView
 from ._budget import Throttle, get_budget
-from ._frontend import close_tree, get_shell, replace, show, use_widgets
-from ._smoothing import Metrics
+from ._frontend import get_shell, use_widgets
+from ._smoothing import Metrics, to_floats
 
-__all__ = ["ENV_LOG_INTERVAL", "Progress", "progress"]
+__all__ = ["ENV_LOG_INTERVAL", "Progress", "progress", "trange"]
 
 T = TypeVar("T")
-
-#: seconds between two lines when the text display writes to a pipe or a log file
-ENV_LOG_INTERVAL = "JUPYTER_TORCHLAB_LOG_INTERVAL"
-DEFAULT_LOG_INTERVAL = 10.0
-
-
-@dataclass
-class BarState:
-    """What a view shows: a snapshot of one bar."""
-
-    n: int
-    total: int | None
-    elapsed: float
-    rate: float | None
-    desc: str | None
-    unit: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    status: str = "running"
-    now: float = 0.0
-
-    def fraction(self) -> float | None:
-        """Return the done fraction, or None when the total is unknown."""
-        return min(self.n / self.total, 1.0) if self.total else None
-
-    def line(self) -> str:
-        """Return the plain-text line (also the widget's text/plain)."""
-        return render.progress_line(
-            n=self.n,
-            total=self.total,
-            elapsed=self.elapsed,
-            rate=self.rate,
-            desc=self.desc,
-            unit=self.unit,
-            metrics=self.metrics,
-            status=self.status,
-        )
-
-    def stats_html(self) -> str:
-        """Return the numbers next to the bar, as HTML."""
-        parts = []
-        if self.total:
-            parts.append(f"{self.n}/{self.total}")
-            eta = None
-            if self.status == "running" and self.rate:
-                eta = max(self.total - self.n, 0) / self.rate
-            tail = f" &lt; {format_duration(eta)}" if self.status == "running" else ""
-            parts.append(
-                f"[{format_duration(self.elapsed)}{tail}, "
-                f"{render.escape(format_rate(self.rate, self.unit))}]"
-            )
-        else:
-            parts.append(f"{self.n} {render.escape(self.unit)}")
-            parts.append(
-                f"[{format_duration(self.elapsed)}, "
-                f"{render.escape(format_rate(self.rate, self.unit))}]"
-            )
-        if self.metrics:
-            parts.append(render.escape(format_metrics(self.metrics)))
-        if self.status != "running":
-            label = f"interrupted at {self.n}" if self.status == "interrupted" else self.status
-            color = render.STATUS_COLORS.get(self.status, "#000")
-            parts.append(f'<b style="color:{color}">{render.escape(label)}</b>')
-        return " ".join(parts)
-
-    def record_html(self) -> str:
-        """Return the bar as HTML: the live widget's value, and the record left at the end."""
-        color = render.STATUS_COLORS.get(self.status, "#888")
-        desc = f"<b>{render.escape(self.desc)}</b> " if self.desc else ""
-        frac = self.fraction()
-        if frac is None and self.status == "running":
-            bar = ""  # unknown total: counts and rate only
-        else:
-            bar = render.bar_html(frac if frac is not None else 1.0, color) + " "
-        pct = f"{int(frac * 100)}% " if frac is not None else ""  # floor: 100% only when done
-        return (
-            f'<div class="torchlab-progress" data-status="{render.escape(self.status)}" '
-            f'style="font-family:monospace;font-size:90%">{desc}{bar}{pct}{self.stats_html()}</div>'
-        )
-
-
-class _View:
-    def refresh(self, state: BarState) -> None:
-        raise NotImplementedError
-
-    def finish(self, state: BarState, leave: bool) -> None:
-        raise NotImplementedError
-
-    def relabel(self, state: BarState, leave: bool) -> None:
-        """Show a corrected final status (text output cannot be taken back: do nothing)."""
-
-
-class _WidgetView(_View):
-    """One HTML widget drawing the bar, replaced by the same markup, static, at the end.
-
-    One widget (three comms with its layout and style) rather than an IntProgress plus labels:
-    a refresh is then one comm message, and the live view and the record look alike.
-    """
-
-    def __init__(self, state: BarState):
-        import ipywidgets as w
-
-        self._box = w.HTML(state.record_html())
-        self._handle = show(self._box, state.line())
-
-    def refresh(self, state: BarState) -> None:
-        self._box.value = state.record_html()
-
-    def finish(self, state: BarState, leave: bool) -> None:
-        self.relabel(state, leave)
-        close_tree(self._box)
-
-    def relabel(self, state: BarState, leave: bool) -> None:
-        if leave:
-            replace(self._handle, state.record_html(), state.line())
-        else:
-            self._handle.update({"text/plain": ""}, raw=True)
-
-
-class _TextView(_View):
-    """Show one CR-updated line on a terminal; on a pipe or log, a plain line every N seconds."""
-
-    def __init__(self, state: BarState, file: IO[str] | None = None, interval: float | None = None):
-        self._out = LineWriter(file if file is not None else sys.stderr)
-        if interval is None:
-            interval = float(os.environ.get(ENV_LOG_INTERVAL, DEFAULT_LOG_INTERVAL))
-        self._interval = interval
-        self._last_print = state.now
-        if self._out.dynamic:
-            self._out.live(state.line())
-
-    def refresh(self, state: BarState) -> None:
-        if self._out.dynamic:
-            self._out.live(state.line())
-        elif state.now - self._last_print >= self._interval:
-            self._last_print = state.now
-            self._out.live(state.line())
-
-    def finish(self, state: BarState, leave: bool) -> None:
-        if leave:
-            self._out.finish(state.line())
-        else:
-            self._out.clear()
-
 
 # bars closed by a ``break``-like GeneratorExit in the current cell: if the cell then fails with
 # an exception that passed through the loop's frame, it was no break (see ``_post_run_cell``)
@@ -208,22 +74,55 @@ def _hook_shell() -> None:
     _hooked = True
 
 
+def _is_tensor(value: object) -> bool:
+    return hasattr(value, "detach") and hasattr(value, "tolist")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 class Progress(Generic[T]):
-    """A progress display: an iterator, a context manager, or driven by :meth:`update`."""
+    """A progress bar: an iterator, a context manager, or driven by :meth:`update`, like tqdm."""
 
     def __init__(
         self,
         iterable: Iterable[T] | None = None,
-        total: int | None = None,
         desc: str | None = None,
-        unit: str = "it",
-        leave: bool = True,
-        *,
+        total: float | None = None,
+        leave: bool | None = True,
         file: IO[str] | None = None,
+        ncols: int | None = None,
+        mininterval: float = 0.1,
+        maxinterval: float = 10.0,
+        miniters: float | None = None,
+        ascii: bool | str | None = None,
+        disable: bool | None = False,
+        unit: str = "it",
+        unit_scale: bool | float = False,
+        dynamic_ncols: bool = False,
+        smoothing: float = 0.3,
+        bar_format: str | None = None,
+        initial: float = 0,
+        position: int | None = None,
+        postfix: Mapping[str, Any] | str | None = None,
+        unit_divisor: int = 1000,
+        write_bytes: bool = False,
+        lock_args: Any = None,
+        nrows: int | None = None,
+        colour: str | None = None,
+        delay: float = 0.0,
+        gui: bool = False,
+        *,
         widget: bool | None = None,
         timer: Callable[[], float] | None = None,
         log_interval: float | None = None,
     ):
+        # tl.progress(data, 100, "train") from before the tqdm order: a number is never a desc
+        if _is_number(desc):
+            desc, total = (total if isinstance(total, str) else None), desc
+        if isinstance(leave, str):  # the old fourth positional parameter was unit
+            unit, leave = leave, True
         if total is None and iterable is not None:
             try:
                 total = len(iterable)  # type: ignore[arg-type]
@@ -231,28 +130,57 @@ class Progress(Generic[T]):
                 total = None
         if total is not None and total < 0:
             raise ValueError(f"total must be >= 0, got {total}")
+        if not (isinstance(unit_divisor, int | float) and unit_divisor > 0):
+            raise ValueError(f"unit_divisor must be a positive number, got {unit_divisor!r}")
         self._iterable = iterable
         self.total = total
         self.desc = desc
+        self._desc_raw = False
         self.unit = unit
-        self.leave = leave
-        self.n = 0
+        self.unit_scale = unit_scale
+        self.unit_divisor = int(unit_divisor)
+        self.bar_format = bar_format
+        self.position = position
+        # tqdm: leave=None keeps only a top-level bar
+        self.leave = (not position) if leave is None else bool(leave)
+        self.initial = initial
+        self.n = initial
         self.status = "running"
         self.error: BaseException | None = None
+        self.disable = bool(disable)
+        self._finished = False
+        if self.disable:
+            return  # nothing is counted, drawn or timed
         self._metrics = Metrics()
+        self._postfix: dict[str, Any] = {}
+        self._postfix_str = ""
         budget = get_budget()
         self._timer = timer or budget.timer
         self._throttle: Throttle = budget.throttle(self._timer)
+        self._throttle.min_interval = max(0.0, float(mininterval or 0.0))
+        self._throttle.max_interval = float(maxinterval) if maxinterval else float("inf")
         self.start_t = self._timer()
+        self._throttle.rate.reset(int(initial), self.start_t)
         self._final_rate: float | None = None
-        self._finished = False
+        self._delay = max(0.0, float(delay or 0.0))
+        self._use_widget = use_widgets() if widget is None else widget
+        self._file = file
+        self._log_interval = log_interval
+        self._view: View | None = None
+        if isinstance(postfix, Mapping):
+            self.set_postfix(postfix, refresh=False)
+        elif postfix is not None:
+            self._postfix_str = str(postfix)
+        if not self._delay:
+            self._show()
+
+    def _show(self) -> None:
         state = self._state()
-        use_widget = use_widgets() if widget is None else widget
-        self._view: _View = (
-            _WidgetView(state) if use_widget else _TextView(state, file, log_interval)
-        )
-        if use_widget:
+        if self._use_widget:
+            self._view = WidgetView(state)
             _hook_shell()
+        else:
+            self._view = TextView(state, self._file, self._log_interval, self.position)
 
     # --- counting (hot path) ---------------------------------------------------------------
 
@@ -261,9 +189,14 @@ class Progress(Generic[T]):
             raise TypeError(
                 "this progress bar has no iterable: pass one (progress(data)) or call update(n)"
             )
+        if self.disable:
+            return iter(self._iterable)  # no counting at all: as fast as the bare loop
+        return self._iterate(self._iterable)
+
+    def _iterate(self, iterable: Iterable[T]) -> Iterator[T]:
         throttle = self._throttle
         try:
-            for obj in self._iterable:
+            for obj in iterable:
                 yield obj
                 n = self.n + 1
                 if n >= throttle.next_check and throttle.due(n):
@@ -289,29 +222,149 @@ class Progress(Generic[T]):
     def __len__(self) -> int:
         if self.total is None:
             raise TypeError("this progress bar has no known total")
-        return self.total
+        return int(self.total)
 
-    def update(self, n: int = 1) -> None:
-        """Advance by ``n`` steps."""
+    def update(self, n: float = 1) -> bool | None:
+        """Advance by ``n`` steps (refreshing when the budget allows)."""
+        if self.disable:
+            return None
         self.n += n
         if self.n >= self._throttle.next_check and self._throttle.due(self.n):
             self.refresh()
+            return True
+        return None
 
     def log(self, **metrics: Any) -> None:
-        """Record metrics (numbers or tensors, never synced here); shown from the next refresh."""
-        self._metrics.log(metrics)
+        """Record metrics (numbers or tensors, never synced here), smoothed over each refresh."""
+        if not self.disable:
+            self._metrics.log(metrics)
+
+    def set_postfix(
+        self, ordered_dict: Mapping[str, Any] | None = None, refresh: bool = True, **kwargs: Any
+    ) -> None:
+        """Show these values after the bar (tensors stay tensors until the next refresh)."""
+        if self.disable:
+            return
+        values = dict(ordered_dict or {})
+        values.update(kwargs)
+        # references only: a tensor's value is read at the refresh, with the others at once
+        self._postfix = {k: v.detach() if hasattr(v, "detach") else v for k, v in values.items()}
+        self._postfix_str = ""
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        """Show ``s`` after the bar, as is."""
+        if not self.disable:
+            self._postfix = {}
+            self._postfix_str = str(s)
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        """Set the description shown before the bar (followed by ``:``)."""
+        self.desc = desc or None
+        self._desc_raw = False
+
+    def set_description_str(self, desc: str | None = None, refresh: bool = True) -> None:
+        """Set the text shown before the bar, as is."""
+        self.desc = desc or None
+        self._desc_raw = True
+
+    def reset(self, total: float | None = None) -> None:
+        """Start counting again from 0 (with a new ``total`` if given), in the same display."""
+        self.n = 0
+        if total is not None:
+            self.total = total
+        if self.disable:
+            return
+        self.start_t = self._timer()
+        self._throttle.rate.reset(0, self.start_t)
+        self._final_rate = None
+        self.status = "running"
+        self.refresh()
+
+    def clear(self, nolock: bool = False) -> None:
+        """Take the bar off a terminal until its next refresh (a widget stays)."""
+        if not self.disable and self._view is not None:
+            self._view.clear()
+
+    @classmethod
+    def write(
+        cls, s: str, file: IO[str] | None = None, end: str = "\n", nolock: bool = False
+    ) -> None:
+        """Print ``s`` above the running text bars without breaking them (tqdm.write).
+
+        In a notebook the line goes to the cell's output; the bars, being widgets, update in
+        place wherever they are.
+        """
+        stream = file if file is not None else sys.stdout
+        # text bars draw on stderr by default: take them off the terminal around the line
+        boards = {TextBoard.of(stream), TextBoard.of(sys.stderr)}
+        live = [board for board in boards if board.tty and board.views]
+        for board in live:
+            board.clear()
+        stream.write(f"{s}{end}")
+        stream.flush()
+        for board in live:
+            board.draw()
 
     # --- display ---------------------------------------------------------------------------
 
     @property
     def metrics(self) -> dict[str, float]:
-        """Return the smoothed metrics as of the last refresh."""
-        return dict(self._metrics.smoothed)
+        """Return the smoothed logged metrics as of the last refresh."""
+        return {} if self.disable else dict(self._metrics.smoothed)
+
+    @property
+    def postfix(self) -> str:
+        """Return the postfix as shown at the last refresh."""
+        return "" if self.disable else self._shown_postfix
 
     @property
     def elapsed(self) -> float:
         """Return seconds since the bar started."""
-        return self._timer() - self.start_t
+        return 0.0 if self.disable else self._timer() - self.start_t
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        """Return the bar's figures under tqdm's names (``n``, ``total``, ``rate``, ...)."""
+        if self.disable:
+            return {"n": self.n, "total": self.total, "elapsed": 0.0, "rate": None}
+        return {
+            "n": self.n,
+            "total": self.total,
+            "elapsed": self.elapsed,
+            "ncols": None,
+            "nrows": None,
+            "prefix": self.desc or "",
+            "ascii": False,
+            "unit": self.unit,
+            "unit_scale": self.unit_scale,
+            "rate": self._rate,
+            "bar_format": self.bar_format,
+            "postfix": self._shown_postfix,
+            "unit_divisor": self.unit_divisor,
+            "initial": self.initial,
+            "colour": None,
+        }
+
+    _shown_postfix = ""
+
+    def _format_postfix(self) -> str:
+        parts = []
+        if self._postfix:
+            keys = list(self._postfix)
+            numeric = [
+                k for k in keys if _is_number(self._postfix[k]) or _is_tensor(self._postfix[k])
+            ]
+            floats = dict(zip(numeric, to_floats([self._postfix[k] for k in numeric]), strict=True))
+            for k in keys:
+                value = floats.get(k, self._postfix[k])
+                parts.append(f"{k}={format_number(value) if k in floats else value}")
+            # the values are numbers now: drop the references (an autograd graph, a GPU buffer)
+            self._postfix = {k: floats.get(k, self._postfix[k]) for k in keys}
+        elif self._postfix_str:
+            parts.append(self._postfix_str)
+        smoothed = self._metrics.flush()
+        parts += [f"{k}={format_number(v)}" for k, v in smoothed.items()]
+        return ", ".join(parts)
 
     def _state(self) -> BarState:
         now = self._timer()
@@ -322,9 +375,13 @@ class Progress(Generic[T]):
             rate=self._rate,
             desc=self.desc,
             unit=self.unit,
-            metrics=dict(self._metrics.smoothed),
+            postfix=self._shown_postfix,
             status=self.status,
             now=now,
+            unit_scale=self.unit_scale,
+            unit_divisor=self.unit_divisor,
+            desc_raw=self._desc_raw,
+            bar_format=self.bar_format,
         )
 
     @property
@@ -333,34 +390,47 @@ class Progress(Generic[T]):
             return self._final_rate
         return self._throttle.rate.per_second()
 
-    def refresh(self) -> None:
+    def refresh(self, nolock: bool = False, lock_args: Any = None) -> None:
         """Redraw now (normally the refresh budget decides when)."""
-        if self._finished:
+        if self.disable or self._finished:
             return
-        self._throttle.rate.mark(self.n, self._timer())
-        self._metrics.flush()
+        now = self._timer()
+        self._throttle.rate.mark(int(self.n), now)
+        if self._view is None:
+            if now - self.start_t < self._delay:
+                return
+            self._show()
+        self._shown_postfix = self._format_postfix()
+        assert self._view is not None
         self._view.refresh(self._state())
 
     def _finish(
         self, status: str, error: BaseException | None = None, frame: FrameType | None = None
     ) -> None:
-        if self._finished:
+        if self.disable or self._finished:
             return
         self._finished = True
         self.status = status
         self.error = error
         self._throttle.release()
         elapsed = self._timer() - self.start_t
+        counted = self.n - self.initial
         # a finished bar shows its average pace, like tqdm's final line
-        self._final_rate = self.n / elapsed if elapsed > 0 and self.n else self._rate
-        self._metrics.flush()
+        self._final_rate = counted / elapsed if elapsed > 0 and counted else self._rate
+        self._shown_postfix = self._format_postfix()
+        if self._view is None:
+            if elapsed < self._delay:
+                return  # finished before it was due to appear: nothing to show, as tqdm
+            self._show()
+        assert self._view is not None
         self._view.finish(self._state(), self.leave)
-        if frame is not None and isinstance(self._view, _WidgetView):
+        if frame is not None and isinstance(self._view, WidgetView):
             _pending.append((self, frame))
 
     def _relabel(self, status: str) -> None:
         self.status = status
-        self._view.relabel(self._state(), self.leave)
+        if self._view is not None:
+            self._view.relabel(self._state(), self.leave)
 
     def close(self) -> None:
         """Finish the bar: "done" when the total was reached (or unknown), else "stopped"."""
@@ -384,22 +454,15 @@ class Progress(Generic[T]):
             self._finish("failed", exc)
 
     def __repr__(self) -> str:
+        if self.disable:
+            return f"<Progress disabled n={self.n}>"
         return f"<Progress {self._state().line()}>"
 
 
-def progress(
-    iterable: Iterable[T] | None = None,
-    total: int | None = None,
-    desc: str | None = None,
-    unit: str = "it",
-    leave: bool = True,
-    **kwargs: Any,
-) -> Progress[T]:
-    """Show progress over ``iterable`` (or up to ``total`` with ``update``) as a widget or text.
+#: ``tl.progress``: the bar class itself, like ``tqdm.tqdm``
+progress = Progress
 
-    ``bar.log(loss=loss)`` takes numbers or tensors without syncing the device. Use it as an
-    iterator (``for x in progress(data)``), a context manager, or call ``update(n)``.
-    Keyword-only extras: ``widget`` (force widget or text; default: detect), ``file`` (text
-    output, default stderr), ``log_interval`` (seconds between lines on a pipe), ``timer``.
-    """
-    return Progress(iterable, total=total, desc=desc, unit=unit, leave=leave, **kwargs)
+
+def trange(*args: int, **kwargs: Any) -> Progress[int]:
+    """Return ``progress(range(*args), **kwargs)``, like tqdm's ``trange``."""
+    return Progress(range(*args), **kwargs)

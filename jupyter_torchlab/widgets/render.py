@@ -11,7 +11,7 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 
-from .._format import format_duration, format_metrics, format_rate
+from .._format import format_duration, format_rate
 
 __all__ = [
     "STATUS_COLORS",
@@ -40,37 +40,52 @@ def escape(value: object) -> str:
 
 def progress_line(
     *,
-    n: int,
-    total: int | None,
+    n: float,
+    total: float | None,
     elapsed: float,
     rate: float | None,
     desc: str | None = None,
     unit: str = "it",
-    metrics: dict[str, float] | None = None,
+    postfix: str = "",
     status: str = "running",
     width: int = 20,
+    n_fmt: str | None = None,
+    total_fmt: str | None = None,
+    rate_fmt: str | None = None,
+    desc_raw: bool = False,
 ) -> str:
-    """Return one plain-ASCII progress line (no control characters), like tqdm's."""
+    """Return one plain-ASCII progress line (no control characters), laid out like tqdm's.
+
+    ``n_fmt``/``total_fmt``/``rate_fmt`` replace the plain numbers (tqdm's ``unit_scale``);
+    ``desc_raw`` shows the description without the ``:`` after it (``set_description_str``).
+    """
     parts = []
     if desc:
-        parts.append(f"{desc}:")
+        parts.append(desc if desc_raw else f"{desc}:")
+    shown_n = n_fmt if n_fmt is not None else _count(n)
+    rate_text = rate_fmt if rate_fmt is not None else format_rate(rate, unit)
     if total:
         frac = min(max(n / total, 0.0), 1.0)
         filled = int(frac * width)
         pct = f"{int(frac * 100)}%"  # floor, like tqdm: 100% only when done
         parts.append(f"{pct:>4} |{'#' * filled}{'.' * (width - filled)}|")
-        parts.append(f"{n}/{total}")
+        parts.append(f"{shown_n}/{total_fmt if total_fmt is not None else _count(total)}")
         remaining = (total - n) / rate if rate and n <= total and status == "running" else None
         eta = f"<{format_duration(remaining)}" if status == "running" else ""
-        parts.append(f"[{format_duration(elapsed)}{eta}, {format_rate(rate, unit)}]")
+        parts.append(f"[{format_duration(elapsed)}{eta}, {rate_text}]")
     else:
-        parts.append(f"{n}{unit}")
-        parts.append(f"[{format_duration(elapsed)}, {format_rate(rate, unit)}]")
-    if metrics:
-        parts.append(format_metrics(metrics))
+        parts.append(f"{shown_n}{unit}")
+        parts.append(f"[{format_duration(elapsed)}, {rate_text}]")
+    if postfix:
+        parts.append(postfix)
     if status != "running":
-        parts.append(status if status != "interrupted" else f"interrupted at {n}")
+        parts.append(status if status != "interrupted" else f"interrupted at {shown_n}")
     return " ".join(parts)
+
+
+def _count(n: float) -> str:
+    # plain digits, as tqdm prints counts (no thousands separators)
+    return str(int(n)) if float(n).is_integer() else f"{n:g}"
 
 
 def decimate(values: Sequence[float], max_points: int) -> list[float]:

@@ -40,3 +40,26 @@ def test_monitor_shows_each_gpu_and_this_kernels_share(kernel: Kernel):
     assert "GPU 0" in values[-1]
     assert "this kernel" in values[-1]
     kernel.execute("from jupyter_torchlab.widgets import close_monitor\nclose_monitor()")
+
+
+def test_tensor_postfix_never_syncs_the_gpu_between_refreshes():
+    """CUDA's sync debug mode raises on any synchronising call: none may happen per step."""
+    import io
+
+    from jupyter_torchlab.tqdm import tqdm
+
+    x = torch.randn(256, 256, device="cuda")
+    # no refresh is due within the loop: every step is the per-step path
+    bar = tqdm(total=2000, widget=False, file=io.StringIO(), mininterval=3600)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(2000):
+            loss = (x @ x).mean()
+            bar.set_postfix(loss=loss)  # stays a CUDA tensor
+            bar.log(loss=loss)
+            bar.update()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    bar.close()
+    assert bar.status == "done"
+    assert bar.postfix.startswith("loss=")  # converted once, at the final refresh

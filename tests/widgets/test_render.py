@@ -3,7 +3,7 @@ from jupyter_torchlab.widgets import render
 
 def test_progress_line_is_plain_ascii():
     line = render.progress_line(
-        n=50, total=200, elapsed=10, rate=5.0, desc="train", metrics={"loss": 1.25}
+        n=50, total=200, elapsed=10, rate=5.0, desc="train", postfix="loss=1.25"
     )
     assert line == "train:  25% |#####...............| 50/200 [0:10<0:30, 5.00it/s] loss=1.25"
     assert line.isascii()
