@@ -5,13 +5,16 @@ step itself is all there is to slow down. Variants, run in alternating order eac
 
 - plain:        the bare loop
 - tl.progress:  ``bar.log(loss=loss)`` each batch
+- tl.progress:  ``bar.set_postfix(loss=loss)`` each batch, the tensor itself (the tqdm idiom)
 - tqdm.auto:    ``bar.set_postfix(loss=loss.item())`` each batch (its notebook widget)
 - fastprogress: ``pb.comment = f"{loss.item():.3f}"`` each batch
 - the plain loop and tl.progress again with ``tl.monitor()`` displayed
 
 Reported: images/s (median over rounds), the ratio to the plain loop, the same ratio in images per
 CPU-second of the kernel process (steadier on a shared machine), and iopub messages per second sent
-to the frontend; then the idle monitor's CPU use (share of one core, ``time.process_time`` over an
+to the frontend; then the per-step cost in microseconds of a tight loop (``for _ in bar: pass``
+and with a ``set_postfix`` each step) for tl.progress and tqdm, over the bare loop, in the same
+kernel; then the idle monitor's CPU use (share of one core, ``time.process_time`` over an
 idle period, minus the kernel's own idle use). Timings need a quiet machine: on a busy one the
 noise between identical runs exceeds the differences measured here.
 
@@ -90,6 +93,12 @@ def ours():
         loss = step(x, y)
         bar.log(loss=loss)
 
+def ours_postfix():
+    bar = tl.progress(BATCHES, desc="tl")
+    for x, y in bar:
+        loss = step(x, y)
+        bar.set_postfix(loss=loss)
+
 from tqdm.auto import tqdm
 def with_tqdm():
     bar = tqdm(BATCHES, desc="tqdm")
@@ -104,13 +113,14 @@ def with_fastprogress():
         loss = step(x, y)
         pb.comment = f"loss {{loss.item():.3f}}"
 
-for _f in (plain, ours, with_tqdm, with_fastprogress):  # warm up every code path once
+for _f in (plain, ours, ours_postfix, with_tqdm, with_fastprogress):  # warm up every path once
     _f()
 """
 
 VARIANTS = {
     "plain loop": "plain",
     "tl.progress + log(loss=loss)": "ours",
+    "tl.progress + set_postfix(loss=loss), a tensor": "ours_postfix",
     "tqdm.auto + set_postfix(loss=loss.item())": "with_tqdm",
     "fastprogress + comment each batch": "with_fastprogress",
 }
@@ -118,6 +128,39 @@ MONITORED = {
     "plain loop, tl.monitor() shown": "plain",
     "tl.progress, tl.monitor() shown": "ours",
 }
+
+# microseconds per step of a loop that does nothing else, over the bare loop, in the kernel
+TIGHT = """
+def _tight(make, n, postfix=None):
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        bar = make(range(n))
+        if postfix is None:
+            for _ in bar:
+                pass
+        else:
+            for _ in bar:
+                postfix(bar)
+        if hasattr(bar, "close"):
+            bar.close()
+        best = min(best, time.perf_counter() - t0)
+    return best / n * 1e6
+_t = torch.tensor(0.5)
+_N = {n}
+_bare = _tight(lambda r: r, _N)
+_rows = {{
+    "tl.progress": _tight(lambda r: tl.progress(r, desc="t"), _N),
+    "tl.progress(disable=True)": _tight(lambda r: tl.progress(r, disable=True), _N),
+    "tl.progress + set_postfix(loss=tensor)": _tight(
+        lambda r: tl.progress(r, desc="t"), _N, lambda b: b.set_postfix(loss=_t)),
+    "tqdm.auto": _tight(lambda r: tqdm(r, desc="t"), _N),
+    "tqdm.auto(disable=True)": _tight(lambda r: tqdm(r, disable=True), _N),
+    "tqdm.auto + set_postfix(loss=tensor.item())": _tight(
+        lambda r: tqdm(r, desc="t"), _N, lambda b: b.set_postfix(loss=_t.item())),
+}}
+print(repr({{k: v - _bare for k, v in _rows.items()}}))
+"""
 
 IDLE = """
 import time
@@ -225,6 +268,8 @@ def main() -> None:
                 rates[name].append(mps)
             k.run("from jupyter_torchlab.widgets import close_monitor; close_monitor()")
 
+        log("tight loops")
+        tight = ast.literal_eval(k.run(TIGHT.format(n=20_000 if args.quick else 200_000))[0])
         base_idle = float(k.run(IDLE.format(seconds=idle_seconds))[0])
         k.run("tl.monitor()")
         time.sleep(2)  # past its first samples (NVML probe, first /proc scan): steady state
@@ -253,6 +298,10 @@ def main() -> None:
         "\n'vs plain, CPU time' compares images per CPU-second of the kernel process (all its "
         "threads): steadier than wall time on a busy machine."
     )
+    print("\n| tight loop, in the kernel | µs per step over the bare loop |")
+    print("|---|---:|")
+    for name, micros in tight.items():
+        print(f"| {name} | {micros:.2f} |")
     print(
         f"\nIdle kernel CPU over {idle_seconds}s: {base_idle * 100:.2f}% of one core without the "
         f"monitor, {mon_idle * 100:.2f}% with it shown "

@@ -1,7 +1,7 @@
 """ETA after a slow start: 5 steps of 2 s (CUDA start-up, torch.compile), then steps of 10 ms.
 
 By step 30 every display's ETA must be within 10% of the true remaining time (970 x 10 ms).
-tqdm's average-since-start would say about 5.5 minutes here.
+An average since the start would say about 5.5 minutes here.
 """
 
 from __future__ import annotations
