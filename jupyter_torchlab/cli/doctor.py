@@ -34,7 +34,7 @@ def _check_python() -> list[Check]:
     from .. import __version__
 
     return [
-        Check("jupyter-torchlab", "ok", f"{__version__} ({Path(__file__).resolve().parents[1]})"),
+        Check("jupyter-torchlab", "ok", f"{__version__} ({Path(__file__).parent.parent})"),
         Check("python", "ok", f"{sys.version.split()[0]} ({sys.executable})"),
     ]
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import errno
+import io
 import os
 import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from .._files import atomic_write
 from .._format import format_duration
@@ -284,8 +286,18 @@ def _default_output(source: Path) -> Path:
 def _write_notebook(nb: NotebookNode, path: Path) -> None:
     import nbformat
 
-    data = nbformat.writes(nb).encode("utf-8")
-    atomic_write(path, lambda f: f.write(data))
+    # atomic_write would create a missing folder; an --output into one is more likely a typo
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path.parent))
+
+    def write(f: IO[bytes]) -> None:
+        # nbformat.write into a text file, as a notebook is saved: utf-8 and a final newline
+        text = io.TextIOWrapper(f, encoding="utf-8")
+        nbformat.write(nb, text)
+        text.flush()
+        text.detach()  # atomic_write still fsyncs and closes the file
+
+    atomic_write(path, write)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

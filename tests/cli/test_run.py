@@ -7,7 +7,12 @@ import subprocess
 import nbformat
 import pytest
 
-from jupyter_torchlab.cli.run import TerminalReporter, inject_parameters, parse_param
+from jupyter_torchlab.cli.run import (
+    TerminalReporter,
+    _write_notebook,
+    inject_parameters,
+    parse_param,
+)
 
 from ._helpers import JUPYTER, SCRIPT, cli, make_notebook
 from ._helpers import user_env as _env
@@ -83,6 +88,23 @@ def test_reporter_skips_widget_reprs(tmp_path):
     reporter.on_message({"msg_type": "display_data", "content": {"data": widget}})
     reporter.on_message({"msg_type": "execute_result", "content": {"data": {"text/plain": "42"}}})
     assert out.getvalue() == "42\n"
+
+
+def test_the_executed_copy_is_saved_as_nbformat_saves_a_notebook(tmp_path):
+    source = make_notebook(tmp_path / "src.ipynb", "print('héllo')")
+    nb = nbformat.read(source, as_version=4)
+    _write_notebook(nb, tmp_path / "out.ipynb")
+    written = (tmp_path / "out.ipynb").read_bytes()
+    assert written == source.read_bytes()  # utf-8 JSON with the final newline
+    assert "héllo".encode() in written
+    assert {p.name for p in tmp_path.iterdir()} == {"src.ipynb", "out.ipynb"}  # no temporary file
+
+
+def test_the_executed_copy_is_not_written_into_a_missing_folder(tmp_path):
+    nb = nbformat.read(make_notebook(tmp_path / "src.ipynb", "1"), as_version=4)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        _write_notebook(nb, tmp_path / "missing" / "out.ipynb")
+    assert not (tmp_path / "missing").exists()
 
 
 # -- run: real kernels -------------------------------------------------------------------------
@@ -175,6 +197,16 @@ def test_ctrl_c_interrupts_the_running_cell(tmp_path):
     assert "INTERRUPTED in cell 2" in err
     assert "KeyboardInterrupt" in err
     assert (tmp_path / "long.executed.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_run_into_a_missing_output_folder_fails_with_advice(tmp_path):
+    nb_path = make_notebook(tmp_path / "x.ipynb", "1")
+    result = cli("run", str(nb_path), "--output", str(tmp_path / "missing" / "x.ipynb"))
+    assert result.returncode == 1
+    assert "cannot write the executed notebook to" in result.stderr
+    assert "choose another --output" in result.stderr
+    assert not (tmp_path / "missing").exists()
 
 
 def test_run_missing_notebook_and_bad_param(tmp_path):

@@ -4,8 +4,8 @@
 CIFAR-10's own format, :mod:`.files` knows the folder's files and checksums.
 """
 
-from .load import CIFAR10Data, InMemoryDataset, cifar10
 from .files import CIFAR10_CLASSES, DatasetError
+from .load import CIFAR10Data, InMemoryDataset, cifar10
 from .standin import StandInCIFAR10, write_standin
 
 __all__ = [

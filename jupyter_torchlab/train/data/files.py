@@ -50,8 +50,8 @@ class DatasetError(RuntimeError):
     """The dataset folder is there but unusable; the message says what is wrong and what to do."""
 
 
-
 def md5(path: Path) -> str:
+    """Return the md5 hex digest of a file (the checksum torchvision and the marker use)."""
     h = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -59,8 +59,8 @@ def md5(path: Path) -> str:
     return h.hexdigest()
 
 
-
 def read_marker(folder: Path) -> dict[str, Any]:
+    """Return the stand-in's marker file, or raise DatasetError saying how to rebuild it."""
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
         if not isinstance(marker.get("md5"), dict):
@@ -90,6 +90,7 @@ def real_problems(folder: Path) -> list[str]:
 
 
 def standin_problems(folder: Path, marker: dict[str, Any]) -> list[str]:
+    """Return what keeps ``folder`` from being the stand-in its marker describes (empty: ok)."""
     problems = []
     for name in (*TRAIN_FILES, TEST_FILE, META_FILE):
         path = folder / name
@@ -99,4 +100,3 @@ def standin_problems(folder: Path, marker: dict[str, Any]) -> list[str]:
         elif expected is None or md5(path) != expected:
             problems.append(f"{name} does not match the checksum recorded in {MARKER}")
     return problems
-

@@ -19,11 +19,7 @@ Honesty about what is loaded:
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
-import json
 import os
-import pickle
 import shutil
 import socket
 import sys
@@ -32,7 +28,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch

@@ -74,7 +74,6 @@ def _dump(obj: Any, path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
-
 def _shape_masks(label: int, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Return the boolean masks (n x 32 x 32) of one class's shape, centred at (dx, dy) = 0."""
     ax, ay = np.abs(dx), np.abs(dy)
@@ -213,7 +212,6 @@ def write_standin(
     return target
 
 
-
 class StandInCIFAR10(CIFAR10):
     """torchvision's CIFAR10 reading the stand-in; only the expected md5s come from the marker."""
 
@@ -229,4 +227,3 @@ class StandInCIFAR10(CIFAR10):
     def extra_repr(self) -> str:
         """Say in the dataset's repr that these are not CIFAR-10 images."""
         return super().extra_repr() + "\nSTAND-IN: synthetic images, NOT CIFAR-10"
-
