@@ -12,12 +12,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .train.display import set_display as _set_display
+from .widgets import oom_display as _oom_display
 from .widgets.fit_display import notebook_display as _notebook_display
 
 __version__ = "0.1.0"
 
 # fit(progress=True) shows the notebook display; tl.launch's workers and use_display() override it
 _set_display(_notebook_display)
+# in a kernel: an out-of-memory error is explained below its traceback (nothing runs otherwise)
+_oom_display.install()
 
 __all__ = [
     "Callback",
@@ -32,6 +35,7 @@ __all__ = [
     "describe_device",
     "evaluate",
     "fit",
+    "free_memory",
     "launch",
     "load_checkpoint",
     "monitor",
@@ -51,6 +55,7 @@ _LAZY = {
     "TutorialNet": "jupyter_torchlab.train.models",
     "ResNet9": "jupyter_torchlab.train.models",
     "fit": "jupyter_torchlab.train.fit.loop",
+    "free_memory": "jupyter_torchlab.train.oom",
     "evaluate": "jupyter_torchlab.train.fit.evaluate",
     "History": "jupyter_torchlab.train.history",
     "launch": "jupyter_torchlab.train.parallel.launch",
@@ -72,6 +77,7 @@ if TYPE_CHECKING:
     from .train.fit.loop import fit
     from .train.history import History
     from .train.models import ResNet9, TutorialNet
+    from .train.oom import free_memory
     from .train.parallel.launch import LaunchError, launch
     from .tutorial import copy_tutorial, tutorial_path
     from .widgets.monitor import monitor

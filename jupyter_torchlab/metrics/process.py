@@ -133,9 +133,9 @@ class _PsutilReader:
             with proc.oneshot():
                 times = proc.cpu_times()
                 cpu = times.user + times.system + times.children_user + times.children_system
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    return _Member(proc.create_time(), cpu, True, 0, 0)
                 status = proc.status()
+                if status == psutil.STATUS_ZOMBIE:
+                    return _Member(proc.create_time(), cpu, True, 0, 0)
                 stopped = status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
                 return _Member(
                     proc.create_time(),

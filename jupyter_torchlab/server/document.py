@@ -64,6 +64,7 @@ def build_document(
     usage_off: bool = False,
     gpu_off: bool = False,
     errors: Mapping[str, str] | None = None,
+    events: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Build the document of one tick.
 
@@ -71,7 +72,7 @@ def build_document(
     of kernels that are not local processes, when this tick asked them (None: not asked);
     ``usage_off``: asking is configured off. ``gpu_off``: GPU sampling is configured off.
     ``errors``: the server's own failures this tick (listing kernels, asking them), joined with
-    the sampler's.
+    the sampler's. ``events``: recent kernel deaths (:mod:`.deaths`), oldest first.
     """
     host = snap.host
     gpu_reason = snap.gpu_reason
@@ -93,6 +94,7 @@ def build_document(
             for kid, info in kernels.items()
         ],
         "errors": {**snap.errors, **(errors or {})},
+        "events": list(events or []),
     }
 
 

@@ -19,7 +19,7 @@ from tornado import web
 
 from .monitor import ServerMonitor
 from .stream import AUTH_RESOURCE, StreamHandler
-from .tutorial import TutorialWriter
+from .tutorial import TutorialWriter, quote
 
 
 class _MonitorHandler(APIHandler):
@@ -59,6 +59,29 @@ class HistoryHandler(_MonitorHandler):
     def get(self) -> None:
         """Write the cached JSON of the snapshots in the window."""
         self.finish(self.monitor.history(_seconds(self.get_argument("seconds", None))))
+
+
+class EventsHandler(_MonitorHandler):
+    """``GET torchlab/api/events?since=T``: kernels that died, and why (oldest first)."""
+
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        """Write the kept kernel deaths (those after unix time ``since`` when given)."""
+        raw = self.get_argument("since", None)
+        since = None
+        if raw not in (None, ""):
+            try:
+                since = float(raw or "")
+            except ValueError:
+                since = math.nan
+            if not math.isfinite(since):
+                raise web.HTTPError(
+                    400,
+                    "since must be a unix time in seconds, e.g. ?since=1764259200; "
+                    f"got {quote(raw)}",
+                )
+        self.finish(self.monitor.events(since))
 
 
 class TutorialHandler(APIHandler):
@@ -136,6 +159,7 @@ def make_handlers(
     return [
         (r"/torchlab/api/metrics", MetricsHandler, {"monitor": monitor}),
         (r"/torchlab/api/metrics/history", HistoryHandler, {"monitor": monitor}),
+        (r"/torchlab/api/events", EventsHandler, {"monitor": monitor}),
         (r"/torchlab/api/stream", StreamHandler, {"monitor": monitor}),
         (r"/torchlab/api/tutorial", TutorialHandler, {"writer": writer}),
     ]

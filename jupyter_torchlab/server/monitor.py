@@ -26,11 +26,15 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 from jupyter_torchlab.metrics import Sampler, Ticker
 
+from .deaths import DeathWatch, KernelDeath
 from .document import build_document, encode
 from .kernels import KernelRegistry
 from .usage import KernelUsage, UsagePoller
 
-__all__ = ["USAGE_WAIT_MAX", "ServerMonitor", "Subscriber", "usage_wait"]
+__all__ = ["EVENT_WINDOW", "USAGE_WAIT_MAX", "ServerMonitor", "Subscriber", "usage_wait"]
+
+#: seconds a kernel's death stays in the snapshot document (GET torchlab/api/events keeps more)
+EVENT_WINDOW = 600.0
 
 # the most one sampler tick waits for usage replies: replies from a healthy kernel nearby take a
 # few milliseconds; anything slower is read at the start of the next tick instead of holding up
@@ -76,6 +80,7 @@ class ServerMonitor:
         self._wall = wall
         self._gpu_enabled = enable_gpu
         self.registry = KernelRegistry(kernel_manager, session_manager, wall=wall, log=self.log)
+        self.deaths = DeathWatch(kernel_manager, wall=wall, log=self.log, on_death=self._on_death)
         self.sampler = sampler if sampler is not None else Sampler(enable_gpu=enable_gpu)
         self._loop = IOLoop.current()
         self._lock = threading.Lock()  # guards _latest and _history (sampler thread vs loop)
@@ -141,6 +146,7 @@ class ServerMonitor:
                 self.log.debug("torchlab: closing a subscriber failed: %s", e)
         self._subscribers.clear()
         self.registry.close()
+        self.deaths.close()
         if self._exporter is not None:
             self._exporter.close()
 
@@ -153,6 +159,7 @@ class ServerMonitor:
         try:
             await self.registry.refresh()
             self._registry_error = None
+            self.deaths.sync(self.registry.view())
         except Exception as e:  # noqa: BLE001 - reported in the snapshot's errors, retried
             self._registry_error = f"{type(e).__name__}: {e}"
             self._warn_once("registry", "listing kernels failed: %s", self._registry_error)
@@ -181,6 +188,11 @@ class ServerMonitor:
             items = [item for item in items if item[0] >= cutoff]
         return b'{"snapshots":[' + b",".join(data for _, data in items) + b"]}"
 
+    def events(self, since: float | None = None) -> bytes:
+        """Return ``{"events": [...]}``: the kernel deaths kept (after ``since`` if given)."""
+        events = [e.to_dict() for e in self.deaths.events(since)]
+        return encode({"events": events})
+
     def add_subscriber(self, sub: Subscriber) -> None:
         """Send every new snapshot to ``sub`` until it is removed."""
         self._subscribers.add(sub)
@@ -207,6 +219,8 @@ class ServerMonitor:
         targets = {kid: info.pid for kid, info in kernels.items() if info.pid is not None}
         usage, usage_error = self.poll_usage()
         snap = self.sampler.sample_once(targets)
+        limit = snap.host.memory_limit if snap.host is not None else None
+        self.deaths.observe(kernels, snap.trees, limit)
         errors = {}
         if self._registry_error:
             errors["kernels"] = self._registry_error
@@ -220,6 +234,7 @@ class ServerMonitor:
                 usage_off=self.usage is None,
                 gpu_off=not self._gpu_enabled,
                 errors=errors,
+                events=[e.to_dict() for e in self.deaths.events(snap.time - EVENT_WINDOW)],
             )
             data = encode(doc)
         except Exception as e:  # noqa: BLE001 - a bad snapshot must not stop the sampler
@@ -257,6 +272,14 @@ class ServerMonitor:
         # RuntimeError: the loop is closed because the server is shutting down
         with contextlib.suppress(RuntimeError):
             self._loop.add_callback(self._broadcast, data)
+
+    def _on_death(self, death: KernelDeath) -> None:
+        """Count a kernel's death (event loop; the next tick's document carries the event)."""
+        if self._exporter is not None:
+            try:
+                self._exporter.count_death(death.cause)
+            except Exception as e:  # noqa: BLE001 - the event is still served
+                self._warn_once("prometheus-deaths", "cannot count a kernel death: %s", e)
 
     def _warn_once(self, key: str, msg: str, *args: object) -> None:
         if key not in self._warned:

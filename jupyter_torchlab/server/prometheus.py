@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import REGISTRY, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
 
 __all__ = ["PrometheusExporter"]
 
@@ -64,6 +64,26 @@ _SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 _lock = threading.Lock()
 _gauges: dict[str, Gauge] = {}
+_DEATHS = "torchlab_kernel_deaths"  # exposed as torchlab_kernel_deaths_total
+_counters: dict[str, Counter] = {}
+
+
+def _deaths_counter() -> Counter:
+    """Create the kernel-deaths counter once per process (reusing a registered one)."""
+    with _lock:
+        if _DEATHS not in _counters:
+            existing = getattr(REGISTRY, "_names_to_collectors", {})
+            found = existing.get(_DEATHS) or existing.get(_DEATHS + "_total")
+            _counters[_DEATHS] = (
+                found
+                if isinstance(found, Counter)
+                else Counter(
+                    _DEATHS,
+                    "Kernel processes that died, by cause: oom_killer, signal, exit, unknown",
+                    ("reason",),
+                )
+            )
+        return _counters[_DEATHS]
 
 
 def _shared_gauges() -> dict[str, Gauge]:
@@ -86,6 +106,7 @@ class PrometheusExporter:
 
     def __init__(self) -> None:
         self._gauges = _shared_gauges()
+        self._deaths = _deaths_counter()
         self._labels: dict[str, set[tuple[str, ...]]] = {name: set() for name in _SPECS}
 
     def update(self, doc: Mapping[str, Any]) -> None:
@@ -137,6 +158,10 @@ class PrometheusExporter:
             for gone in labelsets - seen[name]:
                 self._remove(name, gone)
         self._labels = seen
+
+    def count_death(self, cause: str) -> None:
+        """Count one kernel death (``torchlab_kernel_deaths_total{reason=cause}``)."""
+        self._deaths.labels(cause).inc()
 
     def close(self) -> None:
         """Remove every label set this exporter set, and blank the unlabelled gauges."""

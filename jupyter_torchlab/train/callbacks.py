@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["STATUSES", "Callback", "FitState", "as_number"]
 
 #: fit's run states; "stopped" means a callback asked to end early (not a failure)
-STATUSES = ("running", "done", "stopped", "interrupted", "failed")
+STATUSES = ("running", "done", "stopped", "interrupted", "failed", "out of memory")
 
 
 @dataclass

@@ -16,11 +16,13 @@ import torch
 
 __all__ = [
     "DeviceInfo",
+    "allocated_memory",
     "available_devices",
     "describe_device",
     "device_label",
     "peak_memory",
     "pick_device",
+    "reset_peak_memory",
 ]
 
 # backends we know how to count, in the order "auto" prefers them when torch.accelerator is absent
@@ -91,6 +93,25 @@ def peak_memory(device: torch.device) -> int | None:
     try:
         return int(torch.cuda.max_memory_allocated(device))
     except Exception:  # noqa: BLE001 - a missing reading shows as n/a
+        return None
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start measuring the peak of ``device``'s allocator anew (per epoch); no-op off CUDA."""
+    if device.type == "cuda":
+        try:
+            torch.cuda.reset_peak_memory_stats(device)
+        except Exception:  # noqa: BLE001 - the peak then counts from earlier
+            return
+
+
+def allocated_memory(device: torch.device) -> int | None:
+    """Return the bytes ``device``'s caching allocator has allocated now (None off CUDA)."""
+    if device.type != "cuda":
+        return None
+    try:
+        return int(torch.cuda.memory_allocated(device))
+    except Exception:  # noqa: BLE001 - unknown
         return None
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._format import format_count, format_duration, format_number, format_percent, format_rate
+from .._format import (
+    format_bytes,
+    format_count,
+    format_duration,
+    format_number,
+    format_percent,
+    format_rate,
+)
 
 __all__ = ["COLUMNS", "EPOCH_HEADERS", "History", "epoch_cells", "epoch_line"]
 
@@ -25,6 +32,7 @@ COLUMNS = (
     "images_per_s",
     "lr",  # first param group's lr at the end of the epoch (after scheduler.step())
     "data_wait",  # seconds of the training pass spent waiting for the data loader
+    "peak_memory",  # bytes the accelerator's allocator peaked at during the epoch (None on a CPU)
 )
 
 #: the columns of an epoch table, as :func:`epoch_cells` fills them
@@ -51,6 +59,9 @@ def epoch_cells(record: Mapping[str, Any]) -> dict[str, str]:
         "val acc": "" if acc is None else format_percent(acc, 1),
         "time": format_duration(record.get("time")),
         "images/s": "" if ips is None else format_count(round(ips)),
+        "peak memory": ""
+        if record.get("peak_memory") is None
+        else format_bytes(record["peak_memory"]),
     }
 
 

@@ -123,7 +123,8 @@ class TextProgress(Callback):
                 self._write("", final=True)
             return
         where = f"epoch {state.epoch + 1}, batch {state.batch}"
-        reason = f": {state.error}" if state.status == "failed" and state.error else ""
+        failed = state.status in ("failed", "out of memory")
+        reason = f": {state.error}" if failed and state.error else ""
         self._write(f"training {state.status} at {where}{reason}", final=True)
 
 

@@ -1,7 +1,8 @@
 r"""How a ``tl.progress`` bar is drawn: one HTML widget in a notebook, text lines elsewhere.
 
 :class:`BarState` is a snapshot of one bar, plain numbers only. A widget view draws it as one HTML
-widget (one comm message per refresh) and leaves a static record of the final state. Text views
+widget (one comm message per refresh) and leaves a static record of the final state; lines that
+``write`` prints go above the cell's running widget bars (:mod:`._notes`). Text views
 share one :class:`TextBoard` per stream: on a terminal the live bars are redrawn in place (one
 line with ``\r``; nested bars, by ``position``, on lines of their own), and ``write`` prints
 above them; on a pipe or log each bar writes a whole line every few seconds, no control
@@ -19,7 +20,7 @@ from typing import IO, Any
 
 from .._format import format_count, format_duration, format_rate
 from .._terminal import is_tty
-from . import render
+from . import _notes, render
 from ._frontend import close_tree, replace, show
 
 __all__ = ["ENV_LOG_INTERVAL", "BarState", "TextBoard", "TextView", "WidgetView"]
@@ -218,20 +219,28 @@ class WidgetView(View):
         import ipywidgets as w
 
         self._box = w.HTML(state.record_html())
-        self._handle = show(self._box, state.line())
+        self._state = state
+        self.handle = show(self._box, state.line())
+        _notes.add(self)
 
     def refresh(self, state: BarState) -> None:
+        self._state = state
         self._box.value = state.record_html()
 
+    def show_again(self) -> None:
+        """Display the bar again at the bottom of the cell (``tqdm.write`` took its place)."""
+        self.handle = show(self._box, self._state.line())
+
     def finish(self, state: BarState, leave: bool) -> None:
+        _notes.remove(self)
         self.relabel(state, leave)
         close_tree(self._box)
 
     def relabel(self, state: BarState, leave: bool) -> None:
         if leave:
-            replace(self._handle, state.record_html(), state.line())
+            replace(self.handle, state.record_html(), state.line())
         else:
-            self._handle.update({"text/plain": ""}, raw=True)
+            self.handle.update({"text/plain": ""}, raw=True)
 
 
 _BOARDS: weakref.WeakKeyDictionary[Any, TextBoard] = weakref.WeakKeyDictionary()

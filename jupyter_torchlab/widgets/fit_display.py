@@ -30,14 +30,22 @@ def _epoch_rows(history: Any) -> list[dict[str, Any]]:
     return list(getattr(history, "epochs", None) or [])
 
 
-def _table_cells(row: dict[str, Any]) -> list[str]:
+def _headers(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    # the peak-memory column only where an accelerator measured one
+    if any(r.get("peak_memory") is not None for r in rows):
+        return (*EPOCH_HEADERS, "peak memory")
+    return EPOCH_HEADERS
+
+
+def _table_cells(row: dict[str, Any], headers: tuple[str, ...] = EPOCH_HEADERS) -> list[str]:
     cells = epoch_cells(row)
-    return [cells[h] for h in EPOCH_HEADERS]
+    return [cells[h] for h in headers]
 
 
 def _text_table(rows: list[dict[str, Any]]) -> str:
-    table = [list(EPOCH_HEADERS)] + [_table_cells(r) for r in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(EPOCH_HEADERS))]
+    headers = _headers(rows)
+    table = [list(headers)] + [_table_cells(r, headers) for r in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in table)
 
 
@@ -60,6 +68,9 @@ class FitProgress(Callback):
         self._finished = False
         self._epoch_t0 = 0.0
         self._fit_t0 = 0.0
+        self._last_epoch_end = 0.0
+        #: seconds the latest finished epoch took, from the end of the one before (or fit's start)
+        self._epoch_seconds: float | None = None
         self._device = ""
 
     def on_fit_start(self, state: Any) -> None:
@@ -67,7 +78,7 @@ class FitProgress(Callback):
         import ipywidgets as w
 
         self._throttle = self._budget.throttle(self._timer)
-        self._fit_t0 = self._epoch_t0 = self._timer()
+        self._fit_t0 = self._epoch_t0 = self._last_epoch_end = self._timer()
         self._device = state.device_label or str(state.device)
         world = getattr(state, "world_size", 1)
         if world > 1:
@@ -138,6 +149,9 @@ class FitProgress(Callback):
 
     def on_epoch_end(self, state: Any) -> None:
         """Add the epoch's row and move the epoch bar."""
+        now = self._timer()
+        self._epoch_seconds = now - self._last_epoch_end
+        self._last_epoch_end = now
         self._refresh(state)
         self._epoch_bar.value = min(state.epoch + 1, self._epoch_bar.max)
         self._epoch_stats.value = self._epoch_html(state, done=state.epoch + 1)
@@ -204,6 +218,12 @@ class FitProgress(Callback):
         if status == "interrupted":
             return f"interrupted at {where}"
         error = f": {type(state.error).__name__}: {state.error}" if state.error else ""
+        if status == "out of memory":
+            return (
+                f"out of memory at {where}: {state.error}"
+                if state.error
+                else f"out of memory at {where}"
+            )
         return f"failed at {where}{error}"
 
     def _header_text(self, state: Any) -> str:
@@ -217,8 +237,9 @@ class FitProgress(Callback):
     def _epoch_html(self, state: Any, done: int | None = None) -> str:
         done = state.epoch if done is None else done
         elapsed = self._timer() - self._fit_t0
-        ran = done - state.start_epoch
-        eta = elapsed / ran * (state.epochs - done) if ran > 0 else None
+        # at the pace of the latest epoch, not the average: the first carries the warm-up
+        seconds = self._epoch_seconds
+        eta = seconds * (state.epochs - done) if seconds is not None else None
         return (
             f'<span style="white-space:nowrap">{done}/{state.epochs} '
             f"[{format_duration(elapsed)} &lt; {format_duration(eta)}]</span>"
@@ -251,7 +272,8 @@ class FitProgress(Callback):
         rows = _epoch_rows(state.history)
         if not rows:
             return ""
-        return render.html_table(EPOCH_HEADERS, [_table_cells(r) for r in rows])
+        headers = _headers(rows)
+        return render.html_table(headers, [_table_cells(r, headers) for r in rows])
 
     def _data_share(self, state: Any) -> float | None:
         total = state.data_time + state.step_time

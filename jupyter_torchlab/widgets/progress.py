@@ -32,6 +32,7 @@ from types import FrameType, TracebackType
 from typing import IO, Any, Generic, TypeVar
 
 from .._format import format_number
+from . import _notes
 from ._bar_views import ENV_LOG_INTERVAL, BarState, TextBoard, TextView, View, WidgetView
 from ._budget import Throttle, get_budget
 from ._frontend import get_shell, use_widgets
@@ -49,6 +50,7 @@ _hooked = False
 
 
 def _post_run_cell(result: Any) -> None:
+    _notes.end_cell()
     error = getattr(result, "error_in_exec", None)
     pending = list(_pending)
     _pending.clear()
@@ -240,15 +242,19 @@ class Progress(Generic[T]):
             self._metrics.log(metrics)
 
     def set_postfix(
-        self, ordered_dict: Mapping[str, Any] | None = None, refresh: bool = True, **kwargs: Any
+        self,
+        ordered_dict: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        refresh: bool = True,
+        **kwargs: Any,
     ) -> None:
         """Show these values after the bar (tensors stay tensors until the next refresh)."""
         if self.disable:
             return
-        values = dict(ordered_dict or {})
-        values.update(kwargs)
-        # references only: a tensor's value is read at the refresh, with the others at once
-        self._postfix = {k: v.detach() if hasattr(v, "detach") else v for k, v in values.items()}
+        if ordered_dict:
+            kwargs = {**dict(ordered_dict), **kwargs}  # a mapping or (key, value) pairs, as tqdm
+        # references only (no detach, no copy: this runs every step); a tensor's value is read at
+        # the refresh, with the others at once, and the references are dropped then
+        self._postfix = kwargs
         self._postfix_str = ""
 
     def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
@@ -289,11 +295,15 @@ class Progress(Generic[T]):
     def write(
         cls, s: str, file: IO[str] | None = None, end: str = "\n", nolock: bool = False
     ) -> None:
-        """Print ``s`` above the running text bars without breaking them (tqdm.write).
+        """Print ``s`` above the running bars without breaking them (tqdm.write).
 
-        In a notebook the line goes to the cell's output; the bars, being widgets, update in
-        place wherever they are.
+        On a terminal the live text bars are taken off, the line printed, the bars drawn again
+        below it. In a notebook cell with running widget bars, the line (for stdout or stderr)
+        goes into a text output just above them (see :mod:`._notes`).
         """
+        to_cell = file is None or file is sys.stdout or file is sys.stderr
+        if to_cell and _notes.write(f"{s}{end}"):
+            return
         stream = file if file is not None else sys.stdout
         # text bars draw on stderr by default: take them off the terminal around the line
         boards = {TextBoard.of(stream), TextBoard.of(sys.stderr)}

@@ -14,11 +14,13 @@ from collections.abc import Iterable, Sequence
 from .._format import format_duration, format_rate
 
 __all__ = [
+    "PRESSURE_COLORS",
     "STATUS_COLORS",
     "bar_html",
     "decimate",
     "escape",
     "html_table",
+    "pressure",
     "progress_line",
     "sparkline_svg",
 ]
@@ -30,7 +32,23 @@ STATUS_COLORS = {
     "stopped": "#8a8f98",
     "interrupted": "#d98a1c",
     "failed": "#c9302c",
+    "out of memory": "#c9302c",
 }
+
+
+#: the share of a memory limit at which a display turns amber, then red
+PRESSURE_WARN = 0.8
+PRESSURE_DANGER = 0.95
+PRESSURE_COLORS = {"warn": "#d98a1c", "danger": "#c9302c"}
+PRESSURE_WORDS = {"warn": "close to the limit", "danger": "at the limit: the next step may fail"}
+
+
+def pressure(used: float | None, limit: float | None) -> str:
+    """Return "ok", "warn" (80% of the limit) or "danger" (95%) for a memory reading."""
+    if used is None or not limit:
+        return "ok"
+    share = used / limit
+    return "danger" if share >= PRESSURE_DANGER else "warn" if share >= PRESSURE_WARN else "ok"
 
 
 def escape(value: object) -> str:

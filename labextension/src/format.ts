@@ -3,7 +3,7 @@
  * with plain asserts.
  */
 
-import type { IKernel } from './types';
+import type { IKernel, IKernelDeath, ISnapshot } from './types';
 
 /** What is shown where a reading is missing. */
 export const MISSING = '–';
@@ -178,4 +178,45 @@ export function sparklinePoints(
 
 function round2(value: number): number {
   return Math.round(value * 100) / 100;
+}
+
+/**
+ * Say in plain words what happened to a kernel that died: "The kernel of train.ipynb was killed
+ * by the out-of-memory killer at 23.8 GiB of its 24 GiB memory limit. Use less memory ...".
+ */
+export function deathMessage(death: IKernelDeath): string {
+  const who = death.path
+    ? `The kernel of ${basename(death.path)}`
+    : `Kernel ${death.kernel_id.slice(0, 8)}`;
+  const verb = death.reason.startsWith('killed') ? 'was ' : '';
+  const after = death.restarting ? ' A new kernel is starting; the old variables are gone.' : '';
+  return `${who} ${verb}${death.reason}${after}`;
+}
+
+/** The shares of a memory limit at which displays turn amber, then red (as the Python side). */
+export const PRESSURE_WARN = 0.8;
+export const PRESSURE_DANGER = 0.95;
+
+export type Pressure = 'ok' | 'warn' | 'danger';
+
+/**
+ * How close a kernel is to running out of memory: its process tree against the memory limit
+ * (the container's, else the host's), and, when it uses a GPU, the fullest GPU against its size.
+ */
+export function memoryPressure(kernel: IKernel, snapshot: ISnapshot | null): Pressure {
+  const shares: number[] = [];
+  const host = snapshot?.host;
+  const mark = host ? (host.memory_limit ?? host.memory_total) : null;
+  if (kernel.memory !== null && mark) {
+    shares.push(kernel.memory / mark);
+  }
+  if (kernel.gpu_memory) {
+    for (const gpu of snapshot?.gpus ?? []) {
+      if (gpu.memory_used !== null && gpu.memory_total) {
+        shares.push(gpu.memory_used / gpu.memory_total);
+      }
+    }
+  }
+  const worst = Math.max(0, ...shares);
+  return worst >= PRESSURE_DANGER ? 'danger' : worst >= PRESSURE_WARN ? 'warn' : 'ok';
 }

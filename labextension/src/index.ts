@@ -4,12 +4,14 @@
  * - core: the metrics model (one stream or poll for the page) and the settings (ITorchlab);
  * - tutorial: the launcher card, palette and Help-menu command that open the tutorial;
  * - panel: the monitor side panel and its command;
- * - status: the status bar item (JupyterLab only: it needs the status bar).
+ * - status: the status bar item (JupyterLab only: it needs the status bar);
+ * - deaths: a notification that explains a kernel that died.
  * Every plugin but core degrades to what the host application offers.
  */
 import type { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
 import { corePlugin } from './plugins/core';
+import { deathsPlugin } from './plugins/deaths';
 import { panelPlugin } from './plugins/panel';
 import { statusPlugin } from './plugins/status';
 import { tutorialPlugin } from './plugins/tutorial';
@@ -20,7 +22,8 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   corePlugin,
   tutorialPlugin,
   panelPlugin,
-  statusPlugin
+  statusPlugin,
+  deathsPlugin
 ];
 
 export default plugins;

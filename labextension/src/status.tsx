@@ -1,7 +1,19 @@
 import { ReactWidget } from '@jupyterlab/ui-components';
 import React from 'react';
 
-import { formatBytes, formatPercent, isUnmeasured, statusText, usageOrigin } from './format';
+import {
+  formatBytes,
+  formatPercent,
+  isUnmeasured,
+  memoryPressure,
+  statusText,
+  usageOrigin
+} from './format';
+
+const PRESSURE_NOTE: { [level: string]: string } = {
+  warn: ', close to the memory limit',
+  danger: ', at the memory limit: the next step may fail'
+};
 import { torchlabIcon } from './icons';
 import type { MetricsModel } from './model';
 
@@ -38,18 +50,20 @@ export class KernelStatusItem extends ReactWidget {
     const current = currentKernel();
     let text: string;
     let detail = '';
+    let pressure = 'ok';
     if (!current) {
       text = 'no kernel';
     } else {
       const kernel = model.kernel(current.id);
       if (kernel) {
         text = statusText(kernel, model.busySeconds(kernel), { showGpu: showGpu() });
+        pressure = memoryPressure(kernel, model.snapshot);
         const origin = usageOrigin(kernel);
         detail = isUnmeasured(kernel) || kernel.stopped
           ? `Kernel ${kernel.name}: ${kernel.reason}`
           : `Kernel ${kernel.name}${origin ? ` (${origin})` : ''}: CPU ${formatPercent(
               kernel.cpu_percent
-            )}, memory ${formatBytes(kernel.memory)}`;
+            )}, memory ${formatBytes(kernel.memory)}${PRESSURE_NOTE[pressure] ?? ''}`;
       } else {
         // Not in a snapshot yet (just started, or the stream is still connecting).
         text = current.status;
@@ -58,6 +72,7 @@ export class KernelStatusItem extends ReactWidget {
     return (
       <span
         className="jp-torchlab-status-inner"
+        data-pressure={pressure}
         title={detail ? `${detail}. Click to open the monitor panel.` : undefined}
       >
         <torchlabIcon.react tag="span" className="jp-torchlab-status-icon" />

@@ -66,6 +66,26 @@ export interface IKernel {
   usage_age?: number | null;
 }
 
+/** A kernel process that died, as the server explains it (GET torchlab/api/events). */
+export interface IKernelDeath {
+  id: string;
+  kernel_id: string;
+  name: string;
+  path: string | null;
+  /** Unix seconds when the server noticed. */
+  time: number;
+  pid: number | null;
+  cause: 'oom_killer' | 'signal' | 'exit' | 'unknown';
+  /** A sentence for people, with what to do. */
+  reason: string;
+  signal: number | null;
+  exit_status: number | null;
+  last_memory: number | null;
+  peak_memory: number | null;
+  memory_limit: number | null;
+  restarting: boolean;
+}
+
 export interface ISnapshot {
   /** Unix seconds on the server when the snapshot was taken. */
   time: number;
@@ -74,4 +94,6 @@ export interface ISnapshot {
   gpu_reason: string | null;
   kernels: IKernel[];
   errors: { [source: string]: string };
+  /** Recent kernel deaths, oldest first; absent from older servers. */
+  events?: IKernelDeath[];
 }

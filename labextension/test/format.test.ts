@@ -1,5 +1,6 @@
 import {
   basename,
+  deathMessage,
   formatBytes,
   formatDuration,
   formatPercent,
@@ -7,13 +8,14 @@ import {
   formatUsage,
   isUnmeasured,
   kernelState,
+  memoryPressure,
   MISSING,
   ratioPercent,
   sparklinePoints,
   statusText,
   usageOrigin
 } from '../src/format';
-import type { IKernel } from '../src/types';
+import type { IKernel, IKernelDeath, ISnapshot } from '../src/types';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -173,5 +175,65 @@ describe('sparklinePoints', () => {
 
   it('draws a single value as a point at the right edge', () => {
     expect(sparklinePoints([50], 10, 10, 100)).toBe('10,5');
+  });
+});
+
+describe('deathMessage', () => {
+  const death = (overrides: Partial<IKernelDeath> = {}): IKernelDeath => ({
+    id: 'e1',
+    kernel_id: 'abcdef0123456789',
+    name: 'python3',
+    path: 'work/train.ipynb',
+    time: 1,
+    pid: 42,
+    cause: 'oom_killer',
+    reason: 'killed by the out-of-memory killer at 23.8 GiB of its 24 GiB memory limit. Use less',
+    signal: 9,
+    exit_status: null,
+    last_memory: null,
+    peak_memory: null,
+    memory_limit: null,
+    restarting: true,
+    ...overrides
+  });
+
+  it('names the notebook, the cause and that the variables are gone', () => {
+    expect(deathMessage(death())).toBe(
+      'The kernel of train.ipynb was killed by the out-of-memory killer at 23.8 GiB of its ' +
+        '24 GiB memory limit. Use less A new kernel is starting; the old variables are gone.'
+    );
+  });
+
+  it('reads for an exit and for a kernel without a notebook', () => {
+    const exited = death({ path: null, reason: 'exited with status 1', restarting: false });
+    expect(deathMessage(exited)).toBe('Kernel abcdef01 exited with status 1');
+  });
+});
+
+describe('memoryPressure', () => {
+  const snap = (limit: number | null, gpuUsed: number | null = null): ISnapshot =>
+    ({
+      time: 1,
+      host: { memory_total: 64 * GiB, memory_limit: limit } as ISnapshot['host'],
+      gpus:
+        gpuUsed === null
+          ? []
+          : [{ index: 0, memory_used: gpuUsed, memory_total: 80 * GiB } as ISnapshot['gpus'][0]],
+      gpu_reason: null,
+      kernels: [],
+      errors: {}
+    }) as ISnapshot;
+
+  it('turns amber at 80% and red at 95% of the memory limit', () => {
+    expect(memoryPressure(kernel({ memory: 1 * GiB }), snap(4 * GiB))).toBe('ok');
+    expect(memoryPressure(kernel({ memory: 3.3 * GiB }), snap(4 * GiB))).toBe('warn');
+    expect(memoryPressure(kernel({ memory: 3.9 * GiB }), snap(4 * GiB))).toBe('danger');
+    expect(memoryPressure(kernel({ memory: 60 * GiB }), snap(null))).toBe('warn'); // host total
+    expect(memoryPressure(kernel(), null)).toBe('ok');
+  });
+
+  it('counts a full GPU only for a kernel that uses one', () => {
+    expect(memoryPressure(kernel({ gpu_memory: 10 * GiB }), snap(null, 79 * GiB))).toBe('danger');
+    expect(memoryPressure(kernel({ gpu_memory: null }), snap(null, 79 * GiB))).toBe('ok');
   });
 });

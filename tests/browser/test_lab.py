@@ -51,6 +51,21 @@ def run_first_cell(page: Any) -> None:
     page.keyboard.press("Shift+Enter")
 
 
+def wait_for_kernel(server: Server, path: str, timeout: float = 15.0) -> dict[str, Any]:
+    """Return the snapshot's row for the kernel of `path` once the sampler has seen it."""
+    # The status bar says idle as soon as the kernel connects; the sampler's snapshot may lag
+    # a tick behind.
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = server.api("GET", "torchlab/api/metrics")
+        rows = [k for k in doc["kernels"] if k["path"] == path]
+        if rows:
+            (row,) = rows
+            return row
+        assert time.monotonic() < deadline, f"no kernel for {path} in {doc['kernels']}"
+        time.sleep(0.2)
+
+
 def launcher_tabs(page: Any) -> Any:
     return page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text="Launcher")
 
@@ -141,8 +156,7 @@ def test_a_stopped_kernel_shows_in_the_status_bar_and_the_panel(page: Any, lab_s
 
     lab_server.write_notebook("frozen.ipynb", "x = 1")
     status = open_notebook_and_wait_idle(page, lab_server, "frozen.ipynb")
-    doc = lab_server.api("GET", "torchlab/api/metrics")
-    (kernel,) = [k for k in doc["kernels"] if k["path"] == "frozen.ipynb"]
+    kernel = wait_for_kernel(lab_server, "frozen.ipynb")
     os.kill(kernel["pid"], signal.SIGSTOP)
     try:
         expect(status).to_contain_text("stopped", timeout=15_000)

@@ -104,3 +104,23 @@ def test_fit_text_display_eta_ignores_the_slow_start():
     assert shown is not None, line
     assert _seconds(shown.group(1)) == pytest.approx(TRUE_REMAINING, rel=0.1, abs=1)
     assert "400.00img/s" in line
+
+
+def test_fit_widget_epoch_eta_follows_the_latest_epoch_not_the_warm_up(monkeypatch):
+    monkeypatch.setattr(fit_display, "show", lambda widget, text: object())
+    monkeypatch.setattr(fit_display, "replace", lambda handle, html, text: None)
+    clock = Clock()
+    display = fit_display.FitProgress(timer=clock)
+    state = _state()
+    state.epochs, state.batches = 5, 10
+    display.on_fit_start(state)
+    # the first epoch takes 60 s (50 of them compiling), the next one 10 s
+    for epoch, seconds in enumerate([60.0, 10.0]):
+        state.epoch = epoch
+        display.on_epoch_start(state)
+        clock.t += seconds
+        display.on_epoch_end(state)
+    # 3 epochs left at 10 s each (an average since the start would say 1:45)
+    assert "2/5 [1:10 &lt; 0:30]" in display._epoch_stats.value
+    state.status = "done"
+    display.on_fit_end(state)

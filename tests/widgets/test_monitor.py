@@ -205,3 +205,31 @@ def test_monitor_thread_survives_a_failing_tick_and_stops_on_close(caplog):
     assert sampler.stopped
     assert mon._html.comm is None
     assert "torchlab-monitor" not in [t.name for t in threading.enumerate()]
+
+
+@pytest.mark.parametrize(
+    ("limit", "level", "words"),
+    [
+        (16 * GiB, "ok", None),
+        (int(1.2 * GiB), "warn", "close to the limit"),
+        (int(1.02 * GiB), "danger", "at the limit: the next step may fail"),
+    ],
+)
+def test_memory_close_to_the_limit_turns_amber_then_red(limit, level, words):
+    idle = KernelActivity(busy=False, since=time.time(), duration=1, cell=None)
+    html, text = render_monitor(snapshot(memory_limit=limit), idle)
+    assert f'data-pressure="{level}"' in html
+    line = next(line for line in text.splitlines() if "kernel memory" in line)
+    if words is None:
+        assert "limit (" in line
+        assert "close" not in line
+    else:
+        assert line.endswith(words)
+        assert ("#d98a1c" if level == "warn" else "#c9302c") in html
+
+
+def test_a_nearly_full_gpu_says_so():
+    full = [gpu(0, int(79 * GiB), [])]
+    idle = KernelActivity(busy=False, since=time.time(), duration=1, cell=None)
+    _html, text = render_monitor(snapshot(gpus=full), idle)
+    assert "GPU 0: NVIDIA H100, 87% busy, 79 GiB of 80 GiB, at the limit" in text

@@ -14,6 +14,7 @@ import torch
 
 import jupyter_torchlab as tl
 from jupyter_torchlab.tqdm import tqdm, trange
+from jupyter_torchlab.widgets import _notes
 
 from .conftest import ROOT, Kernel, displays, kernel_env
 from .test_progress import Clock, CountSyncs, Tty
@@ -90,6 +91,9 @@ def test_postfix_from_the_constructor_dicts_kwargs_strings_and_tensors():
     bar.set_postfix({"loss": torch.tensor(0.25)}, acc=0.5, phase="warm")
     bar.refresh()
     assert bar.postfix == "loss=0.25, acc=0.5, phase=warm"
+    bar.set_postfix([("epoch", 2)], loss=torch.tensor(0.5))  # (key, value) pairs, as tqdm takes
+    bar.refresh()
+    assert bar.postfix == "epoch=2, loss=0.5"
     bar.set_postfix_str("custom text")
     bar.refresh()
     assert bar.postfix == "custom text"
@@ -214,6 +218,68 @@ def test_nested_bars_on_a_terminal_keep_a_line_each():
     assert "epoch: 100%" in screen.splitlines()[-1] or "epoch: 100%" in final
 
 
+class Cell:
+    """A cell's output area: displays append at the bottom, an update replaces one in place."""
+
+    def __init__(self) -> None:
+        self.outputs: list[str] = []
+
+    def show(self, text: str) -> Display:
+        self.outputs.append(text)
+        return Display(self, len(self.outputs) - 1)
+
+
+class Display:
+    def __init__(self, cell: Cell, index: int) -> None:
+        self.cell, self.index = cell, index
+
+    def update(self, data: dict, raw: bool = False) -> None:
+        self.cell.outputs[self.index] = data["text/plain"]
+
+
+class FakeBar:
+    def __init__(self, cell: Cell, name: str) -> None:
+        self.cell, self.name = cell, name
+        self.handle = cell.show(name)
+        _notes.add(self)
+
+    def show_again(self) -> None:
+        self.handle = self.cell.show(self.name)
+
+
+@pytest.fixture
+def cell():
+    _notes.end_cell()
+    yield Cell()
+    _notes.end_cell()
+
+
+def test_notebook_write_goes_above_the_running_bars_and_stays_one_output(cell):
+    assert not _notes.write("no bar yet\n")  # printed as usual then
+    outer, inner = FakeBar(cell, "outer"), FakeBar(cell, "inner")
+    assert _notes.write("first\n")
+    assert cell.outputs == ["first", "", "outer", "inner"]
+    assert _notes.write("second\n")  # the same text output, updated in place
+    _notes.remove(inner)
+    FakeBar(cell, "next inner")
+    _notes.write("third")
+    assert cell.outputs == ["first\nsecond\nthird", "", "outer", "inner", "next inner"]
+    _notes.remove(outer)  # the topmost bar finished: the next line starts a block above the rest
+    _notes.write("fourth\n")
+    assert cell.outputs[0] == "first\nsecond\nthird"
+    assert cell.outputs[-2:] == ["fourth", "next inner"]
+    _notes.end_cell()
+    assert not _notes.write("next cell\n")
+
+
+def test_notebook_write_starts_a_new_block_when_one_is_full(cell):
+    FakeBar(cell, "bar")
+    for i in range(_notes.MAX_LINES + 1):
+        _notes.write(f"line {i}\n")
+    assert cell.outputs[0].count("\n") == _notes.MAX_LINES - 1
+    assert cell.outputs[1:] == [f"line {_notes.MAX_LINES}", "bar"]
+
+
 # --- the same idioms in a real kernel (widgets) and a plain script (text) ----------------------
 
 IDIOMS = {
@@ -272,6 +338,30 @@ EXPECTED = {
 }
 
 
+def cell_outputs(msgs: list[dict]) -> list[str]:
+    """Return the text of each output the cell ends with, laid out as a frontend does."""
+    outputs: list[dict] = []
+    for m in msgs:
+        kind, content = m["msg_type"], m["content"]
+        if kind == "stream":
+            if outputs and outputs[-1].get("stream") == content["name"]:
+                outputs[-1]["text"] += content["text"]  # consecutive stream text is one output
+            else:
+                outputs.append({"stream": content["name"], "text": content["text"]})
+        elif kind == "display_data":  # appended at the bottom
+            shown = {"id": content.get("transient", {}).get("display_id")}
+            outputs.append({**shown, "text": content["data"].get("text/plain", "")})
+        elif kind == "update_display_data":  # replaces that display where it is
+            for out in outputs:
+                if out.get("id") == content["transient"]["display_id"]:
+                    out["text"] = content["data"].get("text/plain", "")
+    return [out["text"] for out in outputs if out["text"]]
+
+
+# (the text output tqdm.write fills, the bar record that must come after it) in a kernel
+ABOVE = {"write": ("message 0\nmessage 1\nmessage 2", "w: 100%")}
+
+
 def _outputs_text(msgs: list[dict]) -> str:
     parts = []
     for m in msgs:
@@ -299,6 +389,13 @@ def test_idiom_in_a_kernel_draws_widgets_and_leaves_records(kernel: Kernel, name
         key = "application/vnd.jupyter.widget-view+json"
         assert widgets
         assert all(key in m["content"]["data"] for m in widgets)
+    if name in ABOVE:  # what tqdm.write printed sits above the bar it was printed under
+        notes, record = ABOVE[name]
+        outputs = cell_outputs(msgs)
+        assert notes in outputs, outputs
+        records = [i for i, out in enumerate(outputs) if record in out]
+        assert records, outputs
+        assert records[0] > outputs.index(notes)
     opened = {m["content"]["comm_id"] for m in msgs if m["msg_type"] == "comm_open"}
     closed = {m["content"]["comm_id"] for m in msgs if m["msg_type"] == "comm_close"}
     assert opened == closed  # every bar's widget was closed again
@@ -362,9 +459,14 @@ TRAINING_CELL = textwrap.dedent(
 def test_a_cell_written_for_tqdm_runs_with_only_the_import_changed(kernel: Kernel, import_line):
     pytest.importorskip("tqdm")
     msgs = kernel.execute(TRAINING_CELL.format(import_line=import_line), timeout=120)
-    streams = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
-    assert "trained" in streams
-    assert "epoch 2: last loss" in streams
+    outputs = cell_outputs(msgs)
+    assert outputs[-1].endswith("trained\n")
+    written = [i for i, out in enumerate(outputs) if "epoch 2: last loss" in out]
+    assert written, outputs
     if "jupyter_torchlab" in import_line:
-        shown = _outputs_text(msgs)
-        assert "epochs: 100% |####################| 3/3" in shown
+        # ours: the epochs' lines in one text output above the epoch bar's record
+        assert re.fullmatch(r"(epoch \d: last loss \d\.\d{3}\n?){3}", outputs[written[0]])
+        records = [i for i, out in enumerate(outputs) if "epochs: 100% |###" in out]
+        assert records, outputs
+        assert records[0] > written[0]
+        assert "epochs: 100% |####################| 3/3" in outputs[records[0]]

@@ -23,8 +23,10 @@ Fault semantics (also in the README):
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +38,7 @@ from .. import device as devices
 from ..callbacks import Callback, FitState
 from ..display import DisplayFactory, resolve_progress
 from ..history import History
+from ..oom import FitMemory, build_report, is_out_of_memory, last_fit_memory, record_fit_memory
 from . import distributed as ddp
 from .checkpoint import load_checkpoint, save_checkpoint, seed_all
 from .evaluate import evaluate_sums
@@ -44,7 +47,22 @@ from .interrupt import DeferredInterrupt
 from .step import Step
 from .window import NonFiniteLoss, NonFiniteLossError, Window
 
-__all__ = ["fit"]
+__all__ = ["FitOutOfMemoryError", "fit"]
+
+
+class FitOutOfMemoryError(torch.OutOfMemoryError):
+    """fit ran out of accelerator memory: ``history``, ``report`` and ``batch_size`` say more.
+
+    A ``torch.OutOfMemoryError``, so code that catches torch's error still does. fit has dropped
+    the failed step's tensors and the gradients before raising: the model keeps its last
+    finished step and can train again (with a smaller ``batch_size``, see ``batch_size``).
+    """
+
+    def __init__(self, message: str, history: History, report: Any, batch_size: int | None):
+        super().__init__(message)
+        self.history = history
+        self.report = report
+        self.batch_size = batch_size  # the suggested batch size (None: no suggestion)
 
 
 def fit(
@@ -212,6 +230,15 @@ class _Run:
         self.shards = ddp.distributed_sampler(loader) if info is not None else None
         self.interrupt = DeferredInterrupt()
         self.checked = False  # the first batch was checked
+        # a loader over in-memory tensors batches through a BatchSampler as its sampler
+        self.batch_size = (
+            loader.batch_size
+            or getattr(loader.batch_sampler, "batch_size", None)
+            or getattr(loader.sampler, "batch_size", None)
+            or 0
+        )
+        # the model and optimizer in place, before a step: what a batch adds comes on top
+        self.baseline = devices.allocated_memory(step.device)
 
     def run(self) -> History:
         """Train every epoch; set the status, call ``on_fit_end``, re-raise what stopped the run."""
@@ -242,6 +269,11 @@ class _Run:
             error = ki
             raise
         except BaseException as exc:
+            if is_out_of_memory(exc) and not self.interrupt.requested:
+                status = "out of memory"
+                history.stopped_at = (state.epoch + 1, state.batch)
+                error = self._out_of_memory(exc)
+                raise error from exc
             if not self.interrupt.requested:
                 status, error = "failed", exc
                 raise
@@ -262,6 +294,7 @@ class _Run:
         """Train, validate and record epoch ``epoch``; return False when the run stops here."""
         state = self.state
         state.reset_epoch(epoch)
+        devices.reset_peak_memory(self.step.device)  # the peak of this epoch
         for cb in self.callbacks:
             cb.on_epoch_start(state)
         window = Window(self.step.device, self.check_every)
@@ -287,7 +320,12 @@ class _Run:
             "images_per_s": samples / elapsed if elapsed > 0 else None,
             "lr": float(self.step.optimizer.param_groups[0]["lr"]),
             "data_wait": state.data_time,
+            "peak_memory": state.peak_memory,
         }
+        if state.peak_memory is not None and self.baseline is not None and self.batch_size:
+            record_fit_memory(
+                FitMemory(str(self.step.device), self.batch_size, self.baseline, state.peak_memory)
+            )
         state.history.epochs.append(record)
         state.epoch_metrics = dict(record)
         if self.checkpoint is not None and (self.info is None or self.info.is_main):
@@ -389,6 +427,37 @@ class _Run:
             self.info,
         )
         return val.loss, val.accuracy
+
+    def _out_of_memory(self, exc: BaseException) -> FitOutOfMemoryError:
+        """Drop what the failed step holds, and explain the error."""
+        state, step = self.state, self.step
+        # the failed step's frames keep its batch, outputs and activations alive
+        traceback.clear_frames(exc.__traceback__)
+        state.loss = state.running_loss = state.running_acc = None
+        step.optimizer.zero_grad(set_to_none=True)
+        gc.collect()
+        if step.device.type == "cuda":
+            torch.cuda.empty_cache()
+        device = str(step.device)
+        if self.baseline is not None and self.batch_size:
+            earlier = last_fit_memory(device)
+            if earlier is None or earlier.batch_size != self.batch_size:
+                record_fit_memory(FitMemory(device, self.batch_size, self.baseline, None))
+        report = build_report(
+            exc, {"model": step.model, "optimizer": step.optimizer}, device=step.device
+        )
+        hint = f" Try batch_size={report.batch_size}." if report.batch_size is not None else ""
+        first = (
+            str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else "out of memory"
+        )
+        return FitOutOfMemoryError(
+            f"out of memory at epoch {state.epoch + 1}, batch {state.batch + 1} with "
+            f"batch_size={self.batch_size} on {step.device}: {first}.{hint} The model keeps its "
+            "last finished step and can train again; err.report says what held the memory.",
+            state.history,
+            report,
+            report.batch_size,
+        )
 
     def _non_finite_error(self, nf: NonFiniteLoss) -> NonFiniteLossError:
         lr = self.step.optimizer.param_groups[0].get("lr")

@@ -217,8 +217,12 @@ def test_a_launched_run_shows_the_same_peak_memory_line_as_a_plain_fit(standin_r
         return records[0]["data"]["text/plain"]
 
     plain, launched = record_text(1), record_text(2)
-    peak = [line for line in plain.splitlines() if "peak memory" in line]
-    assert peak, plain
-    assert "peak memory 3.0 GiB" in peak[0]
+    # the footer line, and the epoch table's peak-memory column, in both runs
+    footers = [line for line in plain.splitlines() if "peak memory 3.0 GiB" in line]
+    assert footers, plain
     assert "peak memory 3.0 GiB" in launched
+    for text in (plain, launched):
+        header, row = text.splitlines()[1:3]
+        assert header.split()[-2:] == ["peak", "memory"]
+        assert row.split()[-2:] == ["3.0", "GiB"]
     assert "2 processes" in launched

@@ -1,0 +1,292 @@
+"""Kernels that die, and why: killed by the out-of-memory killer, by a signal, or exited.
+
+A kernel killed for memory just vanishes; JupyterLab says it "appears to have died". The server
+already sees every kernel's memory, its limit and its process, so it can say what happened:
+
+- **While a kernel lives** (sampler thread, each tick, :meth:`DeathWatch.observe`): its pid, the
+  tree's last and peak memory, the memory limit, and the OOM-kill count of its memory cgroup
+  (:mod:`jupyter_torchlab.metrics.oom`), located once per process.
+- **When it dies** (event loop): jupyter_client's restarter notices the dead process and calls the
+  ``restart`` callback (``dead`` once it gives up) before it starts a new one. The old process's
+  exit status is still there, and the cgroup's OOM count is read again: a rise means the OOM
+  killer took it. The event is kept, counted, and served (REST, the stream, Prometheus).
+
+With ``KernelManager.autorestart`` off there is no restarter and so no event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from jupyter_torchlab._format import format_bytes
+from jupyter_torchlab.metrics import ProcessTreeSnapshot
+from jupyter_torchlab.metrics.oom import OomCounter, locate, read_count
+
+from .kernels import KernelInfo
+
+__all__ = ["NEAR_LIMIT", "DeathWatch", "KernelDeath", "explain"]
+
+#: a kernel killed by SIGKILL at this share of the memory limit or more was most likely OOM-killed
+NEAR_LIMIT = 0.9
+#: events kept for GET torchlab/api/events
+KEEP = 100
+
+OOM_ADVICE = (
+    "Use less memory in that notebook (a smaller batch size, fewer DataLoader workers, "
+    "in_memory=False, del large variables you no longer need) or ask for a larger memory limit."
+)
+
+
+@dataclass(frozen=True)
+class KernelDeath:
+    """One kernel process that died, and what the server knew about it."""
+
+    id: str  # of the event
+    kernel_id: str
+    name: str
+    path: str | None  # the notebook
+    time: float  # unix time the server noticed
+    pid: int | None
+    cause: str  # "oom_killer", "signal", "exit", "unknown" (the Prometheus label)
+    reason: str  # a sentence for people, with what to do
+    signal: int | None
+    exit_status: int | None
+    last_memory: int | None  # bytes, the tree's last reading
+    peak_memory: int | None
+    memory_limit: int | None
+    restarting: bool  # the server is starting a new kernel in its place
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the event as JSON-ready values."""
+        return asdict(self)
+
+
+@dataclass
+class _Alive:
+    """What is known of a live kernel process."""
+
+    pid: int
+    counter: OomCounter | None
+    oom_kills: int | None  # the count when first seen (a baseline)
+    last_memory: int | None = None
+    peak_memory: int | None = None
+    memory_limit: int | None = None
+    info: KernelInfo | None = None
+    settled: bool = False  # the cgroup was looked up again after the first tick
+    seen: float = field(default_factory=time.time)
+
+
+def explain(
+    returncode: int | None,
+    oom_killed: bool,
+    last_memory: int | None,
+    memory_limit: int | None,
+) -> tuple[str, str, int | None, int | None]:
+    """Return (cause, reason, signal, exit status) for a dead kernel process."""
+    sig = -returncode if returncode is not None and returncode < 0 else None
+    status = returncode if returncode is not None and returncode >= 0 else None
+    used = ""
+    if last_memory is not None and memory_limit:
+        used = f" at {format_bytes(last_memory)} of its {format_bytes(memory_limit)} memory limit"
+    elif last_memory is not None:
+        used = f" at {format_bytes(last_memory)}"
+    if oom_killed:
+        return (
+            "oom_killer",
+            f"killed by the out-of-memory killer{used}. {OOM_ADVICE}",
+            sig,
+            status,
+        )
+    if sig is not None:
+        name = _signal_name(sig)
+        near = (
+            sig == signal.SIGKILL
+            and last_memory is not None
+            and bool(memory_limit)
+            and last_memory >= NEAR_LIMIT * memory_limit  # type: ignore[operator]
+        )
+        if near:
+            return (
+                "oom_killer",
+                f"killed by signal {sig} ({name}){used}: most likely out of memory. {OOM_ADVICE}",
+                sig,
+                status,
+            )
+        return "signal", f"killed by signal {sig} ({name}){used}", sig, status
+    if status is not None:
+        return "exit", f"exited with status {status}{used}", sig, status
+    return "unknown", f"died; its exit status is not known{used}", sig, status
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+class DeathWatch:
+    """Remember what live kernels look like; explain the ones that die."""
+
+    def __init__(
+        self,
+        kernel_manager: Any,
+        *,
+        wall: Callable[[], float] = time.time,
+        log: logging.Logger | None = None,
+        on_death: Callable[[KernelDeath], None] | None = None,
+        keep: int = KEEP,
+    ) -> None:
+        self._km = kernel_manager
+        self._wall = wall
+        self._log = log or logging.getLogger(__name__)
+        self._on_death = on_death
+        self._lock = threading.Lock()  # _alive (sampler thread) vs callbacks (event loop)
+        self._alive: dict[str, _Alive] = {}
+        self._events: deque[KernelDeath] = deque(maxlen=keep)
+        self._callbacks: dict[str, list[tuple[str, Callable[[], None]]]] = {}
+
+    # --- sampler thread -----------------------------------------------------------------------
+
+    def observe(
+        self,
+        kernels: Mapping[str, KernelInfo],
+        trees: Mapping[str, ProcessTreeSnapshot],
+        memory_limit: int | None,
+    ) -> None:
+        """Record this tick's view of each live kernel (its process, memory and cgroup)."""
+        with self._lock:
+            for kid, info in kernels.items():
+                tree = trees.get(kid)
+                if info.pid is None or tree is None:
+                    continue
+                alive = self._alive.get(kid)
+                if alive is None or alive.pid != info.pid:
+                    counter = locate(info.pid)
+                    alive = self._alive[kid] = _Alive(info.pid, counter, read_count(counter))
+                elif not alive.settled:
+                    # a kernel may move itself into a cgroup of its own as it starts (a hub's
+                    # launcher does): look once more, a tick later
+                    alive.settled = True
+                    counter = locate(info.pid)
+                    if counter != alive.counter:
+                        alive.counter, alive.oom_kills = counter, read_count(counter)
+                alive.info = info
+                alive.last_memory = tree.memory
+                alive.peak_memory = max(alive.peak_memory or 0, tree.memory)
+                alive.memory_limit = memory_limit
+            for kid in set(self._alive) - set(kernels):
+                del self._alive[kid]
+
+    # --- event loop ---------------------------------------------------------------------------
+
+    def sync(self, kernel_ids: Iterable[str]) -> None:
+        """Watch these kernels' restarters (new ones get callbacks, gone ones lose them)."""
+        ids = set(kernel_ids)
+        for kid in ids - set(self._callbacks):
+            self._watch(kid)
+        for kid in set(self._callbacks) - ids:
+            self._unwatch(kid)
+
+    def close(self) -> None:
+        """Stop watching every kernel."""
+        for kid in list(self._callbacks):
+            self._unwatch(kid)
+
+    def events(self, since: float | None = None) -> list[KernelDeath]:
+        """Return the kept events, oldest first (those after ``since`` when given)."""
+        with self._lock:
+            events = list(self._events)
+        return [e for e in events if since is None or e.time > since]
+
+    def _watch(self, kid: str) -> None:
+        registered = []
+        for event in ("restart", "dead"):
+            callback = self._callback(kid, event)
+            try:
+                self._km.add_restart_callback(kid, callback, event)
+            except Exception as e:  # noqa: BLE001 - a manager without restarters: no events
+                self._log.debug("torchlab: cannot watch kernel %s for deaths: %s", kid, e)
+                continue
+            registered.append((event, callback))
+        self._callbacks[kid] = registered
+
+    def _unwatch(self, kid: str) -> None:
+        for event, callback in self._callbacks.pop(kid, []):
+            # the kernel may already be gone, its restarter with it
+            with contextlib.suppress(Exception):
+                self._km.remove_restart_callback(kid, callback, event)
+
+    def _callback(self, kid: str, event: str) -> Callable[[], None]:
+        def died() -> None:
+            try:
+                self._record(kid, restarting=event == "restart")
+            except Exception:  # noqa: BLE001 - a failed explanation must not stop the restart
+                self._log.warning("torchlab: explaining a dead kernel failed", exc_info=True)
+
+        return died
+
+    def _record(self, kid: str, *, restarting: bool) -> None:
+        with self._lock:
+            alive = self._alive.pop(kid, None)
+        returncode = self._returncode(kid)
+        pid = alive.pid if alive is not None else None
+        oom_killed = False
+        if alive is not None and alive.oom_kills is not None:
+            now_kills = read_count(alive.counter)
+            oom_killed = now_kills is not None and now_kills > alive.oom_kills
+        last = alive.last_memory if alive is not None else None
+        limit = alive.memory_limit if alive is not None else None
+        cause, reason, sig, status = explain(returncode, oom_killed, last, limit)
+        info = alive.info if alive is not None else None
+        death = KernelDeath(
+            id=uuid.uuid4().hex,
+            kernel_id=kid,
+            name=info.name if info is not None else "",
+            path=info.path if info is not None else None,
+            time=self._wall(),
+            pid=pid,
+            cause=cause,
+            reason=reason,
+            signal=sig,
+            exit_status=status,
+            last_memory=last,
+            peak_memory=alive.peak_memory if alive is not None else None,
+            memory_limit=limit,
+            restarting=restarting,
+        )
+        with self._lock:
+            # the restarter calls "dead" after its last failed "restart": one event per death
+            recent = self._events[-1] if self._events else None
+            if recent is not None and recent.kernel_id == kid and pid is None:
+                return
+            self._events.append(death)
+        self._log.warning(
+            "torchlab: kernel %s (%s) %s", kid, death.path or "no notebook", death.reason
+        )
+        if self._on_death is not None:
+            self._on_death(death)
+
+    def _returncode(self, kid: str) -> int | None:
+        try:
+            kernel = self._km.get_kernel(kid)
+        except KeyError:
+            return None
+        process = getattr(getattr(kernel, "provisioner", None), "process", None)
+        poll = getattr(process, "poll", None)
+        if poll is None:
+            return None
+        try:
+            code = poll()
+        except Exception:  # noqa: BLE001 - not a Popen: unknown
+            return None
+        return code if isinstance(code, int) else None

@@ -1,0 +1,459 @@
+"""Explain an out-of-memory error where it happens: what asked, what holds the memory, what to do.
+
+:func:`build_report` turns a ``torch.OutOfMemoryError`` into an :class:`OomReport`:
+
+- the request: the device, the size asked for (read from the error's message), what the caching
+  allocator has allocated and reserved, the device's total and free memory;
+- what holds the memory: the parameters, gradients and optimizer state of the models and
+  optimizers in the user's namespace, by name; the largest live tensors on that device, with the
+  variable or attribute path that holds each where one can be found; the memory held only by the
+  saved traceback (IPython keeps the failed step's activations alive through it); other processes
+  on the same GPU, this kernel marked;
+- what to try, computed: the batch size that would fit (from what fit measured), mixed
+  precision when it is off, freeing the traceback, stopping other processes on the GPU.
+
+:func:`free_memory` gives memory back after a failure: it clears IPython's saved exception, runs
+the garbage collector, empties the caching allocator and says how much came back. Memory
+statistics and GPU processes come through injectable providers, so the logic is tested on the
+CPU with a real ``torch.OutOfMemoryError``. Nothing here runs until an error happens.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import sys
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._format import format_bytes
+
+__all__ = [
+    "FitMemory",
+    "Holder",
+    "OomReport",
+    "build_report",
+    "free_memory",
+    "is_out_of_memory",
+    "last_fit_memory",
+    "record_fit_memory",
+]
+
+_TRIED = re.compile(r"Tried to allocate ([0-9.]+) ?([KMGT]i?B|B|bytes)", re.IGNORECASE)
+_UNITS = {"b": 1, "bytes": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+_UNITS.update({"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40})
+#: the share of a device's memory a suggested batch size may plan to use
+HEADROOM = 0.9
+TOP = 8  # largest tensors listed
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Return True for torch's out-of-memory errors (CUDA, XPU) and MPS's."""
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if oom is not None and isinstance(error, oom):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def requested_bytes(message: str) -> int | None:
+    """Return the bytes an allocation asked for, from "Tried to allocate 2.00 GiB" in a message."""
+    match = _TRIED.search(message)
+    if match is None:
+        return None
+    return int(float(match.group(1)) * _UNITS.get(match.group(2).lower(), 1))
+
+
+@dataclass(frozen=True)
+class FitMemory:
+    """What fit measured: memory before the first step and at its peak, for a batch size."""
+
+    device: str
+    batch_size: int
+    baseline: int  # bytes allocated with the model and optimizer in place, before a step
+    peak: int | None  # the allocator's peak while training at that batch size (None: failed)
+
+
+_last_fit: dict[str, FitMemory] = {}
+
+
+def record_fit_memory(memory: FitMemory) -> None:
+    """Remember fit's latest measurement for its device (the batch-size suggestion reads it)."""
+    _last_fit[memory.device] = memory
+
+
+def last_fit_memory(device: str) -> FitMemory | None:
+    """Return fit's latest measurement on ``device``, if any."""
+    return _last_fit.get(device)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Something that holds memory on the device: a model's parameters, a tensor, the traceback."""
+
+    name: str  # the variable or attribute path, e.g. "model.fc1.weight", "batch[0]"
+    kind: str  # "parameters", "gradients", "optimizer state", "buffers", "tensor", "traceback"
+    bytes: int
+    shape: tuple[int, ...] | None = None
+
+
+@dataclass
+class OomReport:
+    """Everything the out-of-memory explanation shows."""
+
+    message: str  # the error's first line
+    device: str
+    requested: int | None
+    allocated: int | None
+    reserved: int | None
+    total: int | None
+    free: int | None
+    models: list[Holder] = field(default_factory=list)  # parameters, gradients, optimizer state
+    tensors: list[Holder] = field(default_factory=list)  # the largest live tensors
+    traceback_bytes: int = 0  # held only through the saved traceback
+    processes: list[tuple[int, int, bool]] = field(default_factory=list)  # pid, bytes, this kernel
+    suggestions: list[str] = field(default_factory=list)
+    batch_size: int | None = None  # the suggested batch size, when one can be computed
+
+    def text(self) -> str:
+        """Return the report as plain text (what a terminal or an exported notebook shows)."""
+        lines = [f"Out of memory on {self.device}: {self.message}"]
+        figures = [
+            ("asked for", self.requested),
+            ("allocated", self.allocated),
+            ("reserved", self.reserved),
+            ("free", self.free),
+            ("total", self.total),
+        ]
+        lines.append(
+            "  " + ", ".join(f"{label} {format_bytes(v)}" for label, v in figures if v is not None)
+        )
+        if self.models:
+            lines.append("Held by models and optimizers:")
+            lines += [f"  {h.name}: {h.kind} {format_bytes(h.bytes)}" for h in self.models]
+        if self.tensors:
+            lines.append("Largest tensors on the device:")
+            for h in self.tensors:
+                shape = f" {list(h.shape)}" if h.shape is not None else ""
+                lines.append(f"  {h.name}{shape}: {format_bytes(h.bytes)}")
+        if self.traceback_bytes:
+            lines.append(f"Held only by the saved traceback: {format_bytes(self.traceback_bytes)}")
+        if self.processes:
+            lines.append("Processes on this GPU:")
+            for pid, used, mine in self.processes:
+                who = "this kernel" if mine else "another process"
+                lines.append(f"  pid {pid} ({who}): {format_bytes(used)}")
+        if self.suggestions:
+            lines.append("What to try:")
+            lines += [f"  - {s}" for s in self.suggestions]
+        return "\n".join(lines)
+
+
+# --- the providers (real devices) ---------------------------------------------------------------
+
+
+def device_stats(device: torch.device) -> dict[str, int | None]:
+    """Return allocated, reserved, total and free bytes of ``device`` (None where unknown)."""
+    stats: dict[str, int | None] = {
+        "allocated": None,
+        "reserved": None,
+        "total": None,
+        "free": None,
+    }
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        stats["allocated"] = int(torch.cuda.memory_allocated(index))
+        stats["reserved"] = int(torch.cuda.memory_reserved(index))
+        free, total = torch.cuda.mem_get_info(index)
+        stats["free"], stats["total"] = int(free), int(total)
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        stats["allocated"] = int(torch.mps.current_allocated_memory())
+        stats["reserved"] = int(torch.mps.driver_allocated_memory())
+    return stats
+
+
+def gpu_processes(device: torch.device) -> list[tuple[int, int]]:
+    """Return (pid, bytes) of the processes NVML sees on ``device`` (empty where it cannot)."""
+    if device.type != "cuda":
+        return []
+    from ..metrics.gpu import GpuSampler
+
+    sampler = GpuSampler(torch_fallback=False)
+    try:
+        reading = sampler.sample()
+    finally:
+        sampler.close()
+    index = device.index or 0
+    for gpu in reading.gpus:
+        if gpu.index == index or len(reading.gpus) == 1:
+            return [(p.pid, p.memory_used or 0) for p in gpu.processes]
+    return []
+
+
+# --- what holds the memory ----------------------------------------------------------------------
+
+
+def _on(t: torch.Tensor, device: torch.device) -> bool:
+    return t.device.type == device.type and (
+        device.index is None or t.device.index in (None, device.index)
+    )
+
+
+def _storage_key(t: torch.Tensor) -> tuple[int, int]:
+    try:
+        storage = t.untyped_storage()
+        return storage.data_ptr(), storage.nbytes()
+    except Exception:  # noqa: BLE001 - meta or sparse tensors: count by the tensor itself
+        return id(t), t.numel() * t.element_size()
+
+
+def _sum(tensors: Iterable[torch.Tensor], device: torch.device, seen: set[tuple[int, int]]) -> int:
+    total = 0
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and _on(t, device):
+            key = _storage_key(t)
+            if key not in seen:
+                seen.add(key)
+                total += key[1]
+    return total
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [
+        v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)
+    ]
+
+
+def _named_tensors(namespace: Mapping[str, Any]) -> dict[tuple[int, int], str]:
+    """Map each storage to the first name that reaches it (variables, containers, modules)."""
+    names: dict[tuple[int, int], str] = {}
+
+    def put(t: torch.Tensor, name: str) -> None:
+        names.setdefault(_storage_key(t), name)
+
+    for var, obj in namespace.items():
+        if var.startswith("_"):
+            continue
+        if isinstance(obj, torch.Tensor):
+            put(obj, var)
+        elif isinstance(obj, nn.Module):
+            for path, p in obj.named_parameters():
+                put(p, f"{var}.{path}")
+                if p.grad is not None:
+                    put(p.grad, f"{var}.{path}.grad")
+            for path, b in obj.named_buffers():
+                put(b, f"{var}.{path}")
+        elif isinstance(obj, torch.optim.Optimizer):
+            for t in _optimizer_tensors(obj):
+                put(t, f"{var} (optimizer state)")
+        elif isinstance(obj, list | tuple):
+            for i, item in enumerate(obj[:1000]):
+                if isinstance(item, torch.Tensor):
+                    put(item, f"{var}[{i}]")
+        elif isinstance(obj, dict):
+            for key, item in list(obj.items())[:1000]:
+                if isinstance(item, torch.Tensor):
+                    put(item, f"{var}[{key!r}]")
+    return names
+
+
+def _traceback_tensors(tb: types.TracebackType | None) -> list[torch.Tensor]:
+    found: list[torch.Tensor] = []
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, torch.Tensor):
+                found.append(value)
+            elif isinstance(value, list | tuple):
+                found += [v for v in value[:1000] if isinstance(v, torch.Tensor)]
+        tb = tb.tb_next
+    return found
+
+
+def _live_tensors(device: torch.device) -> list[torch.Tensor]:
+    # every tensor the garbage collector tracks; cost grows with the objects alive, once per error
+    # type(), not isinstance(): some objects answer __class__ with a deprecation warning
+    tensor = torch.Tensor
+    return [o for o in gc.get_objects() if issubclass(type(o), tensor) and _on(o, device)]
+
+
+def build_report(
+    error: BaseException,
+    namespace: Mapping[str, Any] | None = None,
+    *,
+    device: torch.device | None = None,
+    traceback: types.TracebackType | None = None,
+    stats: Callable[[torch.device], Mapping[str, int | None]] = device_stats,
+    processes: Callable[[torch.device], list[tuple[int, int]]] = gpu_processes,
+    live: Callable[[torch.device], list[torch.Tensor]] = _live_tensors,
+    pid: int | None = None,
+) -> OomReport:
+    """Explain ``error`` (an out-of-memory error) against what ``namespace`` holds."""
+    namespace = namespace or {}
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if device is None:
+        device = _device_of(str(error))
+    figures = dict(stats(device))
+    report = OomReport(
+        message=message,
+        device=str(device),
+        requested=requested_bytes(str(error)),
+        allocated=figures.get("allocated"),
+        reserved=figures.get("reserved"),
+        total=figures.get("total"),
+        free=figures.get("free"),
+    )
+    seen: set[tuple[int, int]] = set()
+    for var, obj in namespace.items():
+        if var.startswith("_"):
+            continue
+        if isinstance(obj, nn.Module):
+            params = list(obj.parameters())
+            for kind, tensors in (
+                ("parameters", params),
+                ("gradients", [p.grad for p in params if p.grad is not None]),
+                ("buffers", list(obj.buffers())),
+            ):
+                size = _sum(tensors, device, seen)
+                if size:
+                    report.models.append(Holder(var, kind, size))
+        elif isinstance(obj, torch.optim.Optimizer):
+            size = _sum(_optimizer_tensors(obj), device, seen)
+            if size:
+                report.models.append(Holder(var, "optimizer state", size))
+    names = _named_tensors(namespace)
+    tb_keys = {_storage_key(t) for t in _traceback_tensors(traceback) if _on(t, device)}
+    largest: dict[tuple[int, int], torch.Tensor] = {}
+    for t in live(device):
+        key = _storage_key(t)
+        if key not in largest or t.numel() > largest[key].numel():
+            largest[key] = t
+    report.traceback_bytes = sum(key[1] for key in tb_keys if key not in names)
+    for key, t in sorted(largest.items(), key=lambda kv: kv[0][1], reverse=True)[:TOP]:
+        if key in names:
+            name = names[key]
+        elif key in tb_keys:
+            name = "(held by the saved traceback)"
+        else:
+            name = "(no variable in the notebook)"
+        report.tensors.append(Holder(name, "tensor", key[1], tuple(t.shape)))
+    me = os.getpid() if pid is None else pid
+    report.processes = [(p, used, p == me) for p, used in processes(device)]
+    report.suggestions, report.batch_size = _suggest(report, device, namespace)
+    return report
+
+
+def _device_of(message: str) -> torch.device:
+    match = re.search(r"GPU (\d+)", message)
+    if "mps" in message.lower():
+        return torch.device("mps")
+    if match is not None:
+        return torch.device("cuda", int(match.group(1)))
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cuda", 0)
+
+
+def _suggest(
+    report: OomReport, device: torch.device, namespace: Mapping[str, Any]
+) -> tuple[list[str], int | None]:
+    tips: list[str] = []
+    batch: int | None = None
+    fitted = last_fit_memory(str(device))
+    if fitted is not None and report.total:
+        budget = HEADROOM * report.total - sum(b for _, b, mine in report.processes if not mine)
+        if fitted.peak is not None and fitted.peak > fitted.baseline:
+            per_sample = (fitted.peak - fitted.baseline) / fitted.batch_size
+        else:
+            # the failed step needed at least what was allocated plus what it asked for
+            needed = (report.allocated or 0) + (report.requested or 0)
+            per_sample = max(needed - fitted.baseline, 1) / fitted.batch_size
+        fits = int((budget - fitted.baseline) / per_sample) if per_sample > 0 else 0
+        if fits >= 1:
+            batch = 1 << (fits.bit_length() - 1)  # a power of two that fits
+            if fitted.peak is None:
+                batch = min(batch, max(1, fitted.batch_size // 2))
+            tips.append(
+                f"Use batch_size={batch}: fit measured about {format_bytes(per_sample)} per "
+                f"sample on top of {format_bytes(fitted.baseline)} for the model and optimizer."
+            )
+    if report.traceback_bytes:
+        tips.append(
+            f"Free the {format_bytes(report.traceback_bytes)} the saved traceback holds: "
+            "tl.free_memory() (or the Free memory button)."
+        )
+    else:
+        tips.append(
+            "tl.free_memory() (or the Free memory button) releases what the failed cell still "
+            "holds through its saved traceback."
+        )
+    if not _amp_in_use(namespace):
+        tips.append(
+            "Train in mixed precision: tl.fit(..., amp=True) (bf16 or fp16 autocast) roughly "
+            "halves the activations' memory."
+        )
+    tips.append(
+        "Drop gradients you do not need: optimizer.zero_grad(set_to_none=True) (tl.fit does), "
+        "and run evaluation under torch.no_grad()."
+    )
+    others = [(p, b) for p, b, mine in report.processes if not mine and b]
+    if others:
+        held = ", ".join(f"pid {p} ({format_bytes(b)})" for p, b in others)
+        tips.append(f"Other processes hold GPU memory: {held}. Stop the ones you do not need.")
+    return tips, batch
+
+
+def _amp_in_use(namespace: Mapping[str, Any]) -> bool:
+    scaler = getattr(torch.amp, "GradScaler", None)
+    return any(scaler is not None and isinstance(v, scaler) for v in namespace.values())
+
+
+# --- giving memory back --------------------------------------------------------------------------
+
+
+def free_memory(shell: Any = None) -> dict[str, int | None]:
+    """Give back the memory a failed cell still holds; return bytes freed on each device.
+
+    Clears the exception Python and IPython keep (``sys.last_*``, the shell's saved traceback,
+    the last output), runs the garbage collector and empties the caching allocator. ``shell``
+    defaults to the running IPython shell, if any.
+    """
+    if shell is None:
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None else None
+    before = _reserved()
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            setattr(sys, name, None)
+    if shell is not None:
+        # the failed cell's result keeps its exception, and IPython's traceback formatter the
+        # traceback it printed last: both keep every frame of the failed step alive
+        result = getattr(shell, "last_execution_result", None)
+        if result is not None and hasattr(result, "error_in_exec"):
+            result.error_in_exec = None
+        formatter = getattr(shell, "InteractiveTB", None)
+        if formatter is not None and hasattr(formatter, "tb"):
+            formatter.tb = None
+        user_ns = getattr(shell, "user_ns", {})
+        for name in ("_", "__", "___"):
+            if isinstance(user_ns.get(name), torch.Tensor | nn.Module):
+                user_ns[name] = None
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    if hasattr(torch, "mps") and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+    after = _reserved()
+    return {dev: (before[dev] - after.get(dev, 0)) for dev in before}
+
+
+def _reserved() -> dict[str, int]:
+    reserved: dict[str, int] = {}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i in range(torch.cuda.device_count()):
+            reserved[f"cuda:{i}"] = int(torch.cuda.memory_reserved(i))
+    return reserved
