@@ -55,7 +55,7 @@ _LAZY = {
     "TutorialNet": "jupyter_torchlab.train.models",
     "ResNet9": "jupyter_torchlab.train.models",
     "fit": "jupyter_torchlab.train.fit.loop",
-    "free_memory": "jupyter_torchlab.train.oom",
+    "free_memory": "jupyter_torchlab.train.memory",
     "evaluate": "jupyter_torchlab.train.fit.evaluate",
     "History": "jupyter_torchlab.train.history",
     "launch": "jupyter_torchlab.train.parallel.launch",
@@ -76,8 +76,8 @@ if TYPE_CHECKING:
     from .train.fit.evaluate import evaluate
     from .train.fit.loop import fit
     from .train.history import History
+    from .train.memory import free_memory
     from .train.models import ResNet9, TutorialNet
-    from .train.oom import free_memory
     from .train.parallel.launch import LaunchError, launch
     from .tutorial import copy_tutorial, tutorial_path
     from .widgets.monitor import monitor

@@ -9,7 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write"]
+__all__ = ["DEATHS_FILE", "atomic_write"]
+
+#: in the Jupyter runtime dir (beside the kernels' connection files): recent kernel deaths, so a
+#: restarted kernel's monitor can say what happened to the one before it
+DEATHS_FILE = "torchlab-deaths.json"
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:

@@ -138,6 +138,7 @@ class TorchlabExtension(ExtensionApp):
             usage_interval=self.usage_interval,
             usage_timeout=self.usage_timeout,
             log=self.log,
+            runtime_dir=getattr(server, "runtime_dir", None),
         )
         if self.usage_interval > 0:
             self._untrack_usage_messages()

@@ -17,6 +17,7 @@ With ``KernelManager.autorestart`` off there is no restarter and so no event.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import threading
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from jupyter_torchlab._files import atomic_write
 from jupyter_torchlab._format import format_bytes
 from jupyter_torchlab.metrics import ProcessTreeSnapshot
 from jupyter_torchlab.metrics.oom import OomCounter, locate, read_count
@@ -145,6 +147,7 @@ class DeathWatch:
         log: logging.Logger | None = None,
         on_death: Callable[[KernelDeath], None] | None = None,
         keep: int = KEEP,
+        record_file: str | None = None,
     ) -> None:
         self._km = kernel_manager
         self._wall = wall
@@ -154,6 +157,7 @@ class DeathWatch:
         self._alive: dict[str, _Alive] = {}
         self._events: deque[KernelDeath] = deque(maxlen=keep)
         self._callbacks: dict[str, list[tuple[str, Callable[[], None]]]] = {}
+        self._record_file = record_file  # the runtime dir's DEATHS_FILE, for restarted kernels
 
     # --- sampler thread -----------------------------------------------------------------------
 
@@ -273,8 +277,19 @@ class DeathWatch:
         self._log.warning(
             "torchlab: kernel %s (%s) %s", kid, death.path or "no notebook", death.reason
         )
+        self._write_record()
         if self._on_death is not None:
             self._on_death(death)
+
+    def _write_record(self) -> None:
+        """Write the recent deaths beside the connection files (the kernel monitor reads it)."""
+        if self._record_file is None:
+            return
+        data = json.dumps([e.to_dict() for e in self.events()[-20:]]).encode()
+        try:
+            atomic_write(self._record_file, lambda f: f.write(data))
+        except OSError as e:
+            self._log.debug("torchlab: cannot write %s: %s", self._record_file, e)
 
     def _returncode(self, kid: str) -> int | None:
         try:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
+from jupyter_torchlab._files import DEATHS_FILE
 from jupyter_torchlab.metrics import Sampler, Ticker
 
 from .deaths import DeathWatch, KernelDeath
@@ -74,13 +76,20 @@ class ServerMonitor:
         usage_timeout: float = 1.0,
         wall: Any = time.time,
         log: logging.Logger | None = None,
+        runtime_dir: str | None = None,
     ) -> None:
         self.log = log or logging.getLogger(__name__)
         self.interval = interval
         self._wall = wall
         self._gpu_enabled = enable_gpu
         self.registry = KernelRegistry(kernel_manager, session_manager, wall=wall, log=self.log)
-        self.deaths = DeathWatch(kernel_manager, wall=wall, log=self.log, on_death=self._on_death)
+        self.deaths = DeathWatch(
+            kernel_manager,
+            wall=wall,
+            log=self.log,
+            on_death=self._on_death,
+            record_file=None if runtime_dir is None else os.path.join(runtime_dir, DEATHS_FILE),
+        )
         self.sampler = sampler if sampler is not None else Sampler(enable_gpu=enable_gpu)
         self._loop = IOLoop.current()
         self._lock = threading.Lock()  # guards _latest and _history (sampler thread vs loop)

@@ -12,10 +12,10 @@
 - what to try, computed: the batch size that would fit (from what fit measured), mixed
   precision when it is off, freeing the traceback, stopping other processes on the GPU.
 
-:func:`free_memory` gives memory back after a failure: it clears IPython's saved exception, runs
-the garbage collector, empties the caching allocator and says how much came back. Memory
-statistics and GPU processes come through injectable providers, so the logic is tested on the
-CPU with a real ``torch.OutOfMemoryError``. Nothing here runs until an error happens.
+:func:`jupyter_torchlab.train.memory.free_memory` gives memory back after a failure. Memory
+statistics and GPU processes come through injectable providers (:mod:`.memory` has the real
+ones), so the logic is tested on the CPU with a real ``torch.OutOfMemoryError``. Nothing here
+runs until an error happens.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import os
 import re
-import sys
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,17 +32,9 @@ import torch
 from torch import nn
 
 from .._format import format_bytes
+from .memory import device_stats, gpu_processes, last_fit_memory
 
-__all__ = [
-    "FitMemory",
-    "Holder",
-    "OomReport",
-    "build_report",
-    "free_memory",
-    "is_out_of_memory",
-    "last_fit_memory",
-    "record_fit_memory",
-]
+__all__ = ["Holder", "OomReport", "build_report", "is_out_of_memory", "requested_bytes"]
 
 _TRIED = re.compile(r"Tried to allocate ([0-9.]+) ?([KMGT]i?B|B|bytes)", re.IGNORECASE)
 _UNITS = {"b": 1, "bytes": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
@@ -67,29 +58,6 @@ def requested_bytes(message: str) -> int | None:
     if match is None:
         return None
     return int(float(match.group(1)) * _UNITS.get(match.group(2).lower(), 1))
-
-
-@dataclass(frozen=True)
-class FitMemory:
-    """What fit measured: memory before the first step and at its peak, for a batch size."""
-
-    device: str
-    batch_size: int
-    baseline: int  # bytes allocated with the model and optimizer in place, before a step
-    peak: int | None  # the allocator's peak while training at that batch size (None: failed)
-
-
-_last_fit: dict[str, FitMemory] = {}
-
-
-def record_fit_memory(memory: FitMemory) -> None:
-    """Remember fit's latest measurement for its device (the batch-size suggestion reads it)."""
-    _last_fit[memory.device] = memory
-
-
-def last_fit_memory(device: str) -> FitMemory | None:
-    """Return fit's latest measurement on ``device``, if any."""
-    return _last_fit.get(device)
 
 
 @dataclass(frozen=True)
@@ -152,47 +120,6 @@ class OomReport:
             lines.append("What to try:")
             lines += [f"  - {s}" for s in self.suggestions]
         return "\n".join(lines)
-
-
-# --- the providers (real devices) ---------------------------------------------------------------
-
-
-def device_stats(device: torch.device) -> dict[str, int | None]:
-    """Return allocated, reserved, total and free bytes of ``device`` (None where unknown)."""
-    stats: dict[str, int | None] = {
-        "allocated": None,
-        "reserved": None,
-        "total": None,
-        "free": None,
-    }
-    if device.type == "cuda" and torch.cuda.is_available():
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        stats["allocated"] = int(torch.cuda.memory_allocated(index))
-        stats["reserved"] = int(torch.cuda.memory_reserved(index))
-        free, total = torch.cuda.mem_get_info(index)
-        stats["free"], stats["total"] = int(free), int(total)
-    elif device.type == "mps" and hasattr(torch, "mps"):
-        stats["allocated"] = int(torch.mps.current_allocated_memory())
-        stats["reserved"] = int(torch.mps.driver_allocated_memory())
-    return stats
-
-
-def gpu_processes(device: torch.device) -> list[tuple[int, int]]:
-    """Return (pid, bytes) of the processes NVML sees on ``device`` (empty where it cannot)."""
-    if device.type != "cuda":
-        return []
-    from ..metrics.gpu import GpuSampler
-
-    sampler = GpuSampler(torch_fallback=False)
-    try:
-        reading = sampler.sample()
-    finally:
-        sampler.close()
-    index = device.index or 0
-    for gpu in reading.gpus:
-        if gpu.index == index or len(reading.gpus) == 1:
-            return [(p.pid, p.memory_used or 0) for p in gpu.processes]
-    return []
 
 
 # --- what holds the memory ----------------------------------------------------------------------
@@ -410,50 +337,3 @@ def _suggest(
 def _amp_in_use(namespace: Mapping[str, Any]) -> bool:
     scaler = getattr(torch.amp, "GradScaler", None)
     return any(scaler is not None and isinstance(v, scaler) for v in namespace.values())
-
-
-# --- giving memory back --------------------------------------------------------------------------
-
-
-def free_memory(shell: Any = None) -> dict[str, int | None]:
-    """Give back the memory a failed cell still holds; return bytes freed on each device.
-
-    Clears the exception Python and IPython keep (``sys.last_*``, the shell's saved traceback,
-    the last output), runs the garbage collector and empties the caching allocator. ``shell``
-    defaults to the running IPython shell, if any.
-    """
-    if shell is None:
-        ipython = sys.modules.get("IPython")
-        shell = ipython.get_ipython() if ipython is not None else None
-    before = _reserved()
-    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
-        if hasattr(sys, name):
-            setattr(sys, name, None)
-    if shell is not None:
-        # the failed cell's result keeps its exception, and IPython's traceback formatter the
-        # traceback it printed last: both keep every frame of the failed step alive
-        result = getattr(shell, "last_execution_result", None)
-        if result is not None and hasattr(result, "error_in_exec"):
-            result.error_in_exec = None
-        formatter = getattr(shell, "InteractiveTB", None)
-        if formatter is not None and hasattr(formatter, "tb"):
-            formatter.tb = None
-        user_ns = getattr(shell, "user_ns", {})
-        for name in ("_", "__", "___"):
-            if isinstance(user_ns.get(name), torch.Tensor | nn.Module):
-                user_ns[name] = None
-    gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
-    if hasattr(torch, "mps") and torch.backends.mps.is_available():
-        torch.mps.empty_cache()
-    after = _reserved()
-    return {dev: (before[dev] - after.get(dev, 0)) for dev in before}
-
-
-def _reserved() -> dict[str, int]:
-    reserved: dict[str, int] = {}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i in range(torch.cuda.device_count()):
-            reserved[f"cuda:{i}"] = int(torch.cuda.memory_reserved(i))
-    return reserved

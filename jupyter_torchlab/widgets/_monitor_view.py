@@ -86,8 +86,13 @@ def render_monitor(
     snapshot: Any | None,
     activity: KernelActivity,
     history: dict[str, collections.deque[float]] | None = None,
+    last_death: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
-    """Return (html, text) for one monitor reading; pure, so tests feed it plain objects."""
+    """Return (html, text) for one monitor reading; pure, so tests feed it plain objects.
+
+    ``last_death``: how the kernel before this one (same kernel id, before a restart) ended, as
+    the server explained it.
+    """
     history = history or {}
     rows: list[tuple[str, str, str]] = []  # label, value, sparkline svg
     levels: dict[str, str] = {}  # label -> memory pressure ("warn", "danger")
@@ -156,6 +161,10 @@ def render_monitor(
                 spark(f"gpu{gpu.index}"),
             )
         )
+    if last_death is not None:
+        when = clock_time(float(last_death.get("time") or 0))
+        levels["last restart"] = "danger" if last_death.get("cause") == "oom_killer" else "warn"
+        rows.append(("last restart", f"at {when} the kernel was {last_death.get('reason')}", ""))
     reason = None
     if snapshot is not None and not gpus and snapshot.gpu_reason:
         reason = snapshot.gpu_reason

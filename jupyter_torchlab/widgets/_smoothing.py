@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SMOOTHING", "SPARK_POINTS", "WINDOW_SAMPLES", "Metrics", "Series", "to_floats"]
+from .._format import format_number
+
+__all__ = [
+    "SMOOTHING",
+    "SPARK_POINTS",
+    "WINDOW_SAMPLES",
+    "Metrics",
+    "Series",
+    "postfix_text",
+    "to_floats",
+]
 
 WINDOW_SAMPLES = 16
 SMOOTHING = 0.3
@@ -130,3 +140,32 @@ class Series:
     def values(self) -> list[float]:
         """Return the points, the partly filled last bucket included."""
         return self.points + ([self._acc / self._k] if self._k else [])
+
+
+def _numeric(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int | float) or (hasattr(value, "detach") and hasattr(value, "tolist"))
+
+
+def postfix_text(
+    postfix: dict[str, Any], text: str, smoothed: dict[str, float]
+) -> tuple[str, dict[str, Any]]:
+    """Return a bar's postfix as shown, and the postfix with its tensors turned into numbers.
+
+    ``postfix``: what ``set_postfix`` got (references; tensors are read here, with one sync for
+    all of them); ``text``: ``set_postfix_str``'s; ``smoothed``: ``log``'s metrics.
+    """
+    parts = []
+    if postfix:
+        keys = list(postfix)
+        numeric = [k for k in keys if _numeric(postfix[k])]
+        floats = dict(zip(numeric, to_floats([postfix[k] for k in numeric]), strict=True))
+        for k in keys:
+            parts.append(f"{k}={format_number(floats[k])}" if k in floats else f"{k}={postfix[k]}")
+        # numbers now: the references (an autograd graph, a GPU buffer) are let go
+        postfix = {k: floats.get(k, postfix[k]) for k in keys}
+    elif text:
+        parts.append(text)
+    parts += [f"{k}={format_number(v)}" for k, v in smoothed.items()]
+    return ", ".join(parts), postfix

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._files import DEATHS_FILE
 from ._frontend import close_tree, get_shell, replace, show, use_widgets
 from ._monitor_view import KernelActivity, clock_time, first_line, render_monitor
 
@@ -71,7 +73,8 @@ class KernelMonitor:
         self.closed = False
         #: the last error of the updater thread, if any (logged once; it keeps running)
         self.error: Exception | None = None
-        self._html = w.HTML(render_monitor(None, self.activity())[0])
+        self._last_death = previous_death()
+        self._html = w.HTML(render_monitor(None, self.activity(), last_death=self._last_death)[0])
         self._button = w.Button(description="Stop monitor", layout=w.Layout(width="auto"))
         self._button.on_click(lambda _b: self.close())
         self._box = w.VBox([self._html, self._button])
@@ -125,7 +128,9 @@ class KernelMonitor:
                 if now >= next_sample:
                     next_sample = now + self.interval
                     self._sample()
-                html, self._text = render_monitor(self._snapshot, self.activity(), self._history)
+                html, self._text = render_monitor(
+                    self._snapshot, self.activity(), self._history, self._last_death
+                )
                 if html != last:
                     self._html.value = html
                     last = html
@@ -175,7 +180,9 @@ class KernelMonitor:
         close = getattr(self.sampler, "close", None)
         if close is not None:
             close()
-        html, text = render_monitor(self._snapshot, self.activity(), self._history)
+        html, text = render_monitor(
+            self._snapshot, self.activity(), self._history, self._last_death
+        )
         note = f"monitor stopped at {clock_time(self._wall())}"
         for handle in self._handles:
             try:
@@ -195,6 +202,32 @@ class KernelMonitor:
     def thread(self) -> threading.Thread:
         """Return the updater thread (for tests and diagnostics)."""
         return self._thread
+
+
+def previous_death(connection_file: str | None = None) -> dict[str, Any] | None:
+    """Return how this kernel's previous process died, if the server wrote it down.
+
+    The server keeps recent deaths in its runtime dir, beside the connection files; a kernel
+    restarted after a death has the same kernel id, which its connection file is named after.
+    """
+    if connection_file is None:
+        try:
+            from ipykernel.connect import get_connection_file
+
+            connection_file = get_connection_file()
+        except Exception:  # noqa: BLE001 - not in a kernel: nothing to say
+            return None
+    name = os.path.basename(connection_file)
+    if not (name.startswith("kernel-") and name.endswith(".json")):
+        return None
+    kernel_id = name[len("kernel-") : -len(".json")]
+    try:
+        with open(os.path.join(os.path.dirname(connection_file), DEATHS_FILE), "rb") as f:
+            events = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    mine = [e for e in events if isinstance(e, dict) and e.get("kernel_id") == kernel_id]
+    return mine[-1] if mine else None
 
 
 _current: KernelMonitor | None = None
@@ -217,7 +250,8 @@ def monitor(*, interval: float = 1.0) -> None:
             snap = sampler.sample_once(targets)
         finally:
             sampler.close()
-        print(render_monitor(snap, KernelActivity(True, time.time(), 0.0, None))[1])
+        activity = KernelActivity(True, time.time(), 0.0, None)
+        print(render_monitor(snap, activity, last_death=previous_death())[1])
         return
     with _current_lock:
         if _current is None or _current.closed:

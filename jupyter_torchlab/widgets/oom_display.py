@@ -109,7 +109,7 @@ def _show_widget(report: Any, shell: Any) -> None:
     handle = show(box, report.text())
 
     def free(_button: Any) -> None:
-        from ..train.oom import free_memory
+        from ..train.memory import free_memory
 
         freed = free_memory(shell)
         total = sum(v or 0 for v in freed.values())

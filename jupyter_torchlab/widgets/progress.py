@@ -22,6 +22,7 @@ Accepted and ignored (the drawing is ours): ``ncols``, ``nrows``, ``ascii``, ``d
 
 When a bar finishes, its widget is replaced in the notebook by a static HTML + text record of the
 final state (so saved, reopened and exported notebooks show the result), and the widget is closed.
+(A little over 400 lines: tqdm's API is one class, and it stays in one place.)
 """
 
 from __future__ import annotations
@@ -31,53 +32,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType, TracebackType
 from typing import IO, Any, Generic, TypeVar
 
-from .._format import format_number
-from . import _notes
+from . import _cell, _notes
 from ._bar_views import ENV_LOG_INTERVAL, BarState, TextBoard, TextView, View, WidgetView
 from ._budget import Throttle, get_budget
-from ._frontend import get_shell, use_widgets
-from ._smoothing import Metrics, to_floats
+from ._frontend import use_widgets
+from ._smoothing import Metrics, postfix_text
 
 __all__ = ["ENV_LOG_INTERVAL", "Progress", "progress", "trange"]
 
 T = TypeVar("T")
-
-# bars closed by a ``break``-like GeneratorExit in the current cell: if the cell then fails with
-# an exception that passed through the loop's frame, it was no break (see ``_post_run_cell``)
-# (held strongly until the cell ends: a bar iterated without a name is garbage once closed)
-_pending: list[tuple[Progress[Any], FrameType]] = []
-_hooked = False
-
-
-def _post_run_cell(result: Any) -> None:
-    _notes.end_cell()
-    error = getattr(result, "error_in_exec", None)
-    pending = list(_pending)
-    _pending.clear()
-    if error is None:
-        return
-    frames = set()
-    tb = error.__traceback__
-    while tb is not None:
-        frames.add(id(tb.tb_frame))
-        tb = tb.tb_next
-    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-    for bar, frame in pending:
-        if id(frame) in frames:
-            bar._relabel(status)
-
-
-def _hook_shell() -> None:
-    global _hooked
-    shell = get_shell()
-    if _hooked or shell is None:
-        return
-    shell.events.register("post_run_cell", _post_run_cell)
-    _hooked = True
-
-
-def _is_tensor(value: object) -> bool:
-    return hasattr(value, "detach") and hasattr(value, "tolist")
 
 
 def _is_number(value: object) -> bool:
@@ -180,7 +143,7 @@ class Progress(Generic[T]):
         state = self._state()
         if self._use_widget:
             self._view = WidgetView(state)
-            _hook_shell()
+            _cell.hook_shell()
         else:
             self._view = TextView(state, self._file, self._log_interval, self.position)
 
@@ -210,7 +173,7 @@ class Progress(Generic[T]):
                 self.n = n
         except GeneratorExit:
             # the loop stopped asking: a ``break`` or an exception in its body (sorted out after
-            # the cell by _post_run_cell); the caller's frame is the loop's frame
+            # the cell by :mod:`._cell`); the caller's frame is the loop's frame
             self._finish("stopped", frame=sys._getframe(1))
             raise
         except KeyboardInterrupt:
@@ -358,23 +321,8 @@ class Progress(Generic[T]):
     _shown_postfix = ""
 
     def _format_postfix(self) -> str:
-        parts = []
-        if self._postfix:
-            keys = list(self._postfix)
-            numeric = [
-                k for k in keys if _is_number(self._postfix[k]) or _is_tensor(self._postfix[k])
-            ]
-            floats = dict(zip(numeric, to_floats([self._postfix[k] for k in numeric]), strict=True))
-            for k in keys:
-                value = floats.get(k, self._postfix[k])
-                parts.append(f"{k}={format_number(value) if k in floats else value}")
-            # the values are numbers now: drop the references (an autograd graph, a GPU buffer)
-            self._postfix = {k: floats.get(k, self._postfix[k]) for k in keys}
-        elif self._postfix_str:
-            parts.append(self._postfix_str)
-        smoothed = self._metrics.flush()
-        parts += [f"{k}={format_number(v)}" for k, v in smoothed.items()]
-        return ", ".join(parts)
+        text, self._postfix = postfix_text(self._postfix, self._postfix_str, self._metrics.flush())
+        return text
 
     def _state(self) -> BarState:
         now = self._timer()
@@ -435,7 +383,7 @@ class Progress(Generic[T]):
         assert self._view is not None
         self._view.finish(self._state(), self.leave)
         if frame is not None and isinstance(self._view, WidgetView):
-            _pending.append((self, frame))
+            _cell.pending.append((self, frame))
 
     def _relabel(self, status: str) -> None:
         self.status = status

@@ -118,7 +118,7 @@ def _deaths_counted(text: str) -> dict[str, float]:
 
 @pytest.mark.slow
 async def test_a_killed_kernel_is_explained_on_rest_the_stream_and_prometheus(
-    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, start_kernel: Any, wait_metrics: Any
 ) -> None:
     kid = await start_kernel(path="work/killed.ipynb")
     ws = await jp_ws_fetch("api", "kernels", kid, "channels")
@@ -141,6 +141,9 @@ async def test_a_killed_kernel_is_explained_on_rest_the_stream_and_prometheus(
     assert event["time"] >= before
     assert event["restarting"] is True  # jupyter_server starts a new kernel in its place
 
+    # written down beside the connection files, for the restarted kernel's monitor
+    record = json.loads((Path(jp_serverapp.runtime_dir) / "torchlab-deaths.json").read_text())
+    assert [e["id"] for e in record if e["kernel_id"] == kid] == [event["id"]]
     r = await jp_fetch("torchlab", "api", "events")
     kept = json.loads(r.body)["events"]
     assert [e["id"] for e in kept if e["kernel_id"] == kid] == [event["id"]]

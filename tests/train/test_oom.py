@@ -13,9 +13,10 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import jupyter_torchlab as tl
-from jupyter_torchlab.train import oom
-from jupyter_torchlab.train.fit.loop import FitOutOfMemoryError
-from jupyter_torchlab.train.oom import FitMemory, build_report, is_out_of_memory, requested_bytes
+from jupyter_torchlab.train import memory
+from jupyter_torchlab.train.fit.out_of_memory import FitOutOfMemoryError
+from jupyter_torchlab.train.memory import FitMemory
+from jupyter_torchlab.train.oom import build_report, is_out_of_memory, requested_bytes
 from jupyter_torchlab.train.text import TextProgress
 
 MiB, GiB = 1 << 20, 1 << 30
@@ -28,7 +29,7 @@ MESSAGE = (
 
 @pytest.fixture(autouse=True)
 def no_fit_memory(monkeypatch):
-    monkeypatch.setattr(oom, "_last_fit", {})
+    monkeypatch.setattr(memory, "_last_fit", {})
 
 
 def test_out_of_memory_errors_are_recognised_and_the_request_read():
@@ -108,7 +109,7 @@ def test_the_report_names_what_holds_the_memory():
 
 
 def test_the_batch_size_that_fits_is_computed_from_what_fit_measured():
-    oom.record_fit_memory(FitMemory("cpu", 64, baseline=500 * MiB, peak=2548 * MiB))
+    memory.record_fit_memory(FitMemory("cpu", 64, baseline=500 * MiB, peak=2548 * MiB))
     report = build_report(
         torch.OutOfMemoryError(MESSAGE),
         {},
@@ -126,7 +127,7 @@ def test_the_batch_size_that_fits_is_computed_from_what_fit_measured():
 
 def test_a_batch_size_that_failed_outright_is_at_least_halved():
     # only the failed batch size is known: the step needed at least allocated + requested
-    oom.record_fit_memory(FitMemory("cpu", 256, baseline=GiB, peak=None))
+    memory.record_fit_memory(FitMemory("cpu", 256, baseline=GiB, peak=None))
     report = build_report(
         torch.OutOfMemoryError(MESSAGE),
         {},

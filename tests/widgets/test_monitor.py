@@ -233,3 +233,33 @@ def test_a_nearly_full_gpu_says_so():
     idle = KernelActivity(busy=False, since=time.time(), duration=1, cell=None)
     _html, text = render_monitor(snapshot(gpus=full), idle)
     assert "GPU 0: NVIDIA H100, 87% busy, 79 GiB of 80 GiB, at the limit" in text
+
+
+def test_a_restarted_kernel_says_how_the_previous_one_died(tmp_path):
+    import json
+
+    from jupyter_torchlab.widgets.monitor import previous_death
+
+    connection = tmp_path / "kernel-abc123.json"
+    connection.write_text("{}")
+    assert previous_death(str(connection)) is None  # no record yet
+    events = [
+        {"kernel_id": "abc123", "time": 100.0, "cause": "signal", "reason": "killed by signal 15"},
+        {"kernel_id": "other", "time": 150.0, "cause": "exit", "reason": "exited with status 1"},
+        {
+            "kernel_id": "abc123",
+            "time": 200.0,
+            "cause": "oom_killer",
+            "reason": "killed by the out-of-memory killer at 3.9 GiB of its 4.0 GiB memory limit",
+        },
+    ]
+    (tmp_path / "torchlab-deaths.json").write_text(json.dumps(events))
+    death = previous_death(str(connection))
+    assert death == events[-1]
+    assert previous_death(str(tmp_path / "kernel-unknown.json")) is None
+    assert previous_death(str(tmp_path / "not-a-kernel.json")) is None
+    idle = KernelActivity(busy=False, since=time.time(), duration=1, cell=None)
+    html, text = render_monitor(snapshot(), idle, last_death=death)
+    line = next(line for line in text.splitlines() if "last restart" in line)
+    assert "the kernel was killed by the out-of-memory killer at 3.9 GiB" in line
+    assert 'data-pressure="danger"' in html

@@ -23,10 +23,8 @@ Fault semantics (also in the README):
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import time
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,31 +36,18 @@ from .. import device as devices
 from ..callbacks import Callback, FitState
 from ..display import DisplayFactory, resolve_progress
 from ..history import History
-from ..oom import FitMemory, build_report, is_out_of_memory, last_fit_memory, record_fit_memory
+from ..memory import FitMemory, record_fit_memory
+from ..oom import is_out_of_memory
 from . import distributed as ddp
 from .checkpoint import load_checkpoint, save_checkpoint, seed_all
 from .evaluate import evaluate_sums
 from .inputs import as_loader, check_first_batch, split_batch
 from .interrupt import DeferredInterrupt
+from .out_of_memory import FitOutOfMemoryError, out_of_memory_error
 from .step import Step
 from .window import NonFiniteLoss, NonFiniteLossError, Window
 
 __all__ = ["FitOutOfMemoryError", "fit"]
-
-
-class FitOutOfMemoryError(torch.OutOfMemoryError):
-    """fit ran out of accelerator memory: ``history``, ``report`` and ``batch_size`` say more.
-
-    A ``torch.OutOfMemoryError``, so code that catches torch's error still does. fit has dropped
-    the failed step's tensors and the gradients before raising: the model keeps its last
-    finished step and can train again (with a smaller ``batch_size``, see ``batch_size``).
-    """
-
-    def __init__(self, message: str, history: History, report: Any, batch_size: int | None):
-        super().__init__(message)
-        self.history = history
-        self.report = report
-        self.batch_size = batch_size  # the suggested batch size (None: no suggestion)
 
 
 def fit(
@@ -429,35 +414,7 @@ class _Run:
         return val.loss, val.accuracy
 
     def _out_of_memory(self, exc: BaseException) -> FitOutOfMemoryError:
-        """Drop what the failed step holds, and explain the error."""
-        state, step = self.state, self.step
-        # the failed step's frames keep its batch, outputs and activations alive
-        traceback.clear_frames(exc.__traceback__)
-        state.loss = state.running_loss = state.running_acc = None
-        step.optimizer.zero_grad(set_to_none=True)
-        gc.collect()
-        if step.device.type == "cuda":
-            torch.cuda.empty_cache()
-        device = str(step.device)
-        if self.baseline is not None and self.batch_size:
-            earlier = last_fit_memory(device)
-            if earlier is None or earlier.batch_size != self.batch_size:
-                record_fit_memory(FitMemory(device, self.batch_size, self.baseline, None))
-        report = build_report(
-            exc, {"model": step.model, "optimizer": step.optimizer}, device=step.device
-        )
-        hint = f" Try batch_size={report.batch_size}." if report.batch_size is not None else ""
-        first = (
-            str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else "out of memory"
-        )
-        return FitOutOfMemoryError(
-            f"out of memory at epoch {state.epoch + 1}, batch {state.batch + 1} with "
-            f"batch_size={self.batch_size} on {step.device}: {first}.{hint} The model keeps its "
-            "last finished step and can train again; err.report says what held the memory.",
-            state.history,
-            report,
-            report.batch_size,
-        )
+        return out_of_memory_error(exc, self.state, self.step, self.batch_size, self.baseline)
 
     def _non_finite_error(self, nf: NonFiniteLoss) -> NonFiniteLossError:
         lr = self.step.optimizer.param_groups[0].get("lr")

@@ -1,0 +1,63 @@
+"""fit out of accelerator memory: drop what the failed step holds, then say what to change."""
+
+from __future__ import annotations
+
+import gc
+import traceback
+from typing import Any
+
+import torch
+
+from ..callbacks import FitState
+from ..history import History
+from ..memory import FitMemory, last_fit_memory, record_fit_memory
+from ..oom import build_report
+from .step import Step
+
+__all__ = ["FitOutOfMemoryError", "out_of_memory_error"]
+
+
+class FitOutOfMemoryError(torch.OutOfMemoryError):
+    """fit ran out of accelerator memory: ``history``, ``report`` and ``batch_size`` say more.
+
+    A ``torch.OutOfMemoryError``, so code that catches torch's error still does. fit has dropped
+    the failed step's tensors and the gradients before raising: the model keeps its last
+    finished step and can train again (with a smaller ``batch_size``, see ``batch_size``).
+    """
+
+    def __init__(self, message: str, history: History, report: Any, batch_size: int | None):
+        super().__init__(message)
+        self.history = history
+        self.report = report
+        self.batch_size = batch_size  # the suggested batch size (None: no suggestion)
+
+
+def out_of_memory_error(
+    exc: BaseException, state: FitState, step: Step, batch_size: int, baseline: int | None
+) -> FitOutOfMemoryError:
+    """Drop what the failed step holds, and return the error that explains it."""
+    # the failed step's frames keep its batch, outputs and activations alive
+    traceback.clear_frames(exc.__traceback__)
+    state.loss = state.running_loss = state.running_acc = None
+    step.optimizer.zero_grad(set_to_none=True)
+    gc.collect()
+    if step.device.type == "cuda":
+        torch.cuda.empty_cache()
+    device = str(step.device)
+    if baseline is not None and batch_size:
+        earlier = last_fit_memory(device)
+        if earlier is None or earlier.batch_size != batch_size:
+            record_fit_memory(FitMemory(device, batch_size, baseline, None))
+    report = build_report(
+        exc, {"model": step.model, "optimizer": step.optimizer}, device=step.device
+    )
+    hint = f" Try batch_size={report.batch_size}." if report.batch_size is not None else ""
+    first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else "out of memory"
+    return FitOutOfMemoryError(
+        f"out of memory at epoch {state.epoch + 1}, batch {state.batch + 1} with "
+        f"batch_size={batch_size} on {step.device}: {first}.{hint} The model keeps its "
+        "last finished step and can train again; err.report says what held the memory.",
+        state.history,
+        report,
+        report.batch_size,
+    )

@@ -1,0 +1,51 @@
+"""What ``tl.progress`` learns when a notebook cell ends.
+
+An iterated bar cannot tell a ``break`` from an exception in the loop's body: both close it. So
+a bar closed that way first says "stopped", and when the cell then ends with an exception that
+passed through the loop's frame it is corrected to "interrupted" or "failed". The cell's end
+also ends what ``tqdm.write`` placed above its bars (:mod:`._notes`).
+"""
+
+from __future__ import annotations
+
+from types import FrameType
+from typing import Any
+
+from . import _notes
+from ._frontend import get_shell
+
+__all__ = ["hook_shell", "pending"]
+
+# bars closed by a ``break``-like GeneratorExit in the current cell: if the cell then fails with
+# an exception that passed through the loop's frame, it was no break (see ``_post_run_cell``)
+# (held strongly until the cell ends: a bar iterated without a name is garbage once closed)
+pending: list[tuple[Any, FrameType]] = []
+_hooked = False
+
+
+def _post_run_cell(result: Any) -> None:
+    _notes.end_cell()
+    error = getattr(result, "error_in_exec", None)
+    closed = list(pending)
+    pending.clear()
+    if error is None:
+        return
+    frames = set()
+    tb = error.__traceback__
+    while tb is not None:
+        frames.add(id(tb.tb_frame))
+        tb = tb.tb_next
+    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    for bar, frame in closed:
+        if id(frame) in frames:
+            bar._relabel(status)
+
+
+def hook_shell() -> None:
+    """Register the cell-end hook with the running IPython shell, once."""
+    global _hooked
+    shell = get_shell()
+    if _hooked or shell is None:
+        return
+    shell.events.register("post_run_cell", _post_run_cell)
+    _hooked = True
