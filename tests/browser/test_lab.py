@@ -175,6 +175,21 @@ def test_a_stopped_kernel_shows_in_the_status_bar_and_the_panel(page: Any, lab_s
     expect(state).to_have_text("idle")
 
 
+def test_a_killed_kernel_is_explained_in_a_notification(page: Any, lab_server: Server):
+    import os
+    import signal
+
+    lab_server.write_notebook("doomed.ipynb", "x = 1")
+    open_notebook_and_wait_idle(page, lab_server, "doomed.ipynb")
+    kernel = wait_for_kernel(lab_server, "doomed.ipynb")
+    os.kill(kernel["pid"], signal.SIGKILL)
+    toast = page.locator(".Toastify__toast", has_text="doomed.ipynb")
+    expect(toast).to_be_visible(timeout=30_000)
+    expect(toast).to_contain_text("The kernel of doomed.ipynb was killed by signal 9 (SIGKILL)")
+    expect(toast).to_contain_text("A new kernel is starting")
+    expect(toast.get_by_role("button", name="Open the monitor")).to_be_visible()
+
+
 def test_shut_down_asks_first(page: Any, lab_server: Server):
     lab_server.write_notebook("shutdown.ipynb", "x = 1")
     status = open_notebook_and_wait_idle(page, lab_server, "shutdown.ipynb")
