@@ -64,14 +64,19 @@ def format_bytes(n: float | None) -> str:
     return f"{text} {_BYTE_UNITS[unit]}"
 
 
-def format_count(n: float, *, scale: bool = False, divisor: int = 1000) -> str:
+def format_count(
+    n: float, *, scale: bool = False, divisor: int = 1000, separators: bool = True
+) -> str:
     """Format a count: ``12345 -> "12,345"``; with ``scale``, SI-style ``"12.3k"``.
 
-    ``divisor`` is the step between prefixes (1000, or 1024 for bytes-like units).
+    ``divisor`` is the step between prefixes (1000, or 1024 for bytes-like units);
+    ``separators=False`` gives plain digits (``"12345"``, ``"2.5"``), as progress bars print counts.
     """
     if not _known(n):
         return "?"
     if not scale:
+        if not separators:
+            return str(int(n)) if float(n).is_integer() else f"{n:g}"
         if float(n).is_integer():
             return f"{int(n):,}"
         return f"{n:,.2f}"

@@ -58,6 +58,8 @@ def test_counts_with_separators_or_si_prefixes():
     assert format_count(2048, scale=True, divisor=1024) == "2.00k"
     assert format_count(3_400_000, scale=True) == "3.40M"
     assert format_count(float("nan")) == "?"
+    assert format_count(100_000, separators=False) == "100000"
+    assert format_count(2.5, separators=False) == "2.5"
 
 
 def test_percent_number_and_metrics():

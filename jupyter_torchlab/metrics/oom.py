@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._util import read_text
+from .host import _chain
 
 __all__ = ["OomCounter", "locate", "parse_counts", "read_count"]
 
@@ -65,19 +66,11 @@ def locate(
             v1_path = path
     candidates: list[tuple[Path, int]] = []
     if v1_path is not None:
-        candidates.append((_inside(base / "memory", v1_path) / "memory.oom_control", 1))
+        candidates.append((_chain(base / "memory", v1_path)[0] / "memory.oom_control", 1))
     if v2_path is not None:
         unified = base if (base / "cgroup.controllers").is_file() else base / "unified"
-        candidates.append((_inside(unified, v2_path) / "memory.events", 2))
+        candidates.append((_chain(unified, v2_path)[0] / "memory.events", 2))
     for file, version in candidates:
         if file.is_file():
             return OomCounter(str(file), version)
     return None
-
-
-def _inside(base: Path, own: str) -> Path:
-    """Return the deepest existing directory of ``own`` under ``base`` (a namespaced view)."""
-    rel = Path(own.lstrip("/"))
-    while rel.parts and not (base / rel).is_dir():
-        rel = rel.parent
-    return base / rel

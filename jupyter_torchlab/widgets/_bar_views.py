@@ -63,8 +63,7 @@ class BarState:
         if self.unit_scale:
             factor = 1 if self.unit_scale is True else float(self.unit_scale)
             return format_count(value * factor, scale=True, divisor=self.unit_divisor)
-        # plain digits, as tqdm prints counts
-        return str(int(value)) if float(value).is_integer() else f"{value:g}"
+        return format_count(value, separators=False)  # plain digits, as tqdm prints counts
 
     def fields(self) -> dict[str, Any]:
         """Return the named fields a ``bar_format`` string may use (tqdm's names)."""

@@ -11,7 +11,7 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 
-from .._format import format_duration, format_rate
+from .._format import format_count, format_duration, format_rate
 
 __all__ = [
     "PRESSURE_COLORS",
@@ -80,14 +80,15 @@ def progress_line(
     parts = []
     if desc:
         parts.append(desc if desc_raw else f"{desc}:")
-    shown_n = n_fmt if n_fmt is not None else _count(n)
+    shown_n = n_fmt if n_fmt is not None else format_count(n, separators=False)
     rate_text = rate_fmt if rate_fmt is not None else format_rate(rate, unit)
     if total:
         frac = min(max(n / total, 0.0), 1.0)
         filled = int(frac * width)
         pct = f"{int(frac * 100)}%"  # floor, like tqdm: 100% only when done
         parts.append(f"{pct:>4} |{'#' * filled}{'.' * (width - filled)}|")
-        parts.append(f"{shown_n}/{total_fmt if total_fmt is not None else _count(total)}")
+        shown_total = total_fmt if total_fmt is not None else format_count(total, separators=False)
+        parts.append(f"{shown_n}/{shown_total}")
         remaining = (total - n) / rate if rate and n <= total and status == "running" else None
         eta = f"<{format_duration(remaining)}" if status == "running" else ""
         parts.append(f"[{format_duration(elapsed)}{eta}, {rate_text}]")
@@ -99,11 +100,6 @@ def progress_line(
     if status != "running":
         parts.append(status if status != "interrupted" else f"interrupted at {shown_n}")
     return " ".join(parts)
-
-
-def _count(n: float) -> str:
-    # plain digits, as tqdm prints counts (no thousands separators)
-    return str(int(n)) if float(n).is_integer() else f"{n:g}"
 
 
 def decimate(values: Sequence[float], max_points: int) -> list[float]:
