@@ -2,8 +2,9 @@
 
 ``import jupyter_torchlab as tl`` is cheap: torch and ipywidgets are imported only when a name
 that needs them is first used, so the server extension (which loads this package) never pays for
-torch. The one thing importing does is explicit, below: it hands ``fit(progress=True)`` the
-notebook display (widgets in a kernel, text elsewhere).
+torch. The two things importing does are explicit, below: it hands ``fit(progress=True)`` the
+notebook display (widgets in a kernel, text elsewhere), and in a kernel it registers the hook that
+explains an out-of-memory error under its traceback.
 """
 
 from __future__ import annotations
