@@ -30,7 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._util import LogOnce
@@ -43,6 +43,12 @@ _DRIVER_NOT_LOADED = 9
 _LIBRARY_NOT_FOUND = 12
 _GPU_IS_LOST = 15
 _LIB_RM_VERSION_MISMATCH = 18
+_NOT_SUPPORTED = 3
+_NOT_FOUND = 6
+UTILIZATION_UNSUPPORTED = (
+    "per-process GPU utilisation is not reported by this GPU or driver (NVML: Not Supported); "
+    "GPU memory per kernel is still shown"
+)
 
 _INIT_HINTS = {
     _LIBRARY_NOT_FOUND: (
@@ -69,6 +75,9 @@ class GpuProcess:
     pid: int
     memory_used: int | None  # bytes; None where the driver does not say (e.g. Windows WDDM)
     kind: str  # "compute", "graphics", "compute+graphics", or "torch"
+    # percent of the GPU's SMs this process kept busy since the previous reading (NVML's
+    # per-process samples); None where the driver does not report them
+    utilization: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,8 @@ class GpuReading:
     # False when per-process GPU memory cannot be trusted to be complete (process lists not
     # readable, or PIDs from another PID namespace): a tree's GPU memory is then unknown, not 0
     process_memory_known: bool = True
+    # why per-process GPU utilisation is missing (None: every device reported it)
+    utilization_reason: str | None = None
 
 
 class _Lost(Exception):
@@ -142,6 +153,8 @@ class GpuSampler:
         self._devices: list[tuple[int, Any]] | None = None  # (index, handle) of visible devices
         self._visible_reason: str | None = None
         self._unreadable: list[str] = []
+        self._util_seen: dict[int, int] = {}  # device index -> newest sample's timestamp (µs)
+        self._util_reason: dict[int, str] = {}  # device index -> why utilisation is missing
         self._log_once = LogOnce()
 
     # -- NVML lifecycle ---------------------------------------------------------------------------
@@ -295,9 +308,12 @@ class GpuSampler:
             reasons.append(self._visible_reason)
         gpus = []
         known = True
+        util_reasons: set[str] = set()
         for index, handle in devices:
             snap, processes_read, problem = self._device(index, handle)
             gpus.append(snap)
+            if snap.processes and any(p.utilization is None for p in snap.processes):
+                util_reasons.add(self._util_reason.get(index) or UTILIZATION_UNSUPPORTED)
             known = known and processes_read
             if problem:
                 reasons.append(problem)
@@ -312,7 +328,40 @@ class GpuSampler:
             )
         for reason in reasons:
             self._log_once(logging.WARNING, f"GPU metrics: {reason}")
-        return GpuReading(tuple(gpus), "; ".join(reasons) or None, known)
+        util_reason = "; ".join(sorted(util_reasons)) or None
+        return GpuReading(tuple(gpus), "; ".join(reasons) or None, known, util_reason)
+
+    def _process_utilization(self, index: int, handle: Any) -> dict[int, float] | None:
+        """Return pid -> mean SM utilisation since the last reading (None: not reported)."""
+        since = self._util_seen.get(index, 0)
+        try:
+            samples = self._nvml.nvmlDeviceGetProcessUtilization(handle, since)
+        except AttributeError:  # an nvidia-ml-py without the call
+            self._util_reason[index] = UTILIZATION_UNSUPPORTED
+            return None
+        except Exception as err:
+            code = _code(err)
+            if code == _GPU_IS_LOST:
+                raise _Lost from err
+            if code == _NOT_FOUND:
+                return {}  # no sample since the last reading: nothing ran on the GPU
+            self._util_reason[index] = (
+                UTILIZATION_UNSUPPORTED
+                if code == _NOT_SUPPORTED
+                else f"per-process GPU utilisation could not be read: {_text(err)}"
+            )
+            return None
+        by_pid: dict[int, list[float]] = {}
+        newest = since
+        for sample in samples or ():
+            stamp = int(getattr(sample, "timeStamp", 0))
+            if stamp <= since:
+                continue
+            newest = max(newest, stamp)
+            by_pid.setdefault(int(sample.pid), []).append(float(sample.smUtil))
+        self._util_seen[index] = newest
+        self._util_reason.pop(index, None)
+        return {pid: sum(v) / len(v) for pid, v in by_pid.items()}
 
     @staticmethod
     def _describe(err: BaseException) -> str:
@@ -373,6 +422,13 @@ class GpuSampler:
                             (m for m in (prev.memory_used, used) if m is not None), default=None
                         )
                         processes[p.pid] = GpuProcess(prev.pid, best, "compute+graphics")
+            if processes:
+                util = self._process_utilization(index, handle)
+                if util is not None:
+                    processes = {
+                        pid: replace(p, utilization=util.get(pid, 0.0))
+                        for pid, p in processes.items()
+                    }
         except _Lost:
             problem = (
                 f"GPU {index} fell off the bus (NVML: GPU is lost): check `nvidia-smi` and "

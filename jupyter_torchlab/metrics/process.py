@@ -55,6 +55,9 @@ class ProcessTreeSnapshot:
     num_children: int  # live descendants of the root (all generations)
     pids: tuple[int, ...]  # root first
     gpu_memory: int | None = None  # bytes on GPUs, joined in by the Sampler
+    # percent of one GPU's SMs the tree kept busy (summed over its devices); None: not reported
+    gpu_utilization: float | None = None
+    gpu_devices: tuple[int, ...] = ()  # indices of the GPUs the tree holds memory on
     reason: str | None = None  # why a figure is partial, e.g. processes that denied access
     # the root process is stopped (SIGSTOP, a debugger, the OOM reaper): it runs nothing until
     # it gets SIGCONT, so it cannot answer, and its CPU reads 0

@@ -131,7 +131,7 @@ class Sampler:
                 if gpu_by_pid is not None:
                     used = [gpu_by_pid[p] for p in tree.pids if p in gpu_by_pid]
                     gpu_memory = sum(used) if used else 0
-                    tree = replace(tree, gpu_memory=gpu_memory)
+                    tree = replace(tree, gpu_memory=gpu_memory, **_gpu_share(reading, tree.pids))
                 trees[key] = tree
         except Exception as err:  # noqa: BLE001 - recorded in errors["process"] and logged once
             self._failed(errors, "process", err)
@@ -156,3 +156,24 @@ class Sampler:
                 if proc.memory_used is not None:
                     totals[proc.pid] = totals.get(proc.pid, 0) + proc.memory_used
         return totals
+
+
+def _gpu_share(reading: GpuReading | None, pids: tuple[int, ...]) -> dict[str, Any]:
+    """Return the tree's GPU utilisation (percent of one GPU, summed) and the GPUs it uses."""
+    if reading is None:
+        return {}
+    members = set(pids)
+    devices: list[int] = []
+    total = 0.0
+    known = True
+    for gpu in reading.gpus:
+        mine = [p for p in gpu.processes if p.pid in members]
+        if not mine:
+            continue
+        devices.append(gpu.index)
+        for p in mine:
+            if p.utilization is None:
+                known = False
+            else:
+                total += p.utilization
+    return {"gpu_utilization": total if known and devices else None, "gpu_devices": tuple(devices)}

@@ -14,6 +14,7 @@ from pynvml import (
     NVML_ERROR_DRIVER_NOT_LOADED,
     NVML_ERROR_GPU_IS_LOST,
     NVML_ERROR_LIBRARY_NOT_FOUND,
+    NVML_ERROR_NOT_FOUND,
     NVML_ERROR_NOT_SUPPORTED,
     NVML_TEMPERATURE_GPU,
     NVMLError,
@@ -23,11 +24,13 @@ __all__ = [
     "NVML_ERROR_DRIVER_NOT_LOADED",
     "NVML_ERROR_GPU_IS_LOST",
     "NVML_ERROR_LIBRARY_NOT_FOUND",
+    "NVML_ERROR_NOT_FOUND",
     "NVML_ERROR_NOT_SUPPORTED",
     "FakeNvml",
     "device",
     "error",
     "proc",
+    "sample",
 ]
 
 
@@ -47,6 +50,8 @@ def device(index: int, **overrides: Any) -> dict[str, Any]:
         "power_limit": 700_000,
         "compute": [],
         "graphics": [],
+        # per-process utilisation samples (see sample()), or an error; many GPUs do not report them
+        "samples": error(NVML_ERROR_NOT_SUPPORTED),
     }
     fields.update(overrides)
     return fields
@@ -54,6 +59,11 @@ def device(index: int, **overrides: Any) -> dict[str, Any]:
 
 def proc(pid: int, used: int | None) -> Any:
     return SimpleNamespace(pid=pid, usedGpuMemory=used)
+
+
+def sample(pid: int, stamp: int, sm: int, mem: int = 0) -> Any:
+    """One of NVML's per-process utilisation samples (timeStamp in microseconds)."""
+    return SimpleNamespace(pid=pid, timeStamp=stamp, smUtil=sm, memUtil=mem, encUtil=0, decUtil=0)
 
 
 class FakeNvml:
@@ -134,3 +144,10 @@ class FakeNvml:
 
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: dict[str, Any]) -> list[Any]:
         return self._get(handle, "graphics")
+
+    def nvmlDeviceGetProcessUtilization(self, handle: dict[str, Any], last_seen: int) -> list[Any]:
+        samples = self._get(handle, "samples")
+        newer = [s for s in samples if s.timeStamp > last_seen]
+        if not newer:  # what the driver says when it has nothing since last_seen
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
+        return newer

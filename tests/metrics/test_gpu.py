@@ -335,3 +335,30 @@ def test_real_nvidia_gpu_is_read():
     assert first.name
     assert first.memory_total
     assert first.memory_total > 0
+
+
+def test_per_process_utilisation_is_the_mean_of_new_samples_and_zero_without_any():
+    from .fake_nvml import sample
+
+    me, parent = os.getpid(), os.getppid()  # real pids: not another PID namespace
+    dev = device(0, compute=[proc(me, GiB), proc(parent, GiB)])
+    dev["samples"] = [sample(me, 10, 80), sample(me, 20, 60), sample(parent, 20, 5)]
+    sampler = GpuSampler(FakeNvml([dev]), environ={})
+    first = sampler.sample()
+    by_pid = {p.pid: p.utilization for p in first.gpus[0].processes}
+    assert by_pid == {me: 70.0, parent: 5.0}
+    assert first.utilization_reason is None
+    # nothing new since the last reading: the driver says "not found", i.e. idle
+    again = sampler.sample()
+    assert {p.pid: p.utilization for p in again.gpus[0].processes} == {me: 0.0, parent: 0.0}
+    dev["samples"].append(sample(me, 30, 90))
+    assert {p.pid: p.utilization for p in sampler.sample().gpus[0].processes}[me] == 90.0
+
+
+def test_per_process_utilisation_not_supported_says_so():
+    dev = device(0, compute=[proc(os.getpid(), GiB)], samples=error(NVML_ERROR_NOT_SUPPORTED))
+    reading = GpuSampler(FakeNvml([dev]), environ={}).sample()
+    assert reading.gpus[0].processes[0].utilization is None
+    assert reading.gpus[0].processes[0].memory_used == GiB  # the rest is still read
+    assert "per-process GPU utilisation is not reported" in (reading.utilization_reason or "")
+    assert reading.reason is None  # not a problem with the GPU itself

@@ -179,3 +179,21 @@ def test_close_shuts_nvml_down_and_a_later_tick_reinitialises_it():
         assert len(sampler.sample_once().gpus) == 1
         sampler.close()
         assert (nvml.init_calls, nvml.shutdown_calls) == (run, run)
+
+
+def test_a_tree_gets_its_gpu_utilisation_and_devices(make_tree):
+    from .fake_nvml import sample
+
+    trainer, idle = make_tree("sleep", "sleep"), make_tree("sleep")
+    worker = trainer.pids("sleep")[0]
+    gpu0 = device(0, compute=[proc(trainer.pid, GiB), proc(idle.pid, GiB)])
+    gpu0["samples"] = [sample(trainer.pid, 10, 40), sample(worker, 10, 0)]
+    gpu1 = device(1, compute=[proc(worker, GiB)], samples=[sample(worker, 10, 35)])
+    sampler = make_sampler(gpu=GpuSampler(FakeNvml([gpu0, gpu1]), environ={}))
+    snap = sampler.sample_once({"trainer": trainer.pid, "idle": idle.pid})
+    assert snap.trees["trainer"].gpu_utilization == 75.0  # 40 on GPU 0, 35 on GPU 1
+    assert snap.trees["trainer"].gpu_devices == (0, 1)
+    assert snap.trees["idle"].gpu_utilization == 0.0  # holds memory, computes nothing
+    assert snap.trees["idle"].gpu_devices == (0,)
+    none = sampler.sample_once({"cpu": make_tree("sleep").pid}).trees["cpu"]
+    assert (none.gpu_utilization, none.gpu_devices) == (None, ())
