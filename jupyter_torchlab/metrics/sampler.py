@@ -54,6 +54,8 @@ class Snapshot:
     gpu_reason: str | None
     trees: Mapping[str, ProcessTreeSnapshot]  # target key -> tree, gpu_memory joined in
     errors: Mapping[str, str]  # source -> message, for sources that failed this tick
+    # why a tree's gpu_utilization is None while it holds GPU memory (None: reported everywhere)
+    gpu_utilization_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain dicts/lists/numbers (tuples as lists, NaN as None), ready for json.dumps."""
@@ -143,6 +145,7 @@ class Sampler:
             gpu_reason=reading.reason if reading is not None else None,
             trees=MappingProxyType(trees),
             errors=MappingProxyType(errors),
+            gpu_utilization_reason=reading.utilization_reason if reading is not None else None,
         )
 
     @staticmethod

@@ -8,6 +8,8 @@ Configuration (any jupyter_server config file, or the command line)::
     c.TorchlabExtension.prometheus = True        # torchlab_* gauges on the server's /metrics
     c.TorchlabExtension.usage_interval = 3.0     # ask non-local kernels for usage_request (0: off)
     c.TorchlabExtension.usage_timeout = 1.0      # after this long without a reply: "did not answer"
+    c.TorchlabExtension.gpu_idle_warn = 1800.0   # flag kernels idle this long on a GPU (0: off)
+    c.TorchlabExtension.gpu_idle_cull = 0.0      # then shut down this long after warning (0: off)
 
 How the data flows is in :mod:`.monitor`; the routes are in :mod:`.handlers` and :mod:`.stream`.
 """
@@ -69,6 +71,36 @@ class TorchlabExtension(ExtensionApp):
         help="""Publish torchlab_* gauges on the server's /metrics (Prometheus text format).
         /metrics requires a token unless ServerApp.authenticate_prometheus is False.""",
     )
+
+    gpu_idle_warn = Float(
+        1800.0,
+        config=True,
+        help="""Seconds a kernel may stay idle while holding GPU memory before it is flagged
+        (holding_idle in the snapshot, torchlab_kernel_idle_gpu_bytes, a notification in
+        JupyterLab). Idle counts from the kernel's last transition to idle. 0 turns it off.""",
+    )
+    gpu_idle_cull = Float(
+        0.0,
+        config=True,
+        help="""Opt-in: shut down a kernel flagged by gpu_idle_warn when it is still idle and
+        still holds GPU memory this many seconds after the warning. 0 (the default) never shuts
+        anything down. Unlike MappingKernelManager.cull_idle_timeout, which shuts down every idle
+        kernel whether it holds a GPU or not, this only acts on kernels that keep GPU memory from
+        others, warns first, re-checks the kernel's state at the moment of acting and never
+        touches a busy kernel. Each action is logged and counted in
+        torchlab_kernel_idle_gpu_actions_total.""",
+    )
+
+    @validate("gpu_idle_warn", "gpu_idle_cull")
+    def _check_idle(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        name = proposal["trait"].name
+        if not (value == 0 or 1 <= value <= 30 * 24 * 3600):
+            raise TraitError(
+                f"TorchlabExtension.{name} must be 0 (off) or between 1 and 2592000 seconds, "
+                f"got {value}"
+            )
+        return value
 
     @validate("sample_interval")
     def _check_interval(self, proposal: dict[str, Any]) -> float:
@@ -139,7 +171,14 @@ class TorchlabExtension(ExtensionApp):
             usage_timeout=self.usage_timeout,
             log=self.log,
             runtime_dir=getattr(server, "runtime_dir", None),
+            gpu_idle_warn=self.gpu_idle_warn,
+            gpu_idle_cull=self.gpu_idle_cull,
         )
+        if self.gpu_idle_cull and not self.gpu_idle_warn:
+            self.log.warning(
+                "torchlab: TorchlabExtension.gpu_idle_cull is set but gpu_idle_warn is 0, so no "
+                "kernel is ever flagged and none is shut down; set gpu_idle_warn as well"
+            )
         if self.usage_interval > 0:
             self._untrack_usage_messages()
         self.tutorial = TutorialWriter(server.contents_manager)

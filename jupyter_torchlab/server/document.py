@@ -17,6 +17,7 @@ from typing import Any
 from jupyter_torchlab.metrics import ProcessTreeSnapshot, Snapshot
 from jupyter_torchlab.metrics.host import HostSnapshot
 
+from .gpu_use import Flags
 from .kernels import NOT_LOCAL, KernelInfo
 from .usage import KernelUsage
 
@@ -65,6 +66,8 @@ def build_document(
     gpu_off: bool = False,
     errors: Mapping[str, str] | None = None,
     events: list[dict[str, Any]] | None = None,
+    flags: Mapping[str, Flags] | None = None,
+    gpu_actions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Build the document of one tick.
 
@@ -73,7 +76,10 @@ def build_document(
     ``usage_off``: asking is configured off. ``gpu_off``: GPU sampling is configured off.
     ``errors``: the server's own failures this tick (listing kernels, asking them), joined with
     the sampler's. ``events``: recent kernel deaths (:mod:`.deaths`), oldest first.
+    ``flags``: this tick's idle-holder and waiting-GPU flags (:mod:`.gpu_use`);
+    ``gpu_actions``: recent warnings and shutdowns of idle GPU holders, oldest first.
     """
+    flags = flags or {}
     host = snap.host
     gpu_reason = snap.gpu_reason
     if gpu_off and gpu_reason is None:
@@ -90,11 +96,14 @@ def build_document(
                 None if usage is None else usage.get(kid),
                 usage_off=usage_off,
                 usage_on=usage is not None and not usage_off,
+                flags=flags.get(kid),
+                utilization_reason=snap.gpu_utilization_reason,
             )
             for kid, info in kernels.items()
         ],
         "errors": {**snap.errors, **(errors or {})},
         "events": list(events or []),
+        "gpu_actions": list(gpu_actions or []),
     }
 
 
@@ -112,6 +121,8 @@ def _kernel_entry(
     usage: KernelUsage | None,
     usage_off: bool = False,
     usage_on: bool = False,
+    flags: Flags | None = None,
+    utilization_reason: str | None = None,
 ) -> dict[str, Any]:
     """Build one kernel's entry; ``usage`` is what the kernel reported, if it was asked.
 
@@ -150,6 +161,20 @@ def _kernel_entry(
         "cpu_percent": cpu_percent,
         "memory": memory,
         "gpu_memory": None if tree is None else tree.gpu_memory,
+        # percent of one GPU's SMs the kernel kept busy, summed over gpu_devices (None: unknown)
+        "gpu_utilization": None if tree is None else tree.gpu_utilization,
+        "gpu_utilization_reason": (
+            utilization_reason
+            if tree is not None and tree.gpu_memory and tree.gpu_utilization is None
+            else None
+        ),
+        "gpu_devices": [] if tree is None else list(tree.gpu_devices),
+        "idle_since": info.idle_since,
+        # idle for TorchlabExtension.gpu_idle_warn or longer while holding GPU memory:
+        # {"seconds", "bytes", "cull_at" (only when gpu_idle_cull will shut it down)}
+        "holding_idle": None if flags is None else flags.holding_idle,
+        # busy, holding GPU memory, but the GPU mostly waits: {"seconds", "utilization"}
+        "gpu_waiting": None if flags is None else flags.gpu_waiting,
         # the process is stopped (SIGSTOP, a debugger): its state and figures are frozen
         "stopped": None if tree is None else tree.stopped,
         "path": info.path,

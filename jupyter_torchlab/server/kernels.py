@@ -3,10 +3,10 @@
 The registry is written on the event loop and read by the sampler thread. Writers build a new
 dict and swap the reference, so a reader always sees one consistent view without a lock.
 
-``busy_since`` comes from observing each kernel manager's ``execution_state`` trait, which
-jupyter_server sets from the kernel's IOPub status messages: the time is taken in the same
-event-loop callback that handles the message, so it is exact to the loop's latency (well under
-a millisecond on an idle loop), with no polling of kernels.
+``busy_since`` and ``idle_since`` come from observing each kernel manager's ``execution_state``
+trait, which jupyter_server sets from the kernel's IOPub status messages: the time is taken in
+the same event-loop callback that handles the message, so it is exact to the loop's latency
+(well under a millisecond on an idle loop), with no polling of kernels.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -44,6 +45,10 @@ class KernelInfo:
     pid: int | None
     path: str | None  # notebook (or console) path from the session manager
     reason: str | None  # why pid is None
+    # unix time of the transition to "idle" (for a kernel already idle when first seen: its
+    # last_activity); None when not idle. Unlike last_activity, output a kernel thread sends
+    # while idle (a widget's updates) does not move it: only executing something does.
+    idle_since: float | None = None
 
 
 class KernelRegistry:
@@ -67,6 +72,7 @@ class KernelRegistry:
         # kernel id -> (kernel manager object, the observer we attached to it)
         self._watched: dict[str, tuple[Any, Callable[[dict[str, Any]], None] | None]] = {}
         self._busy_since: dict[str, float] = {}
+        self._idle_since: dict[str, float] = {}
         self._paths: dict[str, str] = {}
         self._warned: set[str] = set()
 
@@ -157,13 +163,20 @@ class KernelRegistry:
         except (AttributeError, TypeError):  # not a HasTraits kernel: refresh() catches up
             observer = None
         self._watched[kid] = (kernel, observer)
-        if getattr(kernel, "execution_state", None) == "busy":
+        state = getattr(kernel, "execution_state", None)
+        if state == "busy":
             # already busy when first seen: the best lower bound we have is now
             self._busy_since[kid] = self._wall()
+        elif state == "idle":
+            # already idle when first seen (the server restarted, the extension loaded late):
+            # its last activity is when it went idle, or later
+            stamp = _iso_time(getattr(kernel, "last_activity", None))
+            self._idle_since[kid] = stamp if stamp is not None else self._wall()
 
     def _unwatch(self, kid: str) -> None:
         kernel, observer = self._watched.pop(kid)
         self._busy_since.pop(kid, None)
+        self._idle_since.pop(kid, None)
         if observer is not None:
             with contextlib.suppress(ValueError):
                 kernel.unobserve(observer, names="execution_state")
@@ -174,6 +187,11 @@ class KernelRegistry:
                 self._busy_since[kid] = self._wall()
         else:
             self._busy_since.pop(kid, None)
+        if new == "idle":
+            if old != "idle":
+                self._idle_since[kid] = self._wall()
+        else:
+            self._idle_since.pop(kid, None)
         info = self._info(kid)
         if info is not None:
             view = dict(self._view)
@@ -196,6 +214,10 @@ class KernelRegistry:
                 self._busy_since.setdefault(kid, self._wall())
             else:
                 self._busy_since.pop(kid, None)
+            if state == "idle":
+                self._idle_since.setdefault(kid, self._wall())
+            else:
+                self._idle_since.pop(kid, None)
         pid, reason = _local_pid(kernel)
         return KernelInfo(
             id=kid,
@@ -207,12 +229,26 @@ class KernelRegistry:
             pid=pid,
             path=self._paths.get(kid),
             reason=reason,
+            idle_since=self._idle_since.get(kid) if state == "idle" else None,
         )
 
     def _warn_once(self, key: str, msg: str, *args: object) -> None:
         if key not in self._warned:
             self._warned.add(key)
             self._log.warning("torchlab: " + msg, *args)
+
+
+def _iso_time(value: Any) -> float | None:
+    """Return the unix time of a datetime or an ISO 8601 string (None: neither)."""
+    if isinstance(value, datetime):
+        stamp = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return stamp.timestamp()
+    if isinstance(value, str):
+        try:
+            return _iso_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
 
 
 def _local_pid(kernel: Any) -> tuple[int | None, str | None]:

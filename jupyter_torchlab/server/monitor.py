@@ -30,6 +30,7 @@ from jupyter_torchlab.metrics import Sampler, Ticker
 
 from .deaths import DeathWatch, KernelDeath
 from .document import build_document, encode
+from .gpu_use import GpuUse, IdleCuller
 from .kernels import KernelRegistry
 from .usage import KernelUsage, UsagePoller
 
@@ -77,6 +78,8 @@ class ServerMonitor:
         wall: Any = time.time,
         log: logging.Logger | None = None,
         runtime_dir: str | None = None,
+        gpu_idle_warn: float = 1800.0,
+        gpu_idle_cull: float = 0.0,
     ) -> None:
         self.log = log or logging.getLogger(__name__)
         self.interval = interval
@@ -90,6 +93,17 @@ class ServerMonitor:
             on_death=self._on_death,
             record_file=None if runtime_dir is None else os.path.join(runtime_dir, DEATHS_FILE),
         )
+        self.gpu_use = GpuUse(gpu_idle_warn)
+        self.culler: IdleCuller | None = None
+        if gpu_idle_cull > 0:
+            self.culler = IdleCuller(
+                kernel_manager,
+                gpu_idle_cull,
+                lambda kid: self.registry.view().get(kid),
+                wall=wall,
+                log=self.log,
+                on_action=self._on_idle_action,
+            )
         self.sampler = sampler if sampler is not None else Sampler(enable_gpu=enable_gpu)
         self._loop = IOLoop.current()
         self._lock = threading.Lock()  # guards _latest and _history (sampler thread vs loop)
@@ -98,6 +112,7 @@ class ServerMonitor:
         self._history: deque[tuple[float, bytes]] = deque(
             maxlen=max(1, math.ceil(history_seconds / interval) + 1)
         )
+        self._gpu_actions: deque[dict[str, Any]] = deque(maxlen=100)  # guarded by _lock
         self._first = asyncio.Event()
         self._subscribers: set[Subscriber] = set()
         self._registry_error: str | None = None
@@ -230,6 +245,17 @@ class ServerMonitor:
         snap = self.sampler.sample_once(targets)
         limit = snap.host.memory_limit if snap.host is not None else None
         self.deaths.observe(kernels, snap.trees, limit)
+        flags = self.gpu_use.observe(kernels, snap.trees, snap.time)
+        culler = self.culler
+        if culler is not None:
+            for kid, flag in flags.items():
+                if flag.holding_idle is not None:
+                    deadline = culler.deadline(kid)
+                    if deadline is not None:
+                        flag.holding_idle["cull_at"] = deadline
+            held = {k: f.holding_idle for k, f in flags.items() if f.holding_idle is not None}
+            with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+                self._loop.add_callback(culler.check, held)
         errors = {}
         if self._registry_error:
             errors["kernels"] = self._registry_error
@@ -244,6 +270,8 @@ class ServerMonitor:
                 gpu_off=not self._gpu_enabled,
                 errors=errors,
                 events=[e.to_dict() for e in self.deaths.events(snap.time - EVENT_WINDOW)],
+                flags=flags,
+                gpu_actions=self._recent_actions(snap.time - EVENT_WINDOW),
             )
             data = encode(doc)
         except Exception as e:  # noqa: BLE001 - a bad snapshot must not stop the sampler
@@ -269,6 +297,10 @@ class ServerMonitor:
                 self.usage.close()
         return usage, error
 
+    def _recent_actions(self, since: float) -> list[dict[str, Any]]:
+        with self._lock:
+            return [a for a in self._gpu_actions if a["time"] >= since]
+
     def _publish(self, doc: Mapping[str, Any], data: bytes) -> None:
         with self._lock:
             self._latest = data
@@ -289,6 +321,25 @@ class ServerMonitor:
                 self._exporter.count_death(death.cause)
             except Exception as e:  # noqa: BLE001 - the event is still served
                 self._warn_once("prometheus-deaths", "cannot count a kernel death: %s", e)
+
+    def _on_idle_action(self, action: str, kid: str, detail: dict[str, Any]) -> None:
+        """Keep and count a warning or shutdown of an idle GPU holder (event loop)."""
+        info = self.registry.view().get(kid)
+        entry = {
+            "action": action,
+            "kernel_id": kid,
+            "path": None if info is None else info.path,
+            "name": None if info is None else info.name,
+            "time": self._wall(),
+            **detail,
+        }
+        with self._lock:
+            self._gpu_actions.append(entry)
+        if self._exporter is not None:
+            try:
+                self._exporter.count_idle_action(action)
+            except Exception as e:  # noqa: BLE001 - the action itself is logged already
+                self._warn_once("prometheus-idle", "cannot count an idle-GPU action: %s", e)
 
     def _warn_once(self, key: str, msg: str, *args: object) -> None:
         if key not in self._warned:

@@ -22,7 +22,9 @@ from prometheus_client import REGISTRY, Counter, Gauge
 
 __all__ = ["PrometheusExporter"]
 
-_KERNEL_LABELS = ("kernel_id", "kernel_name")
+# path: the notebook (or console) the kernel belongs to, "" when it has no session; bounded by
+# the number of kernels (a renamed notebook replaces its series)
+_KERNEL_LABELS = ("kernel_id", "kernel_name", "path")
 _GPU_LABELS = ("gpu", "name", "uuid")
 
 # name -> (help, labels)
@@ -50,6 +52,19 @@ _SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
         "GPU memory used by the kernel's process tree",
         _KERNEL_LABELS,
     ),
+    "torchlab_kernel_gpu_utilization_percent": (
+        "Share of one GPU's SMs the kernel's processes kept busy, summed over its GPUs",
+        _KERNEL_LABELS,
+    ),
+    "torchlab_kernel_idle_seconds": (
+        "Seconds since the kernel last went idle (0 while busy or starting)",
+        _KERNEL_LABELS,
+    ),
+    "torchlab_kernel_idle_gpu_bytes": (
+        "GPU memory held by a kernel idle for TorchlabExtension.gpu_idle_warn or longer "
+        "(0 otherwise)",
+        _KERNEL_LABELS,
+    ),
     "torchlab_kernel_usage_age_seconds": (
         "Age of the CPU and memory figures a non-local kernel reported through usage_request "
         "(only kernels measured that way have this series)",
@@ -65,25 +80,29 @@ _SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
 _lock = threading.Lock()
 _gauges: dict[str, Gauge] = {}
 _DEATHS = "torchlab_kernel_deaths"  # exposed as torchlab_kernel_deaths_total
+_IDLE_ACTIONS = "torchlab_kernel_idle_gpu_actions"  # exposed with _total
+_COUNTERS = {
+    _DEATHS: ("Kernel processes that died, by cause: oom_killer, signal, exit, unknown", "reason"),
+    _IDLE_ACTIONS: (
+        "Idle kernels holding GPU memory that TorchlabExtension.gpu_idle_cull warned (warned) "
+        "or shut down (culled)",
+        "action",
+    ),
+}
 _counters: dict[str, Counter] = {}
 
 
-def _deaths_counter() -> Counter:
-    """Create the kernel-deaths counter once per process (reusing a registered one)."""
+def _counter(name: str) -> Counter:
+    """Create a counter once per process (reusing a registered one)."""
     with _lock:
-        if _DEATHS not in _counters:
+        if name not in _counters:
             existing = getattr(REGISTRY, "_names_to_collectors", {})
-            found = existing.get(_DEATHS) or existing.get(_DEATHS + "_total")
-            _counters[_DEATHS] = (
-                found
-                if isinstance(found, Counter)
-                else Counter(
-                    _DEATHS,
-                    "Kernel processes that died, by cause: oom_killer, signal, exit, unknown",
-                    ("reason",),
-                )
+            found = existing.get(name) or existing.get(name + "_total")
+            help_text, label = _COUNTERS[name]
+            _counters[name] = (
+                found if isinstance(found, Counter) else Counter(name, help_text, (label,))
             )
-        return _counters[_DEATHS]
+        return _counters[name]
 
 
 def _shared_gauges() -> dict[str, Gauge]:
@@ -106,7 +125,8 @@ class PrometheusExporter:
 
     def __init__(self) -> None:
         self._gauges = _shared_gauges()
-        self._deaths = _deaths_counter()
+        self._deaths = _counter(_DEATHS)
+        self._idle_actions = _counter(_IDLE_ACTIONS)
         self._labels: dict[str, set[tuple[str, ...]]] = {name: set() for name in _SPECS}
 
     def update(self, doc: Mapping[str, Any]) -> None:
@@ -134,7 +154,7 @@ class PrometheusExporter:
         kernels = doc.get("kernels") or []
         put("torchlab_kernels", len(kernels))
         for k in kernels:
-            klabels = (str(k["id"]), str(k.get("name") or ""))
+            klabels = (str(k["id"]), str(k.get("name") or ""), str(k.get("path") or ""))
             busy = k.get("execution_state") == "busy"
             since = k.get("busy_since")
             put("torchlab_kernel_busy", 1.0 if busy else 0.0, klabels)
@@ -143,6 +163,12 @@ class PrometheusExporter:
             put("torchlab_kernel_cpu_percent", k.get("cpu_percent"), klabels)
             put("torchlab_kernel_memory_bytes", k.get("memory"), klabels)
             put("torchlab_kernel_gpu_memory_bytes", k.get("gpu_memory"), klabels)
+            put("torchlab_kernel_gpu_utilization_percent", k.get("gpu_utilization"), klabels)
+            idle_since = k.get("idle_since")
+            idle_for = max(0.0, now - idle_since) if idle_since is not None and now else 0.0
+            put("torchlab_kernel_idle_seconds", idle_for, klabels)
+            holding = k.get("holding_idle") or {}
+            put("torchlab_kernel_idle_gpu_bytes", holding.get("bytes", 0), klabels)
             if k.get("source") == "kernel":
                 put("torchlab_kernel_usage_age_seconds", k.get("usage_age"), klabels)
 
@@ -162,6 +188,10 @@ class PrometheusExporter:
     def count_death(self, cause: str) -> None:
         """Count one kernel death (``torchlab_kernel_deaths_total{reason=cause}``)."""
         self._deaths.labels(cause).inc()
+
+    def count_idle_action(self, action: str) -> None:
+        """Count one warning or shutdown (``torchlab_kernel_idle_gpu_actions_total{action}``)."""
+        self._idle_actions.labels(action).inc()
 
     def close(self) -> None:
         """Remove every label set this exporter set, and blank the unlabelled gauges."""

@@ -47,6 +47,23 @@ export interface IKernel {
   /** Bytes: PSS when known, else RSS. */
   memory: number | null;
   gpu_memory: number | null;
+  /**
+   * Percent of one GPU's SMs the kernel's processes kept busy, summed over gpu_devices (NVML
+   * per-process samples); null where not reported (gpu_utilization_reason says why).
+   */
+  gpu_utilization?: number | null;
+  gpu_utilization_reason?: string | null;
+  /** Indices of the GPUs the kernel holds memory on. */
+  gpu_devices?: number[];
+  /** Unix seconds of the kernel's last transition to idle; null while not idle. */
+  idle_since?: number | null;
+  /**
+   * Idle for TorchlabExtension.gpu_idle_warn or longer while holding GPU memory. cull_at: when
+   * the opt-in gpu_idle_cull shuts it down (absent when culling is off).
+   */
+  holding_idle?: { seconds: number; bytes: number; cull_at?: number } | null;
+  /** Busy and holding GPU memory, but its GPU share stayed low: the GPU waits (for data?). */
+  gpu_waiting?: { seconds: number; utilization: number } | null;
   /** Notebook path relative to the server root, when a session names one. */
   path: string | null;
   /** Why resources are not shown, e.g. the kernel is not a local process. */
@@ -96,4 +113,21 @@ export interface ISnapshot {
   errors: { [source: string]: string };
   /** Recent kernel deaths, oldest first; absent from older servers. */
   events?: IKernelDeath[];
+  /** Recent warnings and shutdowns of idle GPU holders (gpu_idle_cull), oldest first. */
+  gpu_actions?: IGpuAction[];
+}
+
+/** TorchlabExtension.gpu_idle_cull warned a kernel, or shut it down. */
+export interface IGpuAction {
+  action: 'warned' | 'culled';
+  kernel_id: string;
+  path: string | null;
+  name: string | null;
+  /** Unix seconds. */
+  time: number;
+  /** How long it had been idle, and the GPU memory it held. */
+  seconds: number;
+  bytes: number;
+  /** For 'warned': the grace period before the shutdown, seconds. */
+  grace?: number;
 }

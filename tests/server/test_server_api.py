@@ -36,8 +36,18 @@ ROUTES = [
 async def test_metrics_has_the_contract_shape(get_metrics: Any, jp_base_url: str) -> None:
     assert jp_base_url == "/a%40b/"  # routes must honour base_url
     doc = await get_metrics()
-    assert set(doc) == {"time", "host", "gpus", "gpu_reason", "kernels", "errors", "events"}
+    assert set(doc) == {
+        "time",
+        "host",
+        "gpus",
+        "gpu_reason",
+        "kernels",
+        "errors",
+        "events",
+        "gpu_actions",
+    }
     assert doc["events"] == []  # no kernel has died
+    assert doc["gpu_actions"] == []  # culling is off by default
     assert set(doc["host"]) == HOST_KEYS
     assert 0 <= doc["host"]["cpu_percent"] <= 100
     assert doc["host"]["memory_total"] > doc["host"]["memory_used"] > 0

@@ -85,7 +85,7 @@ def test_loading_the_exporter_twice_reuses_the_registered_gauges() -> None:
     }
     second.update(doc)
     assert REGISTRY.get_sample_value("torchlab_host_cpu_percent") == 12.5
-    labels = {"kernel_id": "k1", "kernel_name": "python3"}
+    labels = {"kernel_id": "k1", "kernel_name": "python3", "path": ""}
     assert REGISTRY.get_sample_value("torchlab_kernel_busy_seconds", labels) == 10.0
     assert REGISTRY.get_sample_value("torchlab_kernel_gpu_memory_bytes", labels) is None
     gpu = {"gpu": "0", "name": "Fake", "uuid": "GPU-1"}
