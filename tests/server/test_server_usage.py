@@ -20,6 +20,7 @@ from jupyter_client.session import Session
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
 from traitlets import TraitError
 from traitlets.config import Config
+from zmq.utils.monitor import recv_monitor_message
 
 from jupyter_torchlab.server.app import TorchlabExtension
 from jupyter_torchlab.server.document import USAGE_OFF, USAGE_STARTING, build_document
@@ -243,6 +244,8 @@ class FakeKernel:
         self.session = Session(key=KEY)  # a fresh session id, as each kernel process has
         self.socket = context.socket(zmq.ROUTER)
         self.socket.linger = 0
+        # connection events, to wait until a client has (re)connected: see wait_for_client()
+        self._events = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         if port is None:
             self.port = self.socket.bind_to_random_port("tcp://127.0.0.1")
         else:
@@ -259,6 +262,16 @@ class FakeKernel:
             self.port = port
         self.usage = usage
         self.memory = 50_000_000
+
+    def wait_for_client(self, timeout: float = 10.0) -> None:
+        """Wait until a client's connection to this socket is up.
+
+        A client that sent to the old process before noticing it had gone lost those messages
+        with the old connection (ZMQ drops what is queued on a closed pipe); once its new
+        connection is up, what it sends reaches this process.
+        """
+        assert self._events.poll(int(timeout * 1000)), "no client connected"
+        recv_monitor_message(self._events)
 
     def answer(self, count: int, cpu: float = 25.0, silent: bool = False) -> list[str]:
         """Read ``count`` requests (waiting for them), answer unless ``silent``; return types."""
@@ -280,6 +293,8 @@ class FakeKernel:
         return types
 
     def close(self) -> None:
+        self.socket.disable_monitor()
+        self._events.close()
         self.socket.close()
 
 
@@ -370,6 +385,7 @@ def test_a_kernel_restarted_on_the_same_ports_before_it_answered_is_not_called_o
         assert before.answer(1, silent=True) == ["usage_request"]  # read; the process dies
         before.close()
         after = FakeKernel(context, port=port)  # the restarted kernel, same connection info
+        after.wait_for_client()
         clock.now += 1.0
         reading = poller.poll(endpoints)["k"]
         assert reading.reason == "kernel did not answer usage_request within 1 s"
@@ -399,6 +415,7 @@ def test_a_restarted_kernel_starts_over_its_cpu_figure() -> None:
         assert settle(poller, endpoints, "k", lambda r: r.cpu_percent == 40.0).pid == 7
         before.close()
         after = FakeKernel(context, port=port)
+        after.wait_for_client()
         after.memory = 60_000_000
         clock.now += 1.0
         poller.poll(endpoints)
