@@ -53,6 +53,20 @@ export function formatDuration(seconds: number | null | undefined): string {
   return `${m}:${ss}`;
 }
 
+/** Format a span of time for a sentence: "45 s", "3 min 05 s", "1 h 12 min". */
+export function formatSpan(seconds: number): string {
+  const total = Math.max(0, Math.round(seconds));
+  if (total < 60) {
+    return `${total} s`;
+  }
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  if (h > 0) {
+    return `${h} h ${m.toString().padStart(2, '0')} min`;
+  }
+  return `${m} min ${(total % 60).toString().padStart(2, '0')} s`;
+}
+
 /** Format a used/total pair: "1.2 GiB / 16 GiB", or just the used part when total is unknown. */
 export function formatUsage(
   used: number | null | undefined,
@@ -219,4 +233,29 @@ export function memoryPressure(kernel: IKernel, snapshot: ISnapshot | null): Pre
   }
   const worst = Math.max(0, ...shares);
   return worst >= PRESSURE_DANGER ? 'danger' : worst >= PRESSURE_WARN ? 'warn' : 'ok';
+}
+
+/** What a finished long cell says: the notebook, the cell, how long it ran and how it ended. */
+export interface ICellOutcome {
+  path: string;
+  /** 0-based position of the cell in the notebook. */
+  index: number;
+  executionCount: number | null;
+  seconds: number;
+  ok: boolean;
+  /** The exception's name and value, when it failed. */
+  error?: string | null;
+}
+
+/** A one-line title and a sentence for a long cell that finished while nobody was looking. */
+export function longCellMessage(cell: ICellOutcome): { title: string; body: string } {
+  const where = `cell ${cell.index + 1}${cell.executionCount ? ` [${cell.executionCount}]` : ''}`;
+  const name = basename(cell.path);
+  const title = cell.ok ? `${name}: ${where} finished` : `${name}: ${where} failed`;
+  const body = cell.ok
+    ? `${name}, ${where} finished after ${formatSpan(cell.seconds)}.`
+    : `${name}, ${where} failed after ${formatSpan(cell.seconds)}${
+        cell.error ? `: ${cell.error}` : ''
+      }.`;
+  return { title, body };
 }

@@ -5,13 +5,15 @@
  * - tutorial: the launcher card, palette and Help-menu command that open the tutorial;
  * - panel: the monitor side panel and its command;
  * - status: the status bar item (JupyterLab only: it needs the status bar);
- * - deaths: a notification that explains a kernel that died.
+ * - deaths: a notification that explains a kernel that died;
+ * - long-cell: a notification when a long cell ends while its notebook is not in view.
  * Every plugin but core degrades to what the host application offers.
  */
 import type { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
 import { corePlugin } from './plugins/core';
 import { deathsPlugin } from './plugins/deaths';
+import { longCellPlugin } from './plugins/longCell';
 import { panelPlugin } from './plugins/panel';
 import { statusPlugin } from './plugins/status';
 import { tutorialPlugin } from './plugins/tutorial';
@@ -23,7 +25,8 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   tutorialPlugin,
   panelPlugin,
   statusPlugin,
-  deathsPlugin
+  deathsPlugin,
+  longCellPlugin
 ];
 
 export default plugins;

@@ -9,12 +9,18 @@ export interface ISettings {
   refreshInterval: number;
   showGpu: boolean;
   showStatusItem: boolean;
+  longCellNotification: boolean;
+  longCellSeconds: number;
+  longCellBrowserNotification: boolean;
 }
 
 export const DEFAULT_SETTINGS: ISettings = {
   refreshInterval: 2,
   showGpu: true,
-  showStatusItem: true
+  showStatusItem: true,
+  longCellNotification: true,
+  longCellSeconds: 60,
+  longCellBrowserNotification: true
 };
 
 /**

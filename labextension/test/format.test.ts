@@ -3,6 +3,8 @@ import {
   deathMessage,
   formatBytes,
   formatDuration,
+  formatSpan,
+  longCellMessage,
   formatPercent,
   formatState,
   formatUsage,
@@ -235,5 +237,41 @@ describe('memoryPressure', () => {
   it('counts a full GPU only for a kernel that uses one', () => {
     expect(memoryPressure(kernel({ gpu_memory: 10 * GiB }), snap(null, 79 * GiB))).toBe('danger');
     expect(memoryPressure(kernel({ gpu_memory: null }), snap(null, 79 * GiB))).toBe('ok');
+  });
+});
+
+describe('formatSpan', () => {
+  it('reads like a sentence', () => {
+    expect(formatSpan(0.4)).toBe('0 s');
+    expect(formatSpan(45)).toBe('45 s');
+    expect(formatSpan(185)).toBe('3 min 05 s');
+    expect(formatSpan(4320)).toBe('1 h 12 min');
+    expect(formatSpan(-2)).toBe('0 s');
+  });
+});
+
+describe('longCellMessage', () => {
+  it('names the notebook, the cell, the time and the outcome', () => {
+    const ok = longCellMessage({
+      path: 'runs/train.ipynb',
+      index: 2,
+      executionCount: 12,
+      seconds: 2460,
+      ok: true
+    });
+    expect(ok.title).toBe('train.ipynb: cell 3 [12] finished');
+    expect(ok.body).toBe('train.ipynb, cell 3 [12] finished after 41 min 00 s.');
+    const failed = longCellMessage({
+      path: 'train.ipynb',
+      index: 0,
+      executionCount: null,
+      seconds: 75,
+      ok: false,
+      error: 'OutOfMemoryError: CUDA out of memory'
+    });
+    expect(failed.title).toBe('train.ipynb: cell 1 failed');
+    expect(failed.body).toBe(
+      'train.ipynb, cell 1 failed after 1 min 15 s: OutOfMemoryError: CUDA out of memory.'
+    );
   });
 });

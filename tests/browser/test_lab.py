@@ -273,3 +273,46 @@ def test_gpu_readings_show_in_status_bar_and_panel(page: Any, lab_server: Server
         has=page.locator("[title='gpu.ipynb']"),
     )
     expect(row).to_contain_text("2.0 GiB")
+
+
+def set_torchlab_settings(server: Server, **values: Any) -> None:
+    """Write the user's jupyter-torchlab settings, as the Settings Editor does."""
+    server.api("PUT", "lab/api/settings/jupyter-torchlab:plugin", {"raw": json.dumps(values)})
+
+
+def test_a_long_cell_that_ends_out_of_view_says_so_and_goes_to_the_cell(
+    page: Any, lab_server: Server
+):
+    set_torchlab_settings(lab_server, longCellSeconds=1)
+    try:
+        lab_server.write_notebook(
+            "long.ipynb", "import time\ntime.sleep(2.5)", "time.sleep(0.5)  # short"
+        )
+        open_notebook_and_wait_idle(page, lab_server, "long.ipynb")
+        run_first_cell(page)  # runs cell 1 and selects cell 2
+        page.evaluate("() => window.jupyterapp.commands.execute('launcher:create')")
+        expect(current_tab(page)).to_have_text("Launcher")
+        toast = page.locator(".Toastify__toast", has_text="long.ipynb")
+        expect(toast).to_be_visible(timeout=20_000)
+        expect(toast).to_contain_text("long.ipynb, cell 1 [1] finished after 3 s")
+
+        toast.get_by_role("button", name="Go to cell").click()
+        expect(toast).to_have_count(0)  # the action closes it
+        expect(current_tab(page)).to_have_text("long.ipynb")
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        expect(cells.nth(0)).to_have_class(re.compile(r"\bjp-mod-active\b"))
+        expect(cells.nth(1)).not_to_have_class(re.compile(r"\bjp-mod-active\b"))
+
+        # a short cell, out of view: nothing
+        cells.nth(1).locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        page.evaluate("() => window.jupyterapp.commands.execute('launcher:create')")
+        # a long cell while the user looks at its notebook: nothing either
+        page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text="long.ipynb").click()
+        cells.nth(0).locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        expect(cells.nth(0).locator(".jp-InputPrompt")).to_have_text("[3]:", timeout=20_000)
+        page.wait_for_timeout(1000)  # the notification would come right after the reply
+        assert page.locator(".Toastify__toast", has_text="long.ipynb").count() == 0
+    finally:
+        set_torchlab_settings(lab_server)

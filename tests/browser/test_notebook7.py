@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -57,3 +58,54 @@ def test_monitor_panel_opens_in_the_notebook_view(page: Any, notebook_server: Se
     expect(panel).to_be_visible()
     row = panel.locator(".jp-torchlab-kernel-row", has=page.locator("[title='nb7.ipynb']"))
     expect(row).to_have_attribute("data-state", "idle")
+
+
+HIDE_PAGE = """() => {
+  Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});
+  document.hasFocus = () => false;
+  document.dispatchEvent(new Event('visibilitychange'));
+  window.dispatchEvent(new Event('blur'));
+}"""
+SHOW_PAGE = """() => {
+  delete document.visibilityState;
+  delete document.hasFocus;
+  document.dispatchEvent(new Event('visibilitychange'));
+  window.dispatchEvent(new Event('focus'));
+}"""
+
+
+def test_a_long_cell_that_ends_while_another_tab_is_in_front_says_so(
+    page: Any, notebook_server: Server
+):
+    import json
+
+    notebook_server.api(
+        "PUT",
+        "lab/api/settings/jupyter-torchlab:plugin",
+        {"raw": json.dumps({"longCellSeconds": 1})},
+    )
+    try:
+        notebook_server.write_notebook("long7.ipynb", "import time\ntime.sleep(3)")
+        page.goto(notebook_server.page_url("notebooks/long7.ipynb"))
+        cell = page.locator(".jp-Notebook .jp-Cell").first
+        expect(cell).to_be_visible(timeout=60_000)
+        deadline = time.monotonic() + 60
+        while not any(
+            k["path"] == "long7.ipynb" and k["execution_state"] == "idle"
+            for k in notebook_server.api("GET", "torchlab/api/metrics")["kernels"]
+        ):
+            assert time.monotonic() < deadline, "the notebook's kernel did not start"
+            time.sleep(0.2)
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        # The user goes on in another browser tab. Headless Chromium keeps every tab visible and
+        # focused, so the page is told what a real tab switch tells it.
+        page.evaluate(HIDE_PAGE)
+        toast = page.locator(".Toastify__toast", has_text="long7.ipynb")
+        expect(toast).to_be_visible(timeout=20_000)
+        expect(toast).to_contain_text("long7.ipynb, cell 1 [1] finished after 3 s")
+        page.evaluate(SHOW_PAGE)
+        toast.get_by_role("button", name="Go to cell").click()
+        expect(cell).to_have_class(re.compile(r"\bjp-mod-active\b"))
+    finally:
+        notebook_server.api("PUT", "lab/api/settings/jupyter-torchlab:plugin", {"raw": "{}"})

@@ -46,6 +46,13 @@ export const corePlugin: JupyterFrontEndPlugin<ITorchlab> = {
         );
         settings.showGpu = composite.showGpu ?? DEFAULT_SETTINGS.showGpu;
         settings.showStatusItem = composite.showStatusItem ?? DEFAULT_SETTINGS.showStatusItem;
+        settings.longCellNotification =
+          composite.longCellNotification ?? DEFAULT_SETTINGS.longCellNotification;
+        settings.longCellSeconds = Number(
+          composite.longCellSeconds ?? DEFAULT_SETTINGS.longCellSeconds
+        );
+        settings.longCellBrowserNotification =
+          composite.longCellBrowserNotification ?? DEFAULT_SETTINGS.longCellBrowserNotification;
         model.refreshInterval = settings.refreshInterval * 1000;
         changed.emit();
       };
