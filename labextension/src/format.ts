@@ -159,6 +159,12 @@ export function statusText(
   parts.push(`Mem ${formatBytes(kernel.memory)}`);
   if (options.showGpu && kernel.gpu_memory !== null && kernel.gpu_memory !== undefined) {
     parts.push(`GPU ${formatBytes(kernel.gpu_memory)}`);
+    if (kernel.gpu_waiting && kernel.execution_state === 'busy') {
+      // busy, but the GPU it holds mostly waits: the loop is starved (data, Python)
+      parts.push(`GPU idle ${formatPercent(kernel.gpu_waiting.utilization)}`);
+    } else if (kernel.holding_idle) {
+      parts.push('GPU held idle');
+    }
   }
   return parts.join(' · ');
 }

@@ -6,13 +6,15 @@
  * - panel: the monitor side panel and its command;
  * - status: the status bar item (JupyterLab only: it needs the status bar);
  * - deaths: a notification that explains a kernel that died;
- * - long-cell: a notification when a long cell ends while its notebook is not in view.
+ * - long-cell: a notification when a long cell ends while its notebook is not in view;
+ * - gpu-idle: a notification for kernels idle on GPU memory ("Free it"), and their culling.
  * Every plugin but core degrades to what the host application offers.
  */
 import type { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
 import { corePlugin } from './plugins/core';
 import { deathsPlugin } from './plugins/deaths';
+import { gpuIdlePlugin } from './plugins/gpuIdle';
 import { longCellPlugin } from './plugins/longCell';
 import { panelPlugin } from './plugins/panel';
 import { statusPlugin } from './plugins/status';
@@ -26,7 +28,8 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   panelPlugin,
   statusPlugin,
   deathsPlugin,
-  longCellPlugin
+  longCellPlugin,
+  gpuIdlePlugin
 ];
 
 export default plugins;

@@ -85,6 +85,15 @@ export interface IGpuSeries {
   memory: Array<number | null>;
 }
 
+/**
+ * One kernel's GPU history: its share of its GPUs' SMs (percent of one GPU, may pass 100 on
+ * several GPUs) and its GPU memory as a percent of the memory of the GPUs it uses.
+ */
+export interface IKernelGpuSeries {
+  utilization: Array<number | null>;
+  memory: Array<number | null>;
+}
+
 const realScheduler: IScheduler = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: handle => clearTimeout(handle as ReturnType<typeof setTimeout>)
@@ -135,6 +144,11 @@ export class MetricsModel {
   /** Return the chart series of one GPU, keyed like `gpuKey`. */
   gpuSeries(gpu: IGpu): IGpuSeries {
     return this._gpuSeries.get(gpuKey(gpu)) ?? { utilization: [], memory: [] };
+  }
+
+  /** Return the GPU chart series of one kernel (empty until it has used a GPU). */
+  kernelGpuSeries(kernelId: string): IKernelGpuSeries {
+    return this._kernelSeries.get(kernelId) ?? { utilization: [], memory: [] };
   }
 
   get refreshInterval(): number {
@@ -345,6 +359,34 @@ export class MetricsModel {
         this._gpuSeries.delete(key);
       }
     }
+    const kernels = new Set<string>();
+    for (const kernel of snapshot.kernels) {
+      kernels.add(kernel.id);
+      let series = this._kernelSeries.get(kernel.id);
+      if (!series) {
+        if (!kernel.gpu_memory) {
+          continue; // a history only for kernels that have used a GPU
+        }
+        series = { utilization: [], memory: [] };
+        this._kernelSeries.set(kernel.id, series);
+      }
+      const devices = kernel.gpu_devices ?? [];
+      const total = snapshot.gpus
+        .filter(g => devices.includes(g.index))
+        .reduce((sum, g) => sum + (g.memory_total ?? 0), 0);
+      push(series.utilization, kernel.gpu_utilization ?? null, this._historyLength);
+      const held = kernel.gpu_memory;
+      push(
+        series.memory,
+        held !== null && total ? (100 * held) / total : held === 0 ? 0 : null,
+        this._historyLength
+      );
+    }
+    for (const id of Array.from(this._kernelSeries.keys())) {
+      if (!kernels.has(id)) {
+        this._kernelSeries.delete(id);
+      }
+    }
   }
 
   /** Re-render once a second while a kernel is busy, so its running time counts up locally. */
@@ -408,6 +450,7 @@ export class MetricsModel {
   private _clockOffset = 0;
   private _hostSeries: IHostSeries = { cpu: [], memory: [] };
   private _gpuSeries = new Map<string, IGpuSeries>();
+  private _kernelSeries = new Map<string, IKernelGpuSeries>();
   private _isDisposed = false;
   private _changed = new Signal<this, void>(this);
 }

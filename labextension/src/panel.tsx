@@ -7,6 +7,7 @@ import {
   formatBytes,
   formatDuration,
   formatPercent,
+  formatSpan,
   formatUsage,
   isUnmeasured,
   MISSING,
@@ -15,14 +16,9 @@ import {
   usageOrigin
 } from './format';
 import { torchlabIcon } from './icons';
+import { idleHolderText, type IKernelActions } from './kernelActions';
 import type { MetricsModel } from './model';
 import type { IGpu, IKernel, ISnapshot } from './types';
-
-export interface IKernelActions {
-  interrupt(kernel: IKernel): void;
-  shutdown(kernel: IKernel): void;
-  open(kernel: IKernel): void;
-}
 
 export interface IMonitorPanelOptions {
   model: MetricsModel;
@@ -154,11 +150,12 @@ function Meter(props: {
   label: string;
   value: string;
   detail?: string;
+  title?: string;
   series: ReadonlyArray<number | null>;
   capacity: number;
 }): JSX.Element {
   return (
-    <div className="jp-torchlab-meter">
+    <div className="jp-torchlab-meter" title={props.title}>
       <div className="jp-torchlab-meter-text">
         <span className="jp-torchlab-meter-label">{props.label}</span>
         <span className="jp-torchlab-meter-value">{props.value}</span>
@@ -275,93 +272,158 @@ function KernelTable(props: {
       </section>
     );
   }
-  // A GPU column only where there is something to put in it: side panels are narrow.
+  // GPU figures only where there is something to show: side panels are narrow.
   const showGpu =
     props.showGpu &&
     (snapshot.gpus.length > 0 || snapshot.kernels.some(k => k.gpu_memory !== null));
-  const columns = showGpu ? 6 : 5;
   return (
     <section className="jp-torchlab-section">
       <h3>Kernels</h3>
-      <table className="jp-torchlab-kernels">
-        <thead>
-          <tr>
-            <th>Notebook</th>
-            <th>State</th>
-            <th title="Running time of the current execution">Busy for</th>
-            <th>CPU</th>
-            <th>Memory</th>
-            {showGpu && <th>GPU mem</th>}
-          </tr>
-        </thead>
-        {snapshot.kernels.map(kernel => {
-          const busy = model.busySeconds(kernel);
-          const remote = isUnmeasured(kernel);
-          const origin = kernel.source === 'kernel' ? usageOrigin(kernel) : undefined;
-          // One tbody per kernel: its readings, then its actions under them.
-          return (
-            <tbody
-              key={kernel.id}
-              className="jp-torchlab-kernel-row"
-              data-kernel-id={kernel.id}
-              data-state={kernel.execution_state}
-            >
-              <tr>
-                <td className="jp-torchlab-kernel-path" title={kernel.path ?? kernel.id}>
-                  {kernel.path ? (
-                    <a href="#" onClick={event => (event.preventDefault(), actions.open(kernel))}>
-                      {basename(kernel.path)}
-                    </a>
-                  ) : (
-                    `${kernel.name} ${kernel.id.slice(0, 8)}`
-                  )}
-                </td>
-                <td
-                  className={`jp-torchlab-state jp-torchlab-state-${
-                    kernel.stopped ? 'stopped' : kernel.execution_state
-                  }`}
-                  title={kernel.stopped ? (kernel.reason ?? '') : undefined}
-                >
-                  {kernel.stopped ? 'stopped' : kernel.execution_state}
-                </td>
-                <td className="jp-torchlab-busy">{busy === null ? '' : formatDuration(busy)}</td>
-                {remote ? (
-                  <td colSpan={columns - 3} title={kernel.reason ?? ''}>
-                    not local
-                  </td>
-                ) : (
-                  <>
-                    <td title={origin}>{formatPercent(kernel.cpu_percent)}</td>
-                    <td title={origin}>{formatBytes(kernel.memory)}</td>
-                    {showGpu && <td>{formatBytes(kernel.gpu_memory)}</td>}
-                  </>
-                )}
-              </tr>
-              <tr className="jp-torchlab-actions-row">
-                <td colSpan={columns}>
-                  <div className="jp-torchlab-actions">
-                    <button
-                      className="jp-Button jp-mod-styled jp-mod-reject jp-torchlab-interrupt"
-                      title="Interrupt the kernel (like Ctrl-C)"
-                      onClick={() => actions.interrupt(kernel)}
-                    >
-                      Interrupt
-                    </button>
-                    <button
-                      className="jp-Button jp-mod-styled jp-mod-warn jp-torchlab-shutdown"
-                      title="Shut the kernel down (asks first)"
-                      onClick={() => actions.shutdown(kernel)}
-                    >
-                      Shut down
-                    </button>
-                  </div>
-                </td>
-              </tr>
-            </tbody>
-          );
-        })}
-      </table>
+      {/* One block per kernel, its lines wrapping, so the right side bar never clips it. */}
+      <div className="jp-torchlab-kernels" role="list">
+        {snapshot.kernels.map(kernel => (
+          <KernelRow
+            key={kernel.id}
+            model={model}
+            snapshot={snapshot}
+            kernel={kernel}
+            showGpu={showGpu}
+            actions={actions}
+          />
+        ))}
+      </div>
     </section>
+  );
+}
+
+function KernelRow(props: {
+  model: MetricsModel;
+  snapshot: ISnapshot;
+  kernel: IKernel;
+  showGpu: boolean;
+  actions: IKernelActions;
+}): JSX.Element {
+  const { model, snapshot, kernel, showGpu, actions } = props;
+  const busy = model.busySeconds(kernel);
+  const remote = isUnmeasured(kernel);
+  const origin = kernel.source === 'kernel' ? usageOrigin(kernel) : undefined;
+  const state = kernel.stopped ? 'stopped' : kernel.execution_state;
+  const series = model.kernelGpuSeries(kernel.id);
+  const usesGpu = showGpu && (kernel.gpu_memory ?? 0) > 0;
+  const share =
+    kernel.gpu_utilization !== null && kernel.gpu_utilization !== undefined
+      ? `${formatPercent(kernel.gpu_utilization)} of ${
+          (kernel.gpu_devices ?? []).length > 1 ? 'its GPUs' : 'the GPU'
+        }`
+      : (kernel.gpu_utilization_reason ?? 'share not reported');
+  const devices = (kernel.gpu_devices ?? []).join(', ');
+  return (
+    <div
+      className="jp-torchlab-kernel-row"
+      role="listitem"
+      data-kernel-id={kernel.id}
+      data-state={kernel.execution_state}
+      data-holding-idle={kernel.holding_idle ? 'true' : undefined}
+    >
+      <div className="jp-torchlab-kernel-head">
+        <span className="jp-torchlab-kernel-path" title={kernel.path ?? kernel.id}>
+          {kernel.path ? (
+            <a href="#" onClick={event => (event.preventDefault(), actions.open(kernel))}>
+              {basename(kernel.path)}
+            </a>
+          ) : (
+            `${kernel.name} ${kernel.id.slice(0, 8)}`
+          )}
+        </span>
+        <span
+          className={`jp-torchlab-state jp-torchlab-state-${state}`}
+          title={kernel.stopped ? (kernel.reason ?? '') : undefined}
+        >
+          {state}
+        </span>
+        <span className="jp-torchlab-busy" title="Running time of the current execution">
+          {busy === null ? '' : formatDuration(busy)}
+        </span>
+      </div>
+      <div className="jp-torchlab-kernel-figures">
+        {remote ? (
+          <span title={kernel.reason ?? ''}>not local</span>
+        ) : (
+          <>
+            <span title={origin}>
+              <span className="jp-torchlab-figure-label">CPU</span>{' '}
+              {formatPercent(kernel.cpu_percent)}
+            </span>
+            <span title={origin}>
+              <span className="jp-torchlab-figure-label">Mem</span> {formatBytes(kernel.memory)}
+            </span>
+            {showGpu && kernel.gpu_memory !== null && (
+              <span className="jp-torchlab-kernel-gpumem" title={devices ? `GPU ${devices}` : undefined}>
+                <span className="jp-torchlab-figure-label">GPU</span>{' '}
+                {formatBytes(kernel.gpu_memory)}
+              </span>
+            )}
+          </>
+        )}
+      </div>
+      {usesGpu && (
+        <div className="jp-torchlab-kernel-gpu">
+          <Meter
+            label="GPU use"
+            value={
+              kernel.gpu_utilization !== null && kernel.gpu_utilization !== undefined
+                ? formatPercent(kernel.gpu_utilization)
+                : MISSING
+            }
+            detail={devices ? `GPU ${devices}` : undefined}
+            title={share}
+            series={series.utilization}
+            capacity={model.historyLength}
+          />
+          <Meter
+            label="GPU mem"
+            value={formatBytes(kernel.gpu_memory)}
+            series={series.memory}
+            capacity={model.historyLength}
+          />
+        </div>
+      )}
+      {kernel.holding_idle && (
+        <div className="jp-torchlab-flag jp-torchlab-idle-holder">
+          <span>{idleHolderText(kernel, snapshot.time)}</span>
+          <button
+            className="jp-Button jp-mod-styled jp-mod-accept jp-torchlab-free"
+            title="Shut the kernel down, or interrupt it"
+            onClick={() => void actions.free(kernel)}
+          >
+            Free it
+          </button>
+        </div>
+      )}
+      {kernel.gpu_waiting && (
+        <div className="jp-torchlab-flag jp-torchlab-gpu-waiting">
+          Busy, but its GPU is mostly idle: {formatPercent(kernel.gpu_waiting.utilization)} for{' '}
+          {formatSpan(kernel.gpu_waiting.seconds)}. It is likely waiting for data (DataLoader
+          workers, pin_memory, data in memory, a larger batch).
+        </div>
+      )}
+      <div className="jp-torchlab-actions">
+        <button
+          className="jp-Button jp-mod-styled jp-mod-reject jp-torchlab-interrupt"
+          title="Interrupt the kernel (like Ctrl-C)"
+          onClick={() => void actions.interrupt(kernel)}
+        >
+          Interrupt
+        </button>
+        <button
+          className="jp-Button jp-mod-styled jp-mod-warn jp-torchlab-shutdown"
+          title="Shut the kernel down (asks first)"
+          onClick={() => void actions.shutdown(kernel)}
+        >
+          Shut down
+        </button>
+      </div>
+    </div>
   );
 }
 

@@ -4,6 +4,7 @@ import React from 'react';
 import {
   formatBytes,
   formatPercent,
+  formatSpan,
   isUnmeasured,
   memoryPressure,
   statusText,
@@ -63,7 +64,15 @@ export class KernelStatusItem extends ReactWidget {
           ? `Kernel ${kernel.name}: ${kernel.reason}`
           : `Kernel ${kernel.name}${origin ? ` (${origin})` : ''}: CPU ${formatPercent(
               kernel.cpu_percent
-            )}, memory ${formatBytes(kernel.memory)}${PRESSURE_NOTE[pressure] ?? ''}`;
+            )}, memory ${formatBytes(kernel.memory)}${PRESSURE_NOTE[pressure] ?? ''}${
+              kernel.gpu_waiting
+                ? `. Busy, but its GPU share stayed at ${formatPercent(
+                    kernel.gpu_waiting.utilization
+                  )} for ${formatSpan(kernel.gpu_waiting.seconds)}: it is probably waiting for ` +
+                  'data (try more DataLoader workers, pin_memory=True, the data in memory, or a ' +
+                  'larger batch)'
+                : ''
+            }`;
       } else {
         // Not in a snapshot yet (just started, or the stream is still connecting).
         text = current.status;

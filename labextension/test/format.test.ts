@@ -143,6 +143,21 @@ describe('statusText', () => {
     expect(statusText(k, 65, { showGpu: false })).toBe('busy 1:05 · CPU 98% · Mem 512 MiB');
   });
 
+  it('says when a busy kernel leaves its GPU idle, or an idle one sits on GPU memory', () => {
+    const waiting = kernel({
+      execution_state: 'busy',
+      gpu_memory: 2 * GiB,
+      gpu_waiting: { seconds: 45, utilization: 3.2 }
+    });
+    expect(statusText(waiting, 65, { showGpu: true })).toBe(
+      'busy 1:05 · CPU 98% · Mem 512 MiB · GPU 2.0 GiB · GPU idle 3%'
+    );
+    const holder = kernel({ gpu_memory: 2 * GiB, holding_idle: { seconds: 4000, bytes: 2 * GiB } });
+    expect(statusText(holder, null, { showGpu: true })).toBe(
+      'idle · CPU 98% · Mem 512 MiB · GPU 2.0 GiB · GPU held idle'
+    );
+  });
+
   it('says when the kernel is not a local process', () => {
     const k = kernel({ pid: null, cpu_percent: null, memory: null, reason: 'kernel is remote' });
     expect(statusText(k, null, { showGpu: true })).toBe('idle · not local');

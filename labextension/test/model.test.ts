@@ -327,4 +327,37 @@ describe('MetricsModel history', () => {
     transport.last.handlers.message(snapshot(2));
     expect(model.gpuSeries(gpu)).toEqual({ utilization: [], memory: [] });
   });
+
+  it("keeps each GPU kernel's share and memory over time, against its own GPUs", () => {
+    const { transport, model } = setup();
+    model.setNeeded('panel', true);
+    const gpu = (index: number) => ({
+      index,
+      name: 'Fake',
+      uuid: `GPU-${index}`,
+      utilization_gpu: 50,
+      utilization_memory: null,
+      memory_used: 500,
+      memory_total: 1000,
+      temperature: null,
+      power_watts: null,
+      power_limit_watts: null,
+      source: 'nvml'
+    });
+    const send = (time: number, kernels: IKernel[]) => {
+      const s = snapshot(time, kernels);
+      s.gpus = [gpu(0), gpu(1), gpu(2)];
+      transport.last.handlers.message(s);
+    };
+    const cpuOnly = kernel({ id: 'cpu', gpu_memory: 0, gpu_devices: [] });
+    send(1, [kernel({ id: 'k', gpu_memory: null }), cpuOnly]);
+    expect(model.kernelGpuSeries('k')).toEqual({ utilization: [], memory: [] });
+    expect(model.kernelGpuSeries('cpu')).toEqual({ utilization: [], memory: [] });
+    // 500 of the 2000 bytes of GPUs 0 and 2
+    send(2, [kernel({ id: 'k', gpu_memory: 500, gpu_devices: [0, 2], gpu_utilization: 30 })]);
+    send(3, [kernel({ id: 'k', gpu_memory: 1000, gpu_devices: [0, 2], gpu_utilization: null })]);
+    expect(model.kernelGpuSeries('k')).toEqual({ utilization: [30, null], memory: [25, 50] });
+    send(4, []); // the kernel is gone
+    expect(model.kernelGpuSeries('k')).toEqual({ utilization: [], memory: [] });
+  });
 });

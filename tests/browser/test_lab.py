@@ -275,6 +275,80 @@ def test_gpu_readings_show_in_status_bar_and_panel(page: Any, lab_server: Server
     expect(row).to_contain_text("2.0 GiB")
 
 
+def test_the_panel_shows_each_kernels_gpu_use_and_frees_an_idle_holder(
+    page: Any, lab_server: Server
+):
+    """Per-kernel GPU rows, the idle holder's notification and "Free it", in the side bar."""
+
+    def add_gpu(message: str | bytes) -> str:
+        snapshot = json.loads(message)
+        snapshot["gpus"], snapshot["gpu_reason"] = [FAKE_GPU], None
+        for kernel in snapshot["kernels"]:
+            kernel["gpu_memory"] = 6 * 2**30
+            kernel["gpu_devices"] = [0]
+            kernel["gpu_utilization"] = 42.0
+            if kernel["path"] == "holder.ipynb" and kernel["execution_state"] == "idle":
+                kernel["holding_idle"] = {"seconds": 2400.0, "bytes": 6 * 2**30}
+        return json.dumps(snapshot)
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        server.on_message(lambda message: ws.send(add_gpu(message)))
+
+    page.route_web_socket(re.compile(r"/torchlab/api/stream"), route)
+    lab_server.write_notebook("holder.ipynb", "x = 1")
+    open_notebook_and_wait_idle(page, lab_server, "holder.ipynb")
+    kernel_id = wait_for_kernel(lab_server, "holder.ipynb")["id"]
+
+    # one notification for the idle stretch, naming the notebook, with "Free it"
+    toast = page.locator(".Toastify__toast", has_text="holder.ipynb: Idle for 40 min 00 s")
+    expect(toast).to_be_visible(timeout=20_000)
+    expect(toast).to_contain_text("holding 6.0 GiB of GPU memory")
+    expect(toast.get_by_role("button", name="Free it")).to_be_visible()
+    page.wait_for_timeout(1500)  # more snapshots arrive: still one notification
+    expect(page.locator(".Toastify__toast", has_text="holder.ipynb: Idle for")).to_have_count(1)
+
+    page.locator(".jp-torchlab-status").click()
+    panel = page.locator("#jupyter-torchlab-monitor")
+    row = panel.locator(f".jp-torchlab-kernel-row[data-kernel-id='{kernel_id}']")
+    expect(row.locator(".jp-torchlab-kernel-gpu")).to_contain_text("GPU use")
+    expect(row.locator(".jp-torchlab-kernel-gpu")).to_contain_text("42%")
+    expect(row.locator(".jp-torchlab-kernel-gpu")).to_contain_text("6.0 GiB")
+    expect(
+        row.locator(".jp-torchlab-kernel-gpu .jp-torchlab-spark polyline").first
+    ).to_have_attribute("points", re.compile(r"\d"))
+    expect(row.locator(".jp-torchlab-idle-holder")).to_contain_text("Idle for 40 min 00 s")
+
+    # the side bar at its default width: nothing in a kernel's block is cut off
+    panel_box = panel.bounding_box()
+    assert panel_box is not None
+    for name in ("Interrupt", "Shut down", "Free it"):
+        box = row.get_by_role("button", name=name).bounding_box()
+        assert box is not None, name
+        assert box["x"] >= panel_box["x"], name
+        assert box["x"] + box["width"] <= panel_box["x"] + panel_box["width"], name
+    overflow = row.evaluate(
+        "row => [...row.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1"
+        " && getComputedStyle(e).textOverflow !== 'ellipsis' && e.clientWidth > 0)"
+        ".map(e => e.className.baseVal ?? e.className)"
+    )
+    assert overflow == [], overflow
+
+    # "Free it" offers both; Cancel keeps it, Shut down frees it
+    row.get_by_role("button", name="Free it").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Free the GPU memory of holder.ipynb?")
+    expect(dialog.get_by_role("button", name="Interrupt")).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    assert kernel_id in {k["id"] for k in lab_server.api("GET", "api/kernels")}
+    row.get_by_role("button", name="Free it").click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Shut down").click()
+    expect(row).to_have_count(0, timeout=15_000)
+    assert kernel_id not in {k["id"] for k in lab_server.api("GET", "api/kernels")}
+    # the kernel is gone: its stale notification goes with it
+    expect(page.locator(".Toastify__toast", has_text="holder.ipynb: Idle for")).to_have_count(0)
+
+
 def set_torchlab_settings(server: Server, **values: Any) -> None:
     """Write the user's jupyter-torchlab settings, as the Settings Editor does."""
     server.api("PUT", "lab/api/settings/jupyter-torchlab:plugin", {"raw": json.dumps(values)})

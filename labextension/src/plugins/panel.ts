@@ -4,21 +4,13 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import {
-  Dialog,
-  ICommandPalette,
-  Notification,
-  showDialog,
-  showErrorMessage
-} from '@jupyterlab/apputils';
+import { ICommandPalette } from '@jupyterlab/apputils';
 import { IMainMenu } from '@jupyterlab/mainmenu';
-import { KernelAPI } from '@jupyterlab/services';
 
-import { basename } from '../format';
 import { torchlabIcon } from '../icons';
+import { makeKernelActions } from '../kernelActions';
 import { MonitorPanel } from '../panel';
 import { CommandIDs, ITorchlab } from '../tokens';
-import type { IKernel } from '../types';
 
 /** The monitor panel (host, GPUs, every kernel) and the command that opens it. */
 export const panelPlugin: JupyterFrontEndPlugin<void> = {
@@ -37,37 +29,7 @@ export const panelPlugin: JupyterFrontEndPlugin<void> = {
   ) => {
     const { commands, shell } = app;
     const { model, settings } = torchlab;
-    const actions = {
-      interrupt: async (kernel: IKernel) => {
-        try {
-          await KernelAPI.interruptKernel(kernel.id, torchlab.serverSettings);
-          Notification.info(`Interrupted ${kernelLabel(kernel)}`, { autoClose: 3000 });
-        } catch (error) {
-          await showErrorMessage('Could not interrupt the kernel', error as Error);
-        }
-      },
-      shutdown: async (kernel: IKernel) => {
-        const result = await showDialog({
-          title: 'Shut down kernel?',
-          body: `Shut down the kernel of ${kernelLabel(kernel)}? Its variables are lost.`,
-          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Shut down' })]
-        });
-        if (!result.button.accept) {
-          return;
-        }
-        try {
-          // Through the kernel manager, so open notebooks learn that their kernel is gone.
-          await app.serviceManager.kernels.shutdown(kernel.id);
-        } catch (error) {
-          await showErrorMessage('Could not shut down the kernel', error as Error);
-        }
-      },
-      open: (kernel: IKernel) => {
-        if (kernel.path) {
-          void commands.execute('docmanager:open', { path: kernel.path });
-        }
-      }
-    };
+    const actions = makeKernelActions(app, torchlab);
     const panel = new MonitorPanel({
       model,
       actions,
@@ -101,7 +63,3 @@ export const panelPlugin: JupyterFrontEndPlugin<void> = {
     }
   }
 };
-
-function kernelLabel(kernel: IKernel): string {
-  return kernel.path ? basename(kernel.path) : `kernel ${kernel.id.slice(0, 8)}`;
-}
