@@ -109,3 +109,52 @@ def test_a_long_cell_that_ends_while_another_tab_is_in_front_says_so(
         expect(cell).to_have_class(re.compile(r"\bjp-mod-active\b"))
     finally:
         notebook_server.api("PUT", "lab/api/settings/jupyter-torchlab:plugin", {"raw": "{}"})
+
+
+def test_the_notebook_views_panel_shows_gpu_rows_and_free_it(page: Any, notebook_server: Server):
+    import json
+
+    def add_gpu(message: str | bytes) -> str:
+        snapshot = json.loads(message)
+        snapshot["gpus"] = [
+            {
+                "index": 0,
+                "name": "NVIDIA Fake",
+                "uuid": "GPU-fake",
+                "utilization_gpu": 50,
+                "utilization_memory": 10,
+                "memory_used": 8 * 2**30,
+                "memory_total": 16 * 2**30,
+                "temperature": 50,
+                "power_watts": 100.0,
+                "power_limit_watts": 300.0,
+                "source": "nvml",
+            }
+        ]
+        snapshot["gpu_reason"] = None
+        for kernel in snapshot["kernels"]:
+            kernel.update(gpu_memory=3 * 2**30, gpu_devices=[0], gpu_utilization=7.0)
+            if kernel["execution_state"] == "idle":
+                kernel["holding_idle"] = {"seconds": 3900.0, "bytes": 3 * 2**30}
+        return json.dumps(snapshot)
+
+    page.route_web_socket(
+        re.compile(r"/torchlab/api/stream"),
+        lambda ws: ws.connect_to_server().on_message(lambda m: ws.send(add_gpu(m))),
+    )
+    notebook_server.write_notebook("gpu7.ipynb", "x = 1")
+    page.goto(notebook_server.page_url("notebooks/gpu7.ipynb"))
+    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
+    page.locator("#menu-panel").get_by_text("Help", exact=True).click()
+    page.locator(".lm-Menu-item", has_text="PyTorch kernel monitor").click()
+    panel = page.locator("#jupyter-torchlab-monitor")
+    row = panel.locator(".jp-torchlab-kernel-row", has=page.locator("[title='gpu7.ipynb']"))
+    expect(row.locator(".jp-torchlab-kernel-gpu")).to_contain_text("7%", timeout=30_000)
+    expect(row.locator(".jp-torchlab-idle-holder")).to_contain_text(
+        "Idle for 1 h 05 min holding 3.0 GiB of GPU memory"
+    )
+    row.get_by_role("button", name="Free it").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Free the GPU memory of gpu7.ipynb?")
+    dialog.get_by_role("button", name="Interrupt").click()
+    expect(page.locator(".Toastify__toast", has_text="Interrupted gpu7.ipynb")).to_be_visible()
