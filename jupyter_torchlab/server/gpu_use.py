@@ -9,7 +9,7 @@ sampler thread) this module derives, per kernel:
   last transition to idle: output an idle kernel's threads send does not reset it), and holds
   GPU memory;
 - ``gpu_waiting``: the kernel is busy and holds GPU memory, but its share of the GPU (NVML's
-  per-process utilisation) stayed under ``STARVED_BELOW`` percent for ``STARVED_AFTER`` seconds.
+  per-process utilisation) stayed low for a while (:mod:`jupyter_torchlab.metrics.starvation`).
 
 :class:`IdleCuller` is the opt-in policy (``TorchlabExtension.gpu_idle_cull``, off by default):
 a flagged kernel is warned first, and shut down through the kernel manager when it is still idle
@@ -29,15 +29,11 @@ from typing import Any
 
 from jupyter_torchlab._format import format_bytes, format_duration
 from jupyter_torchlab.metrics import ProcessTreeSnapshot
+from jupyter_torchlab.metrics.starvation import GpuStarvation
 
 from .kernels import KernelInfo
 
-__all__ = ["STARVED_AFTER", "STARVED_BELOW", "GpuUse", "IdleCuller", "idle_seconds"]
-
-#: a busy kernel's GPU share under this percent ...
-STARVED_BELOW = 10.0
-#: ... for this many seconds is "waiting for data"
-STARVED_AFTER = 30.0
+__all__ = ["GpuUse", "IdleCuller", "idle_seconds"]
 
 
 def idle_seconds(info: KernelInfo, now: float) -> float | None:
@@ -60,8 +56,7 @@ class GpuUse:
 
     def __init__(self, warn_after: float = 1800.0) -> None:
         self.warn_after = warn_after  # 0: never flag idle holders
-        # kernel id -> (start of the current low-utilisation stretch, its utilisation readings)
-        self._low: dict[str, tuple[float, list[float]]] = {}
+        self._starvation = GpuStarvation()
 
     def observe(
         self,
@@ -75,31 +70,24 @@ class GpuUse:
             tree = trees.get(kid)
             held = tree.gpu_memory if tree is not None else None
             holding = None
-            waiting = None
             idle = idle_seconds(info, now)
             if held and idle is not None and 0 < self.warn_after <= idle:
                 holding = {"seconds": idle, "bytes": held}
-            util = tree.gpu_utilization if tree is not None else None
-            if (
-                held
-                and info.execution_state == "busy"
-                and util is not None
-                and util < STARVED_BELOW
-            ):
-                start, readings = self._low.get(kid, (now, []))
-                readings = [*readings[-59:], util]
-                self._low[kid] = (start, readings)
-                if now - start >= STARVED_AFTER:
-                    waiting = {
-                        "seconds": now - start,
-                        "utilization": sum(readings) / len(readings),
-                    }
-            else:
-                self._low.pop(kid, None)
+            starved = self._starvation.observe(
+                kid,
+                busy=info.execution_state == "busy",
+                gpu_memory=held,
+                utilization=tree.gpu_utilization if tree is not None else None,
+                now=now,
+            )
+            waiting = (
+                None
+                if starved is None
+                else {"seconds": starved.seconds, "utilization": starved.utilization}
+            )
             if holding is not None or waiting is not None:
                 flags[kid] = Flags(holding, waiting)
-        for kid in set(self._low) - set(kernels):
-            del self._low[kid]
+        self._starvation.forget(set(kernels))
         return flags
 
 

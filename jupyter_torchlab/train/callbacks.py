@@ -58,6 +58,8 @@ class FitState:
     peak_memory: int | None = None
     # what displays call the device ("cuda:0 (NVIDIA H200)"), named once by whoever may ask it
     device_label: str = ""
+    # the training loader fit iterates, so a display can name the knob that would feed it faster
+    loader: Any = None
 
     def reset_epoch(self, epoch: int) -> None:
         """Start epoch ``epoch`` (0-based): zero the per-epoch counters and readings."""

@@ -87,11 +87,13 @@ def render_monitor(
     activity: KernelActivity,
     history: dict[str, collections.deque[float]] | None = None,
     last_death: dict[str, Any] | None = None,
+    gpu_waiting: Any | None = None,
 ) -> tuple[str, str]:
     """Return (html, text) for one monitor reading; pure, so tests feed it plain objects.
 
     ``last_death``: how the kernel before this one (same kernel id, before a restart) ended, as
-    the server explained it.
+    the server explained it. ``gpu_waiting``: the kernel is busy but has kept its GPU mostly
+    idle for a while (a :class:`~jupyter_torchlab.metrics.starvation.Starved`).
     """
     history = history or {}
     rows: list[tuple[str, str, str]] = []  # label, value, sparkline svg
@@ -159,6 +161,18 @@ def render_monitor(
                 f"GPU {gpu.index}",
                 f"{gpu.name + ', ' if gpu.name else ''}{util} busy, {mem}{share}",
                 spark(f"gpu{gpu.index}"),
+            )
+        )
+    if gpu_waiting is not None and activity.busy:
+        levels["GPU waits"] = "warn"
+        rows.append(
+            (
+                "GPU waits",
+                f"busy, but this kernel kept its GPU only "
+                f"{gpu_waiting.utilization:.0f}% busy for {format_duration(gpu_waiting.seconds)}: "
+                "it is probably waiting for data (more DataLoader workers, pin_memory=True, the "
+                "data in memory, a larger batch)",
+                "",
             )
         )
     if last_death is not None:

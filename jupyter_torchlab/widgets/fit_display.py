@@ -14,6 +14,7 @@ from typing import Any
 from .._format import format_bytes, format_duration, format_number, format_percent, format_rate
 from ..train.callbacks import Callback
 from ..train.display import text_display
+from ..train.fit.inputs import input_advice
 from ..train.history import EPOCH_HEADERS, epoch_cells
 from . import render
 from ._budget import Throttle, get_budget
@@ -293,10 +294,12 @@ class FitProgress(Callback):
         share = self._data_share(state)
         if share is None or share <= INPUT_BOUND:
             return None
+        device = getattr(state, "device", "cpu")
+        who = "the model" if str(device).startswith("cpu") else "the GPU"
+        advice = input_advice(getattr(state, "loader", None), device)
+        knobs = "; ".join(advice) if advice else "move data preparation out of __getitem__"
         return (
-            "Training is input-bound: the model waits for the data loader. Try "
-            "DataLoader(num_workers=2 or more, pin_memory=True, persistent_workers=True), "
-            "or move data preparation out of __getitem__."
+            f"Input-bound: {who} waits for data {format_percent(share)} of the time. Try {knobs}."
         )
 
     def _footer_text(self, state: Any) -> str:

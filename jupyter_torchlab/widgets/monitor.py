@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._files import DEATHS_FILE
+from ..metrics.starvation import GpuStarvation, Starved
 from ._frontend import close_tree, get_shell, replace, show, use_widgets
 from ._monitor_view import KernelActivity, clock_time, first_line, render_monitor
 
@@ -74,6 +75,9 @@ class KernelMonitor:
         #: the last error of the updater thread, if any (logged once; it keeps running)
         self.error: Exception | None = None
         self._last_death = previous_death()
+        # busy while its GPU mostly waits (for data?): the low-utilisation stretch so far
+        self._starvation = GpuStarvation()
+        self._gpu_waiting: Starved | None = None
         self._html = w.HTML(render_monitor(None, self.activity(), last_death=self._last_death)[0])
         self._button = w.Button(description="Stop monitor", layout=w.Layout(width="auto"))
         self._button.on_click(lambda _b: self.close())
@@ -129,7 +133,11 @@ class KernelMonitor:
                     next_sample = now + self.interval
                     self._sample()
                 html, self._text = render_monitor(
-                    self._snapshot, self.activity(), self._history, self._last_death
+                    self._snapshot,
+                    self.activity(),
+                    self._history,
+                    self._last_death,
+                    gpu_waiting=self._gpu_waiting,
                 )
                 if html != last:
                     self._html.value = html
@@ -146,6 +154,13 @@ class KernelMonitor:
         snap = self.sampler.sample_once(self._targets)
         self._snapshot = snap
         tree = snap.trees.get("kernel")
+        self._gpu_waiting = self._starvation.observe(
+            "kernel",
+            busy=self.activity().busy,
+            gpu_memory=tree.gpu_memory if tree is not None else None,
+            utilization=tree.gpu_utilization if tree is not None else None,
+            now=snap.time,
+        )
         if tree is not None:
             self._history["kernel_cpu"].append(tree.cpu_percent)
         if snap.host is not None:

@@ -134,7 +134,7 @@ def test_the_notebook_views_panel_shows_gpu_rows_and_free_it(page: Any, notebook
         snapshot["gpu_reason"] = None
         for kernel in snapshot["kernels"]:
             kernel.update(gpu_memory=3 * 2**30, gpu_devices=[0], gpu_utilization=7.0)
-            if kernel["execution_state"] == "idle":
+            if kernel["path"] == "gpu7.ipynb" and kernel["execution_state"] == "idle":
                 kernel["holding_idle"] = {"seconds": 3900.0, "bytes": 3 * 2**30}
         return json.dumps(snapshot)
 
@@ -145,8 +145,11 @@ def test_the_notebook_views_panel_shows_gpu_rows_and_free_it(page: Any, notebook
     notebook_server.write_notebook("gpu7.ipynb", "x = 1")
     page.goto(notebook_server.page_url("notebooks/gpu7.ipynb"))
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
-    page.locator("#menu-panel").get_by_text("Help", exact=True).click()
-    page.locator(".lm-Menu-item", has_text="PyTorch kernel monitor").click()
+    # the idle holder's notification; its "Open the monitor" hides it and opens the panel
+    toast = page.locator(".Toastify__toast", has_text="gpu7.ipynb: Idle for 1 h 05 min")
+    expect(toast).to_be_visible(timeout=30_000)
+    toast.get_by_role("button", name="Open the monitor").click()
+    expect(toast).to_have_count(0)
     panel = page.locator("#jupyter-torchlab-monitor")
     row = panel.locator(".jp-torchlab-kernel-row", has=page.locator("[title='gpu7.ipynb']"))
     expect(row.locator(".jp-torchlab-kernel-gpu")).to_contain_text("7%", timeout=30_000)

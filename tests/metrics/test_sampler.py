@@ -123,7 +123,15 @@ def test_to_dict_is_json_ready(make_tree):
     assert data["gpus"][0]["processes"] == []
     assert data["trees"]["k"]["pids"] == [tree.pid]
     assert data["errors"] == {}
-    assert set(data) == {"time", "host", "gpus", "gpu_reason", "trees", "errors"}
+    assert set(data) == {
+        "time",
+        "host",
+        "gpus",
+        "gpu_reason",
+        "trees",
+        "errors",
+        "gpu_utilization_reason",
+    }
 
 
 def test_snapshots_are_immutable():

@@ -17,7 +17,8 @@ from prometheus_client import REGISTRY
 from traitlets.config import Config
 
 from jupyter_torchlab.metrics import GpuSampler, HostSampler, ProcessTreeSnapshot, Sampler
-from jupyter_torchlab.server.gpu_use import STARVED_AFTER, GpuUse
+from jupyter_torchlab.metrics.starvation import STARVED_AFTER
+from jupyter_torchlab.server.gpu_use import GpuUse
 from jupyter_torchlab.server.kernels import KernelInfo
 from jupyter_torchlab.server.monitor import ServerMonitor
 from tests.metrics.fake_nvml import FakeNvml, device, proc, sample

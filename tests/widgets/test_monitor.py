@@ -263,3 +263,36 @@ def test_a_restarted_kernel_says_how_the_previous_one_died(tmp_path):
     line = next(line for line in text.splitlines() if "last restart" in line)
     assert "the kernel was killed by the out-of-memory killer at 3.9 GiB" in line
     assert 'data-pressure="danger"' in html
+
+
+def test_a_busy_kernel_whose_gpu_mostly_waits_says_so():
+    """The real sampler over the fake NVML: this process holds GPU memory, keeps it ~idle."""
+    from jupyter_torchlab.metrics import GpuSampler, HostSampler, Sampler
+    from jupyter_torchlab.metrics.starvation import STARVED_AFTER
+    from jupyter_torchlab.widgets.monitor import KernelMonitor
+    from tests.metrics.fake_nvml import FakeNvml, device, proc, sample
+
+    me = os.getpid()
+    clock = [1000.0]
+    nvml = FakeNvml([device(0, compute=[proc(me, 2 * GiB)], samples=[sample(me, 10, 3)])])
+    sampler = Sampler(host=HostSampler(), gpu=GpuSampler(nvml, environ={}), wall=lambda: clock[0])
+    mon = KernelMonitor(sampler=sampler, wall=lambda: clock[0])
+    busy = KernelActivity(busy=True, since=clock[0], duration=0, cell="fit(model, loader)")
+    mon.activity = lambda: busy  # type: ignore[method-assign]
+    try:
+        mon._sample()
+        assert mon._gpu_waiting is None  # not for long enough yet
+        clock[0] += STARVED_AFTER
+        mon._sample()  # no new sample since the last reading: the GPU ran nothing of ours
+        assert mon._gpu_waiting is not None
+        assert mon._gpu_waiting.utilization == pytest.approx(1.5)
+        _html, text = render_monitor(mon._snapshot, busy, gpu_waiting=mon._gpu_waiting)
+        assert "GPU waits: busy, but this kernel kept its GPU only 2% busy for 0:30" in text
+        assert "probably waiting for data" in text
+        # idle: no claim about waiting
+        idle = KernelActivity(busy=False, since=clock[0], duration=0, cell=None)
+        mon.activity = lambda: idle  # type: ignore[method-assign]
+        mon._sample()
+        assert mon._gpu_waiting is None
+    finally:
+        mon.close()

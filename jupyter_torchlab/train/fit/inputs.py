@@ -28,6 +28,7 @@ __all__ = [
     "check_labels_range",
     "classes_of",
     "device_hint",
+    "input_advice",
     "split_batch",
 ]
 
@@ -179,6 +180,33 @@ def device_hint(err: RuntimeError, device: torch.device) -> RuntimeError | None:
         "parameters and buffers did not move. Register it with self.register_buffer(...), or "
         "put the model and everything it uses on one device yourself and pass that as device=."
     )
+
+
+def input_advice(loader: Any, device: torch.device | str) -> list[str]:
+    """Return the concrete knobs that would feed an input-bound training loop faster.
+
+    Read from the loader fit trains on: worker processes, pinned memory on a GPU, workers kept
+    between epochs, a dataset that transforms images on every access, a small batch on a GPU.
+    """
+    dev = torch.device(device)
+    advice: list[str] = []
+    if not isinstance(loader, DataLoader):
+        return ["more DataLoader workers (num_workers)", "the data in memory", "a larger batch"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if loader.num_workers == 0 and (cores or 1) > 1:
+        advice.append(f"num_workers={min(8, max(2, (cores or 2) - 1))} (it is 0)")
+    elif loader.num_workers > 0 and not loader.persistent_workers:
+        advice.append("persistent_workers=True (workers restart every epoch)")
+    if dev.type == "cuda" and not loader.pin_memory:
+        advice.append("pin_memory=True")
+    if not isinstance(loader.dataset, TensorDataset) and getattr(loader.dataset, "transform", None):
+        advice.append(
+            "the data in memory, transformed once (tl.cifar10(in_memory=True) for CIFAR-10)"
+        )
+    size = loader.batch_size
+    if dev.type != "cpu" and size is not None and size <= 64:
+        advice.append(f"a larger batch (batch_size={size * 4}; it is {size})")
+    return advice
 
 
 def classes_of(data: Any) -> Sequence[str] | None:

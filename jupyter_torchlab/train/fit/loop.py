@@ -175,6 +175,7 @@ def fit(
             start_epoch=start_epoch,
             rank=0 if info is None else info.rank,
             world_size=1 if info is None else info.world_size,
+            loader=loader,
         )
         try:
             state.batches = len(loader)
