@@ -7,11 +7,17 @@ their production rate. Naive: what popular extensions do per request, a fresh ``
 per tree, ``cpu_percent(interval=0.05)``, a recursive children walk and ``memory_info`` for each
 process. Caller wait: ``Sampler.latest()`` while the sampler thread runs, against a naive request.
 
+Fake-GPU mode (``--fake-gpus 8``): the same 8 trees and 8 fake GPUs (the tests' fake NVML, each
+listing every tree's root as a compute process holding 1 GiB). What the per-process utilisation
+queries add: a sampler whose NVML lacks ``nvmlDeviceGetProcessUtilization`` (before) against one
+whose NVML returns 6 samples per process per second (after), ticks interleaved in one run.
+
 GPU mode (``--gpu``, needs an NVIDIA GPU and torch): a child process runs matmuls on CUDA; the
 readings must show utilisation rising and the child's GPU memory landing on the child's pid.
 Needs only psutil, nvidia-ml-py and torch (no Jupyter).
 
     python benchmarks/bench_sampler.py [--ticks 200] [--requests 5] [--strict]
+    python benchmarks/bench_sampler.py --fake-gpus 8 [--ticks 200]
     python benchmarks/bench_sampler.py --gpu
 """
 
@@ -30,6 +36,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
+
+from _fake_gpus import LiveFakeNvml, OlderFakeNvml
 
 from jupyter_torchlab.metrics import GpuSampler, Sampler, Ticker
 
@@ -193,6 +201,100 @@ def bench_cpu(args: argparse.Namespace) -> int:
     return 1 if args.strict and not all(ok for _, ok in checks) else 0
 
 
+def bench_fake_gpus(args: argparse.Namespace) -> int:
+    trees = start_trees(TREES)
+    try:
+        pids = [p.pid for p in trees]
+        targets = {f"tree{i}": pid for i, pid in enumerate(pids)}
+        fake_now = [0.0]
+
+        def clock() -> float:
+            return fake_now[0]
+
+        def make(nvml_class: type[LiveFakeNvml]) -> tuple[Sampler, GpuSampler]:
+            gpu = GpuSampler(nvml_class(args.fake_gpus, lambda: pids, clock=clock), environ={})
+            return Sampler(gpu=gpu, clock=clock), GpuSampler(
+                nvml_class(args.fake_gpus, lambda: pids, clock=clock), environ={}
+            )
+
+        variants = {"before": make(OlderFakeNvml), "after": make(LiveFakeNvml)}
+        tick: dict[str, list[float]] = {name: [] for name in variants}
+        gpu_only: dict[str, list[float]] = {name: [] for name in variants}
+        for sampler, gpu in variants.values():  # warm up: first reads, NVML init
+            sampler.sample_once(targets)
+            gpu.sample()
+        snaps = {}
+        for i in range(args.ticks):
+            fake_now[0] += 1.0
+            order = list(variants.items())
+            if i % 2:
+                order.reverse()  # neither variant always runs first
+            for name, (sampler, gpu) in order:
+                start = time.thread_time()
+                snaps[name] = sampler.sample_once(targets)
+                tick[name].append(time.thread_time() - start)
+                start = time.thread_time()
+                gpu.sample()
+                gpu_only[name].append(time.thread_time() - start)
+    finally:
+        stop_trees(trees)
+
+    before, after = snaps["before"], snaps["after"]
+    assert len(after.gpus) == args.fake_gpus, after.gpu_reason
+    assert all(len(g.processes) == TREES for g in after.gpus)
+    utils_after = [t.gpu_utilization for t in after.trees.values()]
+    utils_before = [t.gpu_utilization for t in before.trees.values()]
+    mean = {name: statistics.mean(v) for name, v in tick.items()}
+    gmean = {name: statistics.mean(v) for name, v in gpu_only.items()}
+    added = mean["after"] - mean["before"]
+    checks = [
+        (
+            f"<= 2 ms CPU per tick for {TREES} trees and {args.fake_gpus} GPUs, with per-process "
+            "utilisation",
+            mean["after"] <= 0.002,
+        ),
+        (
+            "every tree gets a GPU utilisation share (after)",
+            all(u is not None for u in utils_after),
+        ),
+        (
+            "before: no share, and a reason",
+            all(u is None for u in utils_before) and before.gpu_utilization_reason is not None,
+        ),
+    ]
+    print(
+        f"host + {TREES} process trees of 3 processes + {args.fake_gpus} fake GPUs, each listing "
+        f"the {TREES} tree roots; {args.ticks} interleaved ticks; {os.cpu_count()} CPUs; "
+        f"load average {os.getloadavg()[0]:.1f}; python {sys.version.split()[0]}"
+    )
+    print()
+    print("| CPU per tick | before (no per-process utilisation) | after | after / before |")
+    print("|---|---|---|---|")
+    for label, values in (
+        ("whole tick (`Sampler.sample_once`)", tick),
+        ("GPU source alone", gpu_only),
+    ):
+        b, a = statistics.mean(values["before"]), statistics.mean(values["after"])
+        pb = sorted(values["before"])[int(0.95 * args.ticks) - 1]
+        pa = sorted(values["after"])[int(0.95 * args.ticks) - 1]
+        print(
+            f"| {label} | {fmt_ms(b)} (p95 {fmt_ms(pb)}) | {fmt_ms(a)} (p95 {fmt_ms(pa)}) "
+            f"| {a / b:.3f} |"
+        )
+    print()
+    print(
+        f"- added by the per-process queries: {added * 1e3:+.3f} ms per tick "
+        f"({added / args.fake_gpus * 1e6:+.1f} µs per GPU; GPU source {gmean['before'] * 1e3:.3f} "
+        f"-> {gmean['after'] * 1e3:.3f} ms); at one tick per second, "
+        f"{added * 100:+.3f}% of one core"
+    )
+    print(f"- shares (after): {', '.join(f'{u:.0f}%' for u in utils_after if u is not None)}")
+    print(f"- reason (before): {before.gpu_utilization_reason}")
+    for name, ok in checks:
+        print(f"- target {name}: {'PASS' if ok else 'FAIL'}")
+    return 1 if args.strict and not all(ok for _, ok in checks) else 0
+
+
 GPU_LOAD = (
     "import sys, time, torch\n"
     "x = torch.randn(8192, 8192, device='cuda')\n"
@@ -285,8 +387,13 @@ def main() -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--gpu", action="store_true", help="check readings under a CUDA load")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of the GPU load")
+    parser.add_argument(
+        "--fake-gpus", type=int, default=0, help="what per-process utilisation adds, N fake GPUs"
+    )
     args = parser.parse_args()
-    return bench_gpu(args) if args.gpu else bench_cpu(args)
+    if args.gpu:
+        return bench_gpu(args)
+    return bench_fake_gpus(args) if args.fake_gpus else bench_cpu(args)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ._util import LogOnce
@@ -351,17 +351,27 @@ class GpuSampler:
                 else f"per-process GPU utilisation could not be read: {_text(err)}"
             )
             return None
-        by_pid: dict[int, list[float]] = {}
+        # a driver keeps about six samples per process per second: this loop runs per sample,
+        # per device, per tick, so it stays plain (benchmarks/bench_sampler.py --fake-gpus)
+        sums: dict[int, float] = {}
+        counts: dict[int, int] = {}
         newest = since
         for sample in samples or ():
-            stamp = int(getattr(sample, "timeStamp", 0))
+            stamp = sample.timeStamp
             if stamp <= since:
                 continue
-            newest = max(newest, stamp)
-            by_pid.setdefault(int(sample.pid), []).append(float(sample.smUtil))
-        self._util_seen[index] = newest
+            if stamp > newest:
+                newest = stamp
+            pid = sample.pid
+            if pid in sums:
+                sums[pid] += sample.smUtil
+                counts[pid] += 1
+            else:
+                sums[pid] = sample.smUtil
+                counts[pid] = 1
+        self._util_seen[index] = int(newest)
         self._util_reason.pop(index, None)
-        return {pid: sum(v) / len(v) for pid, v in by_pid.items()}
+        return {int(pid): float(total) / counts[pid] for pid, total in sums.items()}
 
     @staticmethod
     def _describe(err: BaseException) -> str:
@@ -426,7 +436,7 @@ class GpuSampler:
                 util = self._process_utilization(index, handle)
                 if util is not None:
                     processes = {
-                        pid: replace(p, utilization=util.get(pid, 0.0))
+                        pid: GpuProcess(pid, p.memory_used, p.kind, util.get(pid, 0.0))
                         for pid, p in processes.items()
                     }
         except _Lost:

@@ -68,6 +68,13 @@ class ProcessTreeSnapshot:
         """Bytes the tree costs: PSS when known, else RSS."""
         return self.pss if self.pss is not None else self.rss
 
+    @property
+    def gpu_utilization_per_device(self) -> float | None:
+        """The share averaged over the tree's GPUs: low means each of them waits."""
+        if self.gpu_utilization is None:
+            return None
+        return self.gpu_utilization / max(1, len(self.gpu_devices))
+
 
 @dataclass(frozen=True)
 class _Member:

@@ -1,9 +1,9 @@
 """A busy process whose GPU mostly waits: the low-utilisation stretch of each watched key.
 
-A training loop that holds GPU memory and runs, yet keeps its GPU under :data:`STARVED_BELOW`
-percent busy for :data:`STARVED_AFTER` seconds, is almost always waiting for its input (data
-loading, Python work between steps). The server flags kernels with it, the kernel monitor flags
-its own kernel; both feed it one reading per tick.
+A training loop that holds GPU memory and runs, yet keeps its GPUs under :data:`STARVED_BELOW`
+percent busy (on average over the GPUs it uses) for :data:`STARVED_AFTER` seconds, is almost
+always waiting for its input (data loading, Python work between steps). The server flags kernels
+with it, the kernel monitor flags its own kernel; both feed it one reading per tick.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ class GpuUse:
                 kid,
                 busy=info.execution_state == "busy",
                 gpu_memory=held,
-                utilization=tree.gpu_utilization if tree is not None else None,
+                utilization=tree.gpu_utilization_per_device if tree is not None else None,
                 now=now,
             )
             waiting = (

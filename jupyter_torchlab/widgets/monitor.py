@@ -158,7 +158,7 @@ class KernelMonitor:
             "kernel",
             busy=self.activity().busy,
             gpu_memory=tree.gpu_memory if tree is not None else None,
-            utilization=tree.gpu_utilization if tree is not None else None,
+            utilization=tree.gpu_utilization_per_device if tree is not None else None,
             now=snap.time,
         )
         if tree is not None:

@@ -34,7 +34,9 @@ def info(kid: str, state: str, *, idle_since: float | None = None, pid: int = 1)
     )
 
 
-def tree(gpu_memory: int | None, utilization: float | None = None) -> ProcessTreeSnapshot:
+def tree(
+    gpu_memory: int | None, utilization: float | None = None, devices: int = 1
+) -> ProcessTreeSnapshot:
     return ProcessTreeSnapshot(
         pid=1,
         cpu_percent=0.0,
@@ -45,7 +47,7 @@ def tree(gpu_memory: int | None, utilization: float | None = None) -> ProcessTre
         pids=(1,),
         gpu_memory=gpu_memory,
         gpu_utilization=utilization,
-        gpu_devices=(0,) if gpu_memory else (),
+        gpu_devices=tuple(range(devices)) if gpu_memory else (),
     )
 
 
@@ -84,6 +86,18 @@ def test_a_busy_kernel_whose_gpu_share_stays_low_is_said_to_wait() -> None:
     unknown = {"k": tree(2 * GIB, None)}
     assert use.observe(kernels, unknown, now=10**4) == {}
     assert use.observe(kernels, unknown, now=10**5) == {}
+
+
+def test_a_kernel_on_eight_gpus_waits_when_each_gpu_does() -> None:
+    """The share sums over the GPUs (like CPU over cores); waiting is judged per GPU."""
+    use = GpuUse()
+    kernels = {"k": info("k", "busy")}
+    eight_at_5 = {"k": tree(8 * GIB, 40.0, devices=8)}  # 5% of each of 8 GPUs
+    use.observe(kernels, eight_at_5, now=0.0)
+    flags = use.observe(kernels, eight_at_5, now=STARVED_AFTER)
+    assert flags["k"].gpu_waiting == {"seconds": STARVED_AFTER, "utilization": 5.0}
+    two_at_40 = {"k": tree(2 * GIB, 80.0, devices=2)}  # both GPUs work
+    assert use.observe(kernels, two_at_40, now=STARVED_AFTER + 1) == {}
 
 
 class Wall:
