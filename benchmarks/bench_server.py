@@ -20,6 +20,7 @@ Loopback only; every loop is bounded; servers and kernels are shut down at the e
     python benchmarks/bench_server.py                     # about 3 minutes
     python benchmarks/bench_server.py --quick             # about 40 s, a smoke run
     python benchmarks/bench_server.py --load-seconds 20
+    python benchmarks/bench_server.py --phases idle --kernels 24 --fake-gpus 8
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Server:
     name: str
     extensions: dict[str, bool]
     extra_config: dict[str, Any] = field(default_factory=dict)
+    fake_gpus: int = 0  # > 0: the server's NVML is this many fake GPUs (benchmarks/_fake_gpus.py)
     port: int = 0
     token: str = ""
     proc: subprocess.Popen[bytes] | None = None
@@ -114,8 +116,11 @@ class Server:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "jupyter_server",
+                *(
+                    [str(ROOT / "benchmarks" / "_fake_gpus.py"), str(self.fake_gpus)]
+                    if self.fake_gpus
+                    else ["-m", "jupyter_server"]
+                ),
                 "--ServerApp.ip=127.0.0.1",
                 f"--ServerApp.port={self.port}",
                 "--ServerApp.port_retries=0",
@@ -417,14 +422,27 @@ def report_cost(args: argparse.Namespace, cost: dict[str, dict[str, float]], doc
     )
 
 
-def report_idle(args: argparse.Namespace, idle: dict[str, float]) -> None:
+def report_idle(args: argparse.Namespace, idle: dict[str, float], doc: dict[str, Any]) -> None:
     added = idle["torchlab-on"] - idle["torchlab-off"]
-    print(f"## Idle cost ({args.kernels} kernels each, {args.idle_seconds:.0f} s, same window)\n")
+    gpus = (
+        f", {args.fake_gpus} fake GPUs on the torchlab server, each listing every kernel"
+        if args.fake_gpus
+        else ""
+    )
+    print(
+        f"## Idle cost ({args.kernels} kernels each{gpus}, {args.idle_seconds:.0f} s, "
+        "same window)\n"
+    )
     print("| server | CPU, % of one core |")
     print("|---|---:|")
     print(f"| torchlab enabled | {idle['torchlab-on']:.2f} |")
     print(f"| torchlab disabled | {idle['torchlab-off']:.2f} |")
     print(f"| **added by torchlab** | **{added:.2f}** (target <= 1.00) |\n")
+    shares = [k.get("gpu_utilization") for k in doc["kernels"]]
+    print(
+        f"- the torchlab server read {len(doc['gpus'])} GPUs ({doc['gpu_reason'] or 'readable'}); "
+        f"kernels with a GPU share: {sum(u is not None for u in shares)} of {len(shares)}\n"
+    )
 
 
 def report_load(args: argparse.Namespace, loaded: dict[str, Any]) -> None:
@@ -467,6 +485,12 @@ def main() -> int:
     p.add_argument(
         "--phases", default="cost,idle,load", help="comma-separated subset of cost,idle,load"
     )
+    p.add_argument(
+        "--fake-gpus",
+        type=int,
+        default=0,
+        help="idle phase: the torchlab server sees N fake GPUs holding every kernel",
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run: fewer kernels, shorter")
     args = p.parse_args()
     if args.quick:
@@ -478,14 +502,20 @@ def main() -> int:
 
     if "idle" in phases:
         # two fresh servers side by side, measured over the same window
-        on = Server("torchlab-on", {"jupyter_torchlab": True, "jupyter_resource_usage": False})
+        on = Server(
+            "torchlab-on",
+            {"jupyter_torchlab": True, "jupyter_resource_usage": False},
+            fake_gpus=args.fake_gpus,
+        )
         off = Server("torchlab-off", {"jupyter_torchlab": False, "jupyter_resource_usage": False})
         with servers_running(on, off):
             ids = on.start_kernels(args.kernels)
             off.start_kernels(args.kernels)
             wait_for_kernels(on, ids)
             idle = idle_cost([on, off], args.idle_seconds)
-        report_idle(args, idle)
+            _, data, _ = on.client().get(OURS)
+            doc = json.loads(data)
+        report_idle(args, idle, doc)
 
     if phases & {"cost", "load"}:
         both = Server("both", {"jupyter_torchlab": True, "jupyter_resource_usage": True})

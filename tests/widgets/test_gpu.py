@@ -63,3 +63,23 @@ def test_tensor_postfix_never_syncs_the_gpu_between_refreshes():
     bar.close()
     assert bar.status == "done"
     assert bar.postfix.startswith("loss=")  # converted once, at the final refresh
+
+
+def test_a_data_starved_fit_on_cuda_is_called_input_bound(kernel: Kernel):
+    msgs = kernel.execute(
+        "import time, torch\n"
+        "import jupyter_torchlab as tl\n"
+        "class _Slow(torch.utils.data.Dataset):\n"
+        "    def __len__(self):\n"
+        "        return 128\n"
+        "    def __getitem__(self, i):\n"
+        "        time.sleep(0.02)\n"
+        "        return torch.randn(3, 32, 32), i % 10\n"
+        "hist = tl.fit(tl.TutorialNet(), _Slow(), epochs=1, batch_size=8, num_workers=0,\n"
+        "              device='cuda')\n",
+        timeout=300,
+    )
+    record = [m for m in displays(msgs) if m["msg_type"] == "update_display_data"][-1]
+    html = record["content"]["data"]["text/html"]
+    assert "Input-bound: the GPU waits for data" in html, html
+    assert "pin_memory=True" in html
