@@ -14,7 +14,6 @@ from typing import Any
 from .._format import format_bytes, format_duration, format_number, format_percent, format_rate
 from ..train.callbacks import Callback
 from ..train.display import text_display
-from ..train.fit.inputs import input_advice
 from ..train.history import EPOCH_HEADERS, epoch_cells
 from . import render
 from ._budget import Throttle, get_budget
@@ -296,6 +295,10 @@ class FitProgress(Callback):
             return None
         device = getattr(state, "device", "cpu")
         who = "the model" if str(device).startswith("cpu") else "the GPU"
+        # imported here, not at the top: the package root imports this module, and the server
+        # extension (which loads the package) must not pay for torch; fit has imported it by now
+        from ..train.fit.inputs import input_advice
+
         advice = input_advice(getattr(state, "loader", None), device)
         knobs = "; ".join(advice) if advice else "move data preparation out of __getitem__"
         return (

@@ -65,3 +65,18 @@ def test_importing_the_cli_does_not_import_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_loading_the_server_extension_does_not_import_torch():
+    # what jupyter_server does at start: import the package and load its extension module; torch
+    # would add a second or more to every server start and memory to every user server on a hub
+    code = (
+        "import sys, importlib, jupyter_torchlab as tl\n"
+        "for point in tl._jupyter_server_extension_points():\n"
+        "    importlib.import_module(point['module'])\n"
+        "print('torch' in sys.modules, 'ipywidgets' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["False", "False"], result.stderr
