@@ -41,6 +41,10 @@ __all__ = ["NEAR_LIMIT", "DeathWatch", "KernelDeath", "explain"]
 NEAR_LIMIT = 0.9
 #: events kept for GET torchlab/api/events
 KEEP = 100
+#: seconds after a kernel process is first seen during which its cgroup is looked up every tick:
+#: a launcher may move it into a cgroup of its own as it starts (hubs do), and on a loaded machine
+#: that can come several ticks late
+SETTLE_SECONDS = 10.0
 
 OOM_ADVICE = (
     "Use less memory in that notebook (a smaller batch size, fewer DataLoader workers, "
@@ -83,8 +87,7 @@ class _Alive:
     peak_memory: int | None = None
     memory_limit: int | None = None
     info: KernelInfo | None = None
-    settled: bool = False  # the cgroup was looked up again after the first tick
-    seen: float = field(default_factory=time.time)
+    seen: float = field(default_factory=time.monotonic)
 
 
 def explain(
@@ -101,7 +104,9 @@ def explain(
         used = f" at {format_bytes(last_memory)} of its {format_bytes(memory_limit)} memory limit"
     elif last_memory is not None:
         used = f" at {format_bytes(last_memory)}"
-    if oom_killed:
+    # the OOM killer only ever sends SIGKILL: a kernel that exited or died of another signal
+    # after a kill elsewhere in its cgroup (a DataLoader worker, another kernel) died of that
+    if oom_killed and (returncode is None or sig == signal.SIGKILL):
         return (
             "oom_killer",
             f"killed by the out-of-memory killer{used}. {OOM_ADVICE}",
@@ -177,15 +182,13 @@ class DeathWatch:
                 if alive is None or alive.pid != info.pid:
                     counter = locate(info.pid)
                     alive = self._alive[kid] = _Alive(info.pid, counter, read_count(counter))
-                elif not alive.settled:
-                    # a kernel may move itself into a cgroup of its own as it starts (a hub's
-                    # launcher does): look once more, a tick later
-                    alive.settled = True
+                elif time.monotonic() - alive.seen < SETTLE_SECONDS:
                     counter = locate(info.pid)
                     if counter != alive.counter:
                         alive.counter, alive.oom_kills = counter, read_count(counter)
                 alive.info = info
-                alive.last_memory = tree.memory
+                if tree.memory:  # a process being torn down reads 0: keep the reading before
+                    alive.last_memory = tree.memory
                 alive.peak_memory = max(alive.peak_memory or 0, tree.memory)
                 alive.memory_limit = memory_limit
             for kid in set(self._alive) - set(kernels):

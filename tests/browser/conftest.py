@@ -108,6 +108,15 @@ class Server:
     def tail_log(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
+    def shut_down_kernels(self) -> None:
+        """Delete every session and kernel, so one test's kernels do not load the next one's."""
+        for session in self.api("GET", "api/sessions"):
+            with contextlib.suppress(urllib.error.HTTPError):
+                self.api("DELETE", f"api/sessions/{session['id']}")
+        for kernel in self.api("GET", "api/kernels"):
+            with contextlib.suppress(urllib.error.HTTPError):
+                self.api("DELETE", f"api/kernels/{kernel['id']}")
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -212,13 +221,27 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from _start("lab", tmp_path_factory.mktemp("lab"))
 
 
 @pytest.fixture(scope="module")
-def notebook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _notebook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from _start("notebook", tmp_path_factory.mktemp("notebook"))
+
+
+@pytest.fixture
+def lab_server(_lab_server: Server) -> Iterator[Server]:
+    """The module's `jupyter lab`; the kernels a test started are shut down after it."""
+    yield _lab_server
+    _lab_server.shut_down_kernels()
+
+
+@pytest.fixture
+def notebook_server(_notebook_server: Server) -> Iterator[Server]:
+    """The module's `jupyter notebook`; the kernels a test started are shut down after it."""
+    yield _notebook_server
+    _notebook_server.shut_down_kernels()
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,15 @@ def open_notebook_and_wait_idle(page: Any, server: Server, name: str) -> Any:
     open_lab(page, server, f"lab/tree/{name}")
     expect(current_tab(page)).to_have_text(name)
     status = page.locator(".jp-torchlab-status")
-    expect(status).to_contain_text("idle", timeout=60_000)
+    try:
+        expect(status).to_contain_text("idle", timeout=60_000)
+    except AssertionError as e:
+        # say why the notebook has no idle kernel: a dialog, the sessions, the server's log
+        dialogs = page.locator(".jp-Dialog").all_inner_texts()
+        sessions = server.api("GET", "api/sessions")
+        raise AssertionError(
+            f"{e}\ndialogs: {dialogs}\nsessions: {sessions}\nserver log:\n{server.tail_log()}"
+        ) from None
     return status
 
 

@@ -45,6 +45,16 @@ def test_sigkill_near_the_limit_is_most_likely_out_of_memory_even_without_the_co
 
 
 @pytest.mark.parametrize(
+    ("returncode", "cause"),
+    [(-9, "oom_killer"), (None, "oom_killer"), (-11, "signal"), (1, "exit"), (0, "exit")],
+)
+def test_a_risen_oom_count_blames_the_oom_killer_only_for_a_sigkill(returncode, cause):
+    # the count is the cgroup's: a DataLoader worker or another kernel killed there does not make
+    # this kernel's segfault or exit an OOM kill (the OOM killer only sends SIGKILL)
+    assert explain(returncode, True, 1 * GiB, 8 * GiB)[0] == cause
+
+
+@pytest.mark.parametrize(
     ("returncode", "memory", "cause", "start"),
     [
         (-9, 1 * GiB, "signal", "killed by signal 9 (SIGKILL) at 1.0 GiB of its 8.0 GiB"),
@@ -63,13 +73,19 @@ def test_other_deaths_say_what_happened(returncode, memory, cause, start):
 
 
 def test_memory_events_and_oom_control_are_parsed(tmp_path):
-    v2 = tmp_path / "memory.events"
-    v2.write_text("low 0\nhigh 4\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n")
-    v1 = tmp_path / "memory.oom_control"
-    v1.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 5\n")
-    assert parse_counts(v2.read_text())["oom_kill"] == 2
-    assert read_count(OomCounter(str(v2), 2)) == 2
-    assert read_count(OomCounter(str(v1), 1)) == 5
+    # copies of a v2 container's memory.events and a v1 memory.oom_control after OOM kills
+    v2 = FIXTURES / "v2_limited" / "memory.events"
+    v1 = FIXTURES / "v1_limited" / "memory" / "memory.oom_control"
+    assert parse_counts(v2.read_text()) == {
+        "low": 0,
+        "high": 0,
+        "max": 1187,
+        "oom": 4,
+        "oom_kill": 3,
+        "oom_group_kill": 0,
+    }
+    assert read_count(OomCounter(str(v2), 2)) == 3
+    assert read_count(OomCounter(str(v1), 1)) == 2
     assert read_count(OomCounter(str(tmp_path / "gone"), 2)) is None  # reads never raise
     assert parse_counts("garbage\nkey notanumber\n") == {}
 
@@ -267,3 +283,59 @@ async def test_a_kernel_over_its_cgroup_limit_is_reported_as_killed_by_the_oom_k
     ws.close()
     await jp_fetch("api", "kernels", kid, method="DELETE")
     assert INTERVAL > 0
+
+
+# --- the watch, with the cgroup and the process injected ----------------------------------------
+
+
+class _Restarters:
+    """A kernel manager's restart callbacks and one dead kernel's exit status."""
+
+    def __init__(self, returncode: int | None) -> None:
+        self.callbacks: dict[tuple[str, str], Any] = {}
+        process = type("Process", (), {"poll": lambda _self: returncode})()
+        provisioner = type("Provisioner", (), {"process": process})()
+        self.kernel = type("Kernel", (), {"provisioner": provisioner})()
+
+    def add_restart_callback(self, kid: str, callback: Any, event: str) -> None:
+        self.callbacks[kid, event] = callback
+
+    def remove_restart_callback(self, kid: str, callback: Any, event: str) -> None:
+        self.callbacks.pop((kid, event), None)
+
+    def get_kernel(self, kid: str) -> Any:
+        return self.kernel
+
+
+def _tree(pid: int, rss: int) -> Any:
+    from jupyter_torchlab.metrics import ProcessTreeSnapshot
+
+    return ProcessTreeSnapshot(pid, 0.0, rss, None, 1, 0, (pid,))
+
+
+def test_a_kernel_moved_into_its_own_cgroup_late_is_still_explained(tmp_path, monkeypatch):
+    from jupyter_torchlab.server import deaths
+    from jupyter_torchlab.server.kernels import KernelInfo
+
+    parent, own = tmp_path / "parent.events", tmp_path / "own.events"
+    parent.write_text("oom_kill 7\n")
+    own.write_text("oom_kill 0\n")
+    where = {"counter": OomCounter(str(parent), 2)}
+    monkeypatch.setattr(deaths, "locate", lambda pid: where["counter"])
+    km = _Restarters(returncode=-9)
+    watch = deaths.DeathWatch(km)
+    info = KernelInfo("k1", "python3", "busy", None, None, 1, 4242, "big.ipynb", None)
+    watch.sync(["k1"])
+    # the launcher moves the kernel into its own cgroup a few ticks after it started
+    for tick in range(5):
+        if tick == 3:
+            where["counter"] = OomCounter(str(own), 2)
+        watch.observe({"k1": info}, {"k1": _tree(4242, (tick + 1) * GiB)}, 8 * GiB)
+    # the OOM killer takes it; the last tick reads a process being torn down
+    own.write_text("oom_kill 1\n")
+    watch.observe({"k1": info}, {"k1": _tree(4242, 0)}, 8 * GiB)
+    km.callbacks["k1", "restart"]()
+    (event,) = watch.events()
+    assert (event.cause, event.path, event.signal) == ("oom_killer", "big.ipynb", 9)
+    assert (event.last_memory, event.peak_memory) == (5 * GiB, 5 * GiB)
+    assert event.reason.startswith("killed by the out-of-memory killer at 5.0 GiB of its 8.0 GiB")
