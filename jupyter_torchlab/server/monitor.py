@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -25,13 +26,13 @@ from typing import Any, Protocol
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from jupyter_torchlab._files import DEATHS_FILE
+from jupyter_torchlab._files import DEATHS_FILE, KERNELS_FILE, atomic_write
 from jupyter_torchlab.metrics import Sampler, Ticker
 
 from .deaths import DeathWatch, KernelDeath
 from .document import build_document, encode
 from .gpu_use import GpuUse, IdleCuller
-from .kernels import KernelRegistry
+from .kernels import KernelInfo, KernelRegistry
 from .usage import KernelUsage, UsagePoller
 
 __all__ = ["EVENT_WINDOW", "USAGE_WAIT_MAX", "ServerMonitor", "Subscriber", "usage_wait"]
@@ -94,6 +95,10 @@ class ServerMonitor:
             record_file=None if runtime_dir is None else os.path.join(runtime_dir, DEATHS_FILE),
         )
         self.gpu_use = GpuUse(gpu_idle_warn)
+        self._kernels_file = (
+            None if runtime_dir is None else os.path.join(runtime_dir, KERNELS_FILE)
+        )
+        self._kernels_written: dict[str, dict[str, str | None]] | None = None
         self.culler: IdleCuller | None = None
         if gpu_idle_cull > 0:
             self.culler = IdleCuller(
@@ -241,6 +246,7 @@ class ServerMonitor:
         """Sample once and publish the document (the sampler thread calls this); return it."""
         kernels = self.registry.view()  # one view per tick: targets and entries agree
         targets = {kid: info.pid for kid, info in kernels.items() if info.pid is not None}
+        self._write_kernels_file(kernels)
         usage, usage_error = self.poll_usage()
         snap = self.sampler.sample_once(targets)
         limit = snap.host.memory_limit if snap.host is not None else None
@@ -279,6 +285,25 @@ class ServerMonitor:
             return None
         self._publish(doc, data)
         return data
+
+    def _write_kernels_file(self, kernels: Mapping[str, KernelInfo]) -> None:
+        """Write each kernel's pid and notebook beside the connection files, when they change."""
+        if self._kernels_file is None:
+            return
+        table = {
+            str(info.pid): {"id": kid, "name": info.name, "path": info.path}
+            for kid, info in kernels.items()
+            if info.pid is not None
+        }
+        if table == self._kernels_written:
+            return
+        data = json.dumps(table).encode()
+        try:
+            atomic_write(self._kernels_file, lambda f: f.write(data))
+        except OSError as e:
+            self._warn_once("kernels-file", "cannot write %s: %s", self._kernels_file, e)
+            return
+        self._kernels_written = table
 
     def poll_usage(self) -> tuple[Mapping[str, KernelUsage] | None, str | None]:
         """Ask kernels that are not local processes for their usage; return (replies, error)."""

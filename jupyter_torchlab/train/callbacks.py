@@ -61,6 +61,31 @@ class FitState:
     # the training loader fit iterates, so a display can name the knob that would feed it faster
     loader: Any = None
 
+    def where(self, of_epochs: bool = False) -> str:
+        """Say where fit stopped: "epoch 2, batch 3" (the batch that failed, else the last done)."""
+        epoch, batch = self.epoch + 1, self.batch
+        if self.status in ("failed", "out of memory"):
+            # fit's own errors say which batch failed (a NaN is found a few batches late)
+            at_epoch, at_batch = (
+                getattr(self.error, "epoch", None),
+                getattr(self.error, "batch", None),
+            )
+            if isinstance(at_epoch, int) and isinstance(at_batch, int):
+                epoch, batch = at_epoch, at_batch
+            else:
+                batch += 1
+        epochs = f"/{self.epochs}" if of_epochs else ""
+        return f"epoch {epoch}{epochs}, batch {batch}"
+
+    def stop_reason(self) -> str:
+        """Say briefly why fit failed ("" when it did not): the error, or the batch size to try."""
+        if self.status == "out of memory":
+            size = getattr(self.error, "batch_size", None)
+            return f": try batch_size={size} (err.report says what held the memory)" if size else ""
+        if self.status == "failed" and self.error is not None:
+            return f": {type(self.error).__name__}: {self.error}"
+        return ""
+
     def reset_epoch(self, epoch: int) -> None:
         """Start epoch ``epoch`` (0-based): zero the per-epoch counters and readings."""
         self.epoch = epoch

@@ -34,7 +34,14 @@ class FitMemory:
     device: str
     batch_size: int
     baseline: int  # bytes allocated with the model and optimizer in place, before a step
-    peak: int | None  # the allocator's peak while training at that batch size (None: failed)
+    peak: int | None  # the allocator's peak while training at that batch size (None: unmeasured)
+    failed: bool = False  # that batch size ran out of memory (a suggestion must be smaller)
+    amp: bool = False  # fit trained in mixed precision (bf16/fp16 autocast)
+
+    @property
+    def ran_out(self) -> bool:
+        """Return True when this batch size is known not to fit."""
+        return self.failed or self.peak is None
 
 
 _last_fit: dict[str, FitMemory] = {}
@@ -64,10 +71,22 @@ def device_stats(device: torch.device) -> dict[str, int | None]:
         stats["reserved"] = int(torch.cuda.memory_reserved(index))
         free, total = torch.cuda.mem_get_info(index)
         stats["free"], stats["total"] = int(free), int(total)
+    elif device.type == "xpu" and _xpu_available():
+        index = device.index if device.index is not None else torch.xpu.current_device()
+        stats["allocated"] = int(torch.xpu.memory_allocated(index))
+        stats["reserved"] = int(torch.xpu.memory_reserved(index))
+        if hasattr(torch.xpu, "mem_get_info"):  # newer torch only
+            free, total = torch.xpu.mem_get_info(index)
+            stats["free"], stats["total"] = int(free), int(total)
     elif device.type == "mps" and hasattr(torch, "mps"):
         stats["allocated"] = int(torch.mps.current_allocated_memory())
         stats["reserved"] = int(torch.mps.driver_allocated_memory())
     return stats
+
+
+def _xpu_available() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    return xpu is not None and bool(xpu.is_available())
 
 
 def gpu_processes(device: torch.device) -> list[tuple[int, int]]:
@@ -118,6 +137,8 @@ def free_memory(shell: Any = None) -> dict[str, int | None]:
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+    if _xpu_available():
+        torch.xpu.empty_cache()
     if hasattr(torch, "mps") and torch.backends.mps.is_available():
         torch.mps.empty_cache()
     after = _reserved()

@@ -85,8 +85,16 @@ class OomReport:
     tensors: list[Holder] = field(default_factory=list)  # the largest live tensors
     traceback_bytes: int = 0  # held only through the saved traceback
     processes: list[tuple[int, int, bool]] = field(default_factory=list)  # pid, bytes, this kernel
+    notebooks: dict[int, str] = field(default_factory=dict)  # pid -> notebook of a kernel
     suggestions: list[str] = field(default_factory=list)
     batch_size: int | None = None  # the suggested batch size, when one can be computed
+
+    def holder(self, pid: int, mine: bool) -> str:
+        """Say whose a GPU process is: this kernel, another notebook's kernel, another process."""
+        if mine:
+            return "this kernel"
+        notebook = self.notebooks.get(pid)
+        return f"the kernel of {notebook}" if notebook else "another process"
 
     def text(self) -> str:
         """Return the report as plain text (what a terminal or an exported notebook shows)."""
@@ -114,8 +122,7 @@ class OomReport:
         if self.processes:
             lines.append("Processes on this GPU:")
             for pid, used, mine in self.processes:
-                who = "this kernel" if mine else "another process"
-                lines.append(f"  pid {pid} ({who}): {format_bytes(used)}")
+                lines.append(f"  pid {pid} ({self.holder(pid, mine)}): {format_bytes(used)}")
         if self.suggestions:
             lines.append("What to try:")
             lines += [f"  - {s}" for s in self.suggestions]
@@ -218,8 +225,12 @@ def build_report(
     processes: Callable[[torch.device], list[tuple[int, int]]] = gpu_processes,
     live: Callable[[torch.device], list[torch.Tensor]] = _live_tensors,
     pid: int | None = None,
+    notebooks: Mapping[int, str] | None = None,
 ) -> OomReport:
-    """Explain ``error`` (an out-of-memory error) against what ``namespace`` holds."""
+    """Explain ``error`` (an out-of-memory error) against what ``namespace`` holds.
+
+    ``notebooks`` names the Jupyter kernels among the GPU's processes (pid -> notebook).
+    """
     namespace = namespace or {}
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if device is None:
@@ -270,14 +281,19 @@ def build_report(
         report.tensors.append(Holder(name, "tensor", key[1], tuple(t.shape)))
     me = os.getpid() if pid is None else pid
     report.processes = [(p, used, p == me) for p, used in processes(device)]
+    report.notebooks = dict(notebooks or {})
     report.suggestions, report.batch_size = _suggest(report, device, namespace)
     return report
 
 
 def _device_of(message: str) -> torch.device:
     match = re.search(r"GPU (\d+)", message)
-    if "mps" in message.lower():
+    lower = message.lower()
+    if "mps" in lower:
         return torch.device("mps")
+    if lower.startswith("xpu") or "xpu out of memory" in lower:
+        # XPU's message also says "GPU 0"
+        return torch.device("xpu", int(match.group(1)) if match is not None else 0)
     if match is not None:
         return torch.device("cuda", int(match.group(1)))
     if torch.cuda.is_available():
@@ -300,10 +316,11 @@ def _suggest(
             needed = (report.allocated or 0) + (report.requested or 0)
             per_sample = max(needed - fitted.baseline, 1) / fitted.batch_size
         fits = int((budget - fitted.baseline) / per_sample) if per_sample > 0 else 0
+        if fitted.ran_out:
+            # that size failed: whatever the arithmetic says, suggest a smaller one
+            fits = min(fits, fitted.batch_size - 1)
         if fits >= 1:
             batch = 1 << (fits.bit_length() - 1)  # a power of two that fits
-            if fitted.peak is None:
-                batch = min(batch, max(1, fitted.batch_size // 2))
             tips.append(
                 f"Use batch_size={batch}: fit measured about {format_bytes(per_sample)} per "
                 f"sample on top of {format_bytes(fitted.baseline)} for the model and optimizer."
@@ -318,7 +335,7 @@ def _suggest(
             "tl.free_memory() (or the Free memory button) releases what the failed cell still "
             "holds through its saved traceback."
         )
-    if not _amp_in_use(namespace):
+    if not _amp_in_use(namespace, fitted is not None and fitted.amp):
         tips.append(
             "Train in mixed precision: tl.fit(..., amp=True) (bf16 or fp16 autocast) roughly "
             "halves the activations' memory."
@@ -329,11 +346,31 @@ def _suggest(
     )
     others = [(p, b) for p, b, mine in report.processes if not mine and b]
     if others:
-        held = ", ".join(f"pid {p} ({format_bytes(b)})" for p, b in others)
-        tips.append(f"Other processes hold GPU memory: {held}. Stop the ones you do not need.")
+        held = ", ".join(
+            f"{report.notebooks[p]}'s kernel (pid {p}, {format_bytes(b)})"
+            if p in report.notebooks
+            else f"pid {p} ({format_bytes(b)})"
+            for p, b in others
+        )
+        stop = (
+            "Shut down the kernels you do not need (the PyTorch monitor panel lists them)"
+            if any(p in report.notebooks for p, _ in others)
+            else "Stop the ones you do not need"
+        )
+        tips.append(f"Other processes hold GPU memory: {held}. {stop}.")
     return tips, batch
 
 
-def _amp_in_use(namespace: Mapping[str, Any]) -> bool:
+def _amp_in_use(namespace: Mapping[str, Any], fit_amp: bool) -> bool:
+    """Return True where mixed precision is already on: in fit, a GradScaler, half weights."""
+    if fit_amp:
+        return True
     scaler = getattr(torch.amp, "GradScaler", None)
-    return any(scaler is not None and isinstance(v, scaler) for v in namespace.values())
+    for value in namespace.values():
+        if scaler is not None and isinstance(value, scaler):
+            return True
+        if isinstance(value, nn.Module):
+            first = next(value.parameters(), None)
+            if first is not None and first.dtype in (torch.float16, torch.bfloat16):
+                return True
+    return False

@@ -122,10 +122,7 @@ class TextProgress(Callback):
             if self._writer is not None and self._writer.has_live_line:
                 self._write("", final=True)
             return
-        where = f"epoch {state.epoch + 1}, batch {state.batch}"
-        failed = state.status in ("failed", "out of memory")
-        reason = f": {state.error}" if failed and state.error else ""
-        self._write(f"training {state.status} at {where}{reason}", final=True)
+        self._write(f"training {state.status} at {state.where()}{state.stop_reason()}", final=True)
 
 
 def _images_per_s(state: FitState, rate: Rate, elapsed: float) -> float | None:

@@ -48,12 +48,18 @@ def use_widgets() -> bool:
     return available and in_kernel()
 
 
-def show(widget: Any, text: str) -> Any:
-    """Display ``widget`` with ``text`` as its text/plain; return the display handle."""
+def show(widget: Any, text: str, html: str | None = None) -> Any:
+    """Display ``widget`` with ``text`` (and ``html``) as fallbacks; return the display handle.
+
+    A frontend that renders widgets shows the widget; one that does not (a notebook saved without
+    widget state, nbconvert, a plain terminal client) shows the HTML or the text.
+    """
     from IPython.display import display
 
     bundle = dict(widget._repr_mimebundle_())
     bundle["text/plain"] = text
+    if html is not None:
+        bundle["text/html"] = html
     return display(bundle, raw=True, display_id=True)
 
 

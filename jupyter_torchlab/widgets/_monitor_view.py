@@ -178,7 +178,10 @@ def render_monitor(
     if last_death is not None:
         when = clock_time(float(last_death.get("time") or 0))
         levels["last restart"] = "danger" if last_death.get("cause") == "oom_killer" else "warn"
-        rows.append(("last restart", f"at {when} the kernel was {last_death.get('reason')}", ""))
+        how = str(last_death.get("reason") or "died")
+        # "killed by ..." reads after "was"; "exited with ..." and "died; ..." stand alone
+        verb = "was " if how.startswith("killed") else ""
+        rows.append(("last restart", f"at {when} the kernel {verb}{how}", ""))
     reason = None
     if snapshot is not None and not gpus and snapshot.gpu_reason:
         reason = snapshot.gpu_reason

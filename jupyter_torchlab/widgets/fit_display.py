@@ -208,7 +208,7 @@ class FitProgress(Callback):
 
     def _status_text(self, state: Any) -> str:
         status = state.status
-        where = f"epoch {state.epoch + 1}/{state.epochs}, batch {state.batch}"
+        where = state.where(of_epochs=True)
         if status == "running":
             return f"training on {self._device}"
         if status == "done":
@@ -217,14 +217,9 @@ class FitProgress(Callback):
             return f"stopped early at {where}"
         if status == "interrupted":
             return f"interrupted at {where}"
-        error = f": {type(state.error).__name__}: {state.error}" if state.error else ""
         if status == "out of memory":
-            return (
-                f"out of memory at {where}: {state.error}"
-                if state.error
-                else f"out of memory at {where}"
-            )
-        return f"failed at {where}{error}"
+            return f"out of memory at {where}{state.stop_reason()}"
+        return f"failed at {where}{state.stop_reason()}"
 
     def _header_text(self, state: Any) -> str:
         elapsed = format_duration(self._timer() - self._fit_t0)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._files import DEATHS_FILE
+from .._files import DEATHS_FILE, KERNELS_FILE
 from ..metrics.starvation import GpuStarvation, Starved
 from ._frontend import close_tree, get_shell, replace, show, use_widgets
 from ._monitor_view import KernelActivity, clock_time, first_line, render_monitor
@@ -219,11 +219,11 @@ class KernelMonitor:
         return self._thread
 
 
-def previous_death(connection_file: str | None = None) -> dict[str, Any] | None:
-    """Return how this kernel's previous process died, if the server wrote it down.
+def _server_file(connection_file: str | None, name: str) -> tuple[str, Any] | None:
+    """Return (this kernel's id, the decoded JSON of the server's file ``name``), or None.
 
-    The server keeps recent deaths in its runtime dir, beside the connection files; a kernel
-    restarted after a death has the same kernel id, which its connection file is named after.
+    The server writes its files into its runtime dir, beside the kernels' connection files,
+    which are named after the kernel ids (``kernel-<id>.json``).
     """
     if connection_file is None:
         try:
@@ -232,17 +232,40 @@ def previous_death(connection_file: str | None = None) -> dict[str, Any] | None:
             connection_file = get_connection_file()
         except Exception:  # noqa: BLE001 - not in a kernel: nothing to say
             return None
-    name = os.path.basename(connection_file)
-    if not (name.startswith("kernel-") and name.endswith(".json")):
+    base = os.path.basename(connection_file)
+    if not (base.startswith("kernel-") and base.endswith(".json")):
         return None
-    kernel_id = name[len("kernel-") : -len(".json")]
     try:
-        with open(os.path.join(os.path.dirname(connection_file), DEATHS_FILE), "rb") as f:
-            events = json.loads(f.read())
+        with open(os.path.join(os.path.dirname(connection_file), name), "rb") as f:
+            return base[len("kernel-") : -len(".json")], json.loads(f.read())
     except (OSError, ValueError):
         return None
+
+
+def previous_death(connection_file: str | None = None) -> dict[str, Any] | None:
+    """Return how this kernel's previous process died, if the server wrote it down.
+
+    A kernel restarted after a death keeps its kernel id, so the server's record names it.
+    """
+    found = _server_file(connection_file, DEATHS_FILE)
+    if found is None or not isinstance(found[1], list):
+        return None
+    kernel_id, events = found
     mine = [e for e in events if isinstance(e, dict) and e.get("kernel_id") == kernel_id]
     return mine[-1] if mine else None
+
+
+def kernel_notebooks(connection_file: str | None = None) -> dict[int, str]:
+    """Return the notebook (or kernel name) of each of the server's kernels, by pid."""
+    found = _server_file(connection_file, KERNELS_FILE)
+    if found is None or not isinstance(found[1], dict):
+        return {}
+    names: dict[int, str] = {}
+    for pid, entry in found[1].items():
+        if isinstance(entry, dict) and str(pid).isdigit():
+            path = entry.get("path")
+            names[int(pid)] = os.path.basename(path) if path else f"kernel {entry.get('name')}"
+    return names
 
 
 _current: KernelMonitor | None = None

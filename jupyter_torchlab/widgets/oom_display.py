@@ -43,8 +43,12 @@ def _post_run_cell(result: Any) -> None:
         return
     shell = get_shell()
     namespace = getattr(shell, "user_ns", {}) if shell is not None else {}
+    from .monitor import kernel_notebooks
+
     try:
-        report = build_report(error, namespace, traceback=error.__traceback__)
+        report = build_report(
+            error, namespace, traceback=error.__traceback__, notebooks=kernel_notebooks()
+        )
     except Exception as exc:  # noqa: BLE001 - the explanation must never add a second error
         print(f"(jupyter-torchlab could not explain this error: {exc})", file=sys.stderr)
         return
@@ -85,7 +89,7 @@ def report_html(report: Any, note: str = "") -> str:
         parts.append(f"<div>Held only by the saved traceback: <b>{e(held)}</b></div>")
     if report.processes:
         rows = [
-            [str(pid), "this kernel" if mine else "another process", format_bytes(used)]
+            [str(pid), report.holder(pid, mine), format_bytes(used)]
             for pid, used, mine in report.processes
         ]
         parts.append("<div><b>Processes on this GPU</b></div>")
@@ -102,11 +106,12 @@ def report_html(report: Any, note: str = "") -> str:
 def _show_widget(report: Any, shell: Any) -> None:
     import ipywidgets as w
 
-    body = w.HTML(report_html(report))
+    html = report_html(report)
+    body = w.HTML(html)
     button = w.Button(description="Free memory", button_style="danger")
     status = w.HTML("")
     box = w.VBox([body, w.HBox([button, status])])
-    handle = show(box, report.text())
+    handle = show(box, report.text(), html)
 
     def free(_button: Any) -> None:
         from ..train.memory import free_memory

@@ -142,6 +142,13 @@ async def test_a_killed_kernel_is_explained_on_rest_the_stream_and_prometheus(
     pid = kernel_entry(doc, kid)["pid"]  # type: ignore[index]
     stream = await jp_ws_fetch("torchlab", "api", "stream")
     counted = _deaths_counted(await _prometheus(jp_fetch))
+    # each kernel's pid and notebook beside the connection files, for kernels' OOM reports
+    kernels_file = Path(jp_serverapp.runtime_dir) / "torchlab-kernels.json"
+    assert json.loads(kernels_file.read_text())[str(pid)] == {
+        "id": kid,
+        "name": "python3",
+        "path": "work/killed.ipynb",
+    }
     before = time.time()
     os.kill(pid, signal.SIGKILL)
 

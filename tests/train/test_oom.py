@@ -108,6 +108,28 @@ def test_the_report_names_what_holds_the_memory():
     assert any("pid 1234 (3.0 GiB)" in s for s in report.suggestions)
 
 
+def test_other_kernels_on_the_gpu_are_named_by_their_notebooks():
+    report = build_report(
+        torch.OutOfMemoryError(MESSAGE),
+        {},
+        device=CPU,
+        stats=_stats,
+        processes=lambda d: [(1234, 3 * GiB), (77, GiB), (os.getpid(), GiB)],
+        live=lambda d: [],
+        notebooks={1234: "train.ipynb", os.getpid(): "this.ipynb"},
+    )
+    text = report.text()
+    assert "pid 1234 (the kernel of train.ipynb): 3.0 GiB" in text
+    assert "pid 77 (another process): 1.0 GiB" in text
+    assert f"pid {os.getpid()} (this kernel): 1.0 GiB" in text
+    (tip,) = [s for s in report.suggestions if s.startswith("Other processes")]
+    assert tip == (
+        "Other processes hold GPU memory: train.ipynb's kernel (pid 1234, 3.0 GiB), "
+        "pid 77 (1.0 GiB). Shut down the kernels you do not need (the PyTorch monitor panel "
+        "lists them)."
+    )
+
+
 def test_the_batch_size_that_fits_is_computed_from_what_fit_measured():
     memory.record_fit_memory(FitMemory("cpu", 64, baseline=500 * MiB, peak=2548 * MiB))
     report = build_report(
@@ -138,6 +160,80 @@ def test_a_batch_size_that_failed_outright_is_at_least_halved():
     )
     assert report.batch_size is not None
     assert report.batch_size <= 128
+
+
+def test_a_batch_size_that_trained_for_an_epoch_then_failed_is_never_suggested_again():
+    # epoch 1 at batch 64 measured a peak that "fits" 124 samples; epoch 2 ran out all the same
+    # (fragmentation, longer inputs): the suggestion must be smaller than 64
+    memory.record_fit_memory(FitMemory("cpu", 64, baseline=500 * MiB, peak=2548 * MiB, failed=True))
+    report = build_report(
+        torch.OutOfMemoryError(MESSAGE),
+        {},
+        device=CPU,
+        stats=_stats,
+        processes=lambda d: [(1234, 3 * GiB)],
+        live=lambda d: [],
+    )
+    assert report.batch_size == 32
+    # a batch of one that failed leaves no smaller batch size to suggest
+    memory.record_fit_memory(FitMemory("cpu", 1, baseline=GiB, peak=None))
+    report = build_report(
+        torch.OutOfMemoryError(MESSAGE),
+        {},
+        device=CPU,
+        stats=_stats,
+        processes=lambda d: [],
+        live=lambda d: [],
+    )
+    assert report.batch_size is None
+    assert not any(s.startswith("Use batch_size=") for s in report.suggestions)
+
+
+def test_fit_keeps_its_own_runs_peak_and_forgets_another_runs():
+    from types import SimpleNamespace
+
+    from jupyter_torchlab.train.callbacks import FitState
+    from jupyter_torchlab.train.fit.out_of_memory import out_of_memory_error
+
+    model = nn.Linear(2, 2)
+    step = SimpleNamespace(
+        model=model, optimizer=torch.optim.SGD(model.parameters()), device=CPU, amp_dtype=None
+    )
+    state = FitState(model, step.optimizer, CPU, 3, tl.History())
+    # another model's measurement at the same batch size is not this run's
+    memory.record_fit_memory(FitMemory("cpu", 4, baseline=10 * GiB, peak=12 * GiB))
+    out_of_memory_error(torch.OutOfMemoryError(MESSAGE), state, step, 4, baseline=GiB)
+    assert memory.last_fit_memory("cpu") == FitMemory("cpu", 4, GiB, None, failed=True)
+    # this run's epoch-1 peak at this batch size stays, marked failed
+    memory.record_fit_memory(FitMemory("cpu", 4, baseline=GiB, peak=3 * GiB))
+    out_of_memory_error(torch.OutOfMemoryError(MESSAGE), state, step, 4, baseline=GiB)
+    assert memory.last_fit_memory("cpu") == FitMemory("cpu", 4, GiB, 3 * GiB, failed=True)
+
+
+def test_an_xpu_error_is_read_as_xpu_and_mixed_precision_already_on_is_not_suggested():
+    xpu = torch.OutOfMemoryError(
+        "XPU out of memory. Tried to allocate 2.00 GiB. GPU 1 has a total capacity of 16 GiB"
+    )
+    report = build_report(xpu, {}, stats=lambda d: {}, processes=lambda d: [], live=lambda d: [])
+    assert report.device == "xpu:1"
+    assert report.requested == 2 * GiB
+
+    def tips(namespace):
+        report = build_report(
+            torch.OutOfMemoryError(MESSAGE),
+            namespace,
+            device=CPU,
+            stats=_stats,
+            processes=lambda d: [],
+            live=lambda d: [],
+        )
+        return " ".join(report.suggestions)
+
+    assert "amp=True" in tips({"model": nn.Linear(2, 2)})
+    assert "amp=True" not in tips({"model": nn.Linear(2, 2).to(torch.bfloat16)})
+    assert "amp=True" not in tips({"scaler": torch.amp.GradScaler("cpu")})
+    memory.record_fit_memory(FitMemory("cpu", 64, baseline=GiB, peak=2 * GiB, amp=True))
+    assert "amp=True" not in tips({"model": nn.Linear(2, 2)})
 
 
 class OomAt(nn.Module):
@@ -176,7 +272,8 @@ def test_fit_out_of_memory_keeps_the_history_drops_the_step_and_can_train_again(
     assert str(err).startswith("out of memory at epoch 2, batch 3 with batch_size=4 on cpu:")
     assert "err.report says what held the memory" in str(err)
     assert err.report.message.startswith("CUDA out of memory. Tried to allocate 2.00 GiB")
-    assert "training out of memory at epoch 2, batch 2" in out.getvalue()
+    assert (err.epoch, err.batch) == (2, 3)
+    assert "training out of memory at epoch 2, batch 3" in out.getvalue()
     gc.collect()
     # the failed step's batch is not kept alive by the error fit raised
     assert model.inputs[-1]() is None

@@ -258,11 +258,28 @@ def test_a_restarted_kernel_says_how_the_previous_one_died(tmp_path):
     assert death == events[-1]
     assert previous_death(str(tmp_path / "kernel-unknown.json")) is None
     assert previous_death(str(tmp_path / "not-a-kernel.json")) is None
+    # the server's table of kernels names the notebooks of other processes on a GPU
+    from jupyter_torchlab.widgets.monitor import kernel_notebooks
+
+    assert kernel_notebooks(str(connection)) == {}  # not written yet
+    (tmp_path / "torchlab-kernels.json").write_text(
+        json.dumps(
+            {
+                "1234": {"id": "abc123", "name": "python3", "path": "work/train.ipynb"},
+                "99": {"id": "x", "name": "ir", "path": None},
+            }
+        )
+    )
+    assert kernel_notebooks(str(connection)) == {1234: "train.ipynb", 99: "kernel ir"}
     idle = KernelActivity(busy=False, since=time.time(), duration=1, cell=None)
     html, text = render_monitor(snapshot(), idle, last_death=death)
     line = next(line for line in text.splitlines() if "last restart" in line)
     assert "the kernel was killed by the out-of-memory killer at 3.9 GiB" in line
     assert 'data-pressure="danger"' in html
+    # an exit reads as one, not "the kernel was exited"
+    _, text = render_monitor(snapshot(), idle, last_death=events[1])
+    line = next(line for line in text.splitlines() if "last restart" in line)
+    assert line.endswith("the kernel exited with status 1")
 
 
 def test_a_busy_kernel_whose_gpu_mostly_waits_says_so():

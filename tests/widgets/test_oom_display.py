@@ -36,6 +36,10 @@ def test_the_report_follows_the_traceback_and_free_memory_releases_what_it_held(
     )
     assert "What to try:" in text
     assert "tl.free_memory()" in text
+    # a notebook saved without widget state, or exported, still shows the report
+    html = data["text/html"]
+    assert "Out of memory on cuda:0" in html
+    assert "What to try" in html
 
     # the failed step's tensor is alive only through the saved traceback; free_memory lets it go
     out = kernel.execute(

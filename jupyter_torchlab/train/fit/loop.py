@@ -310,7 +310,13 @@ class _Run:
         }
         if state.peak_memory is not None and self.baseline is not None and self.batch_size:
             record_fit_memory(
-                FitMemory(str(self.step.device), self.batch_size, self.baseline, state.peak_memory)
+                FitMemory(
+                    str(self.step.device),
+                    self.batch_size,
+                    self.baseline,
+                    state.peak_memory,
+                    amp=self.step.amp_dtype is not None,
+                )
             )
         state.history.epochs.append(record)
         state.epoch_metrics = dict(record)

@@ -18,15 +18,26 @@ __all__ = ["FitOutOfMemoryError", "out_of_memory_error"]
 
 
 class FitOutOfMemoryError(torch.OutOfMemoryError):
-    """fit ran out of accelerator memory: ``history``, ``report`` and ``batch_size`` say more.
+    """fit ran out of accelerator memory: ``history``, ``report``, ``batch_size`` say more.
+
+    ``epoch`` and ``batch`` (1-based) say where.
 
     A ``torch.OutOfMemoryError``, so code that catches torch's error still does. fit has dropped
     the failed step's tensors and the gradients before raising: the model keeps its last
     finished step and can train again (with a smaller ``batch_size``, see ``batch_size``).
     """
 
-    def __init__(self, message: str, history: History, report: Any, batch_size: int | None):
+    def __init__(
+        self,
+        message: str,
+        history: History,
+        report: Any,
+        batch_size: int | None,
+        epoch: int | None = None,
+        batch: int | None = None,
+    ):
         super().__init__(message)
+        self.epoch, self.batch = epoch, batch  # where it failed, 1-based
         self.history = history
         self.report = report
         self.batch_size = batch_size  # the suggested batch size (None: no suggestion)
@@ -45,9 +56,16 @@ def out_of_memory_error(
         torch.cuda.empty_cache()
     device = str(step.device)
     if baseline is not None and batch_size:
+        # this run's measurement at this batch size (an earlier epoch's peak) still tells the
+        # memory per sample; another run's (another model, another batch size) does not
         earlier = last_fit_memory(device)
-        if earlier is None or earlier.batch_size != batch_size:
-            record_fit_memory(FitMemory(device, batch_size, baseline, None))
+        same_run = earlier is not None and (earlier.batch_size, earlier.baseline) == (
+            batch_size,
+            baseline,
+        )
+        peak = earlier.peak if same_run and earlier is not None else None
+        amp = step.amp_dtype is not None
+        record_fit_memory(FitMemory(device, batch_size, baseline, peak, failed=True, amp=amp))
     report = build_report(
         exc, {"model": step.model, "optimizer": step.optimizer}, device=step.device
     )
@@ -60,4 +78,6 @@ def out_of_memory_error(
         state.history,
         report,
         report.batch_size,
+        state.epoch + 1,
+        state.batch + 1,
     )

@@ -55,7 +55,7 @@ class Step:
         self.optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
         self.default_loss = loss_fn is None
         self.loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
-        amp_dtype = resolve_amp(amp, device)
+        amp_dtype = self.amp_dtype = resolve_amp(amp, device)
         use_scaler = amp_dtype == torch.float16 and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
         self.autocast: Any = (
