@@ -9,29 +9,36 @@ methods; what it does differently is the reason to switch:
   become numbers only at a refresh, with one device sync (:mod:`._smoothing`). tqdm users write
   ``loss.item()``, which waits for the GPU every step.
 - Refreshes of all displays of a kernel together are capped (:func:`set_refresh_rate`): a
-  notebook gets a few messages a second, not one per step. ``refresh=True`` in ``set_postfix``
-  and ``set_description`` means "at the next refresh", not "now".
+  notebook gets a few messages a second, not one per step. ``set_description(refresh=True)``
+  shows the new text at once when the count has not moved since the last redraw (a description
+  set at the top of a slow loop's body), else at the next refresh; ``set_postfix`` values show at
+  the next refresh (which comes as the loop moves on), so tensors are read once per refresh.
 - The rate and ETA leave out a slow start (CUDA initialisation, ``torch.compile``, DataLoader
   workers starting): :mod:`jupyter_torchlab._rate`.
 
 Honoured tqdm parameters: ``disable``, ``initial``, ``unit``, ``unit_scale``, ``unit_divisor``,
 ``postfix``, ``leave``, ``position`` (nested bars in text mode), ``mininterval``/``maxinterval``
-(bounds on this bar's share of the refresh budget), ``delay``, ``bar_format`` (text mode), ``file``.
+(bounds on this bar's share of the refresh budget), ``delay``, ``bar_format`` (text mode), ``file``;
+``disable=None`` disables text bars on a non-terminal, as tqdm does (a notebook's widget shows);
+``total=float("inf")`` is an unknown total, as in tqdm.
 Accepted and ignored (the drawing is ours): ``ncols``, ``nrows``, ``ascii``, ``dynamic_ncols``,
 ``colour``, ``smoothing``, ``miniters``, ``write_bytes``, ``lock_args``, ``gui``.
 
 When a bar finishes, its widget is replaced in the notebook by a static HTML + text record of the
 final state (so saved, reopened and exported notebooks show the result), and the widget is closed.
-(A little over 400 lines: tqdm's API is one class, and it stays in one place.)
+(Nearly 500 lines: tqdm's API is one class, and it stays in one place; the drawing is in
+:mod:`._bar_views`, the smoothing in :mod:`._smoothing`.)
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType, TracebackType
 from typing import IO, Any, Generic, TypeVar
 
+from .._terminal import is_tty
 from . import _cell, _notes
 from ._bar_views import ENV_LOG_INTERVAL, BarState, TextBoard, TextView, View, WidgetView
 from ._budget import Throttle, get_budget
@@ -93,6 +100,8 @@ class Progress(Generic[T]):
                 total = len(iterable)  # type: ignore[arg-type]
             except (TypeError, AttributeError):
                 total = None
+        if total == float("inf"):
+            total = None  # tqdm: an infinite total is an unknown one
         if total is not None and total < 0:
             raise ValueError(f"total must be >= 0, got {total}")
         if not (isinstance(unit_divisor, int | float) and unit_divisor > 0):
@@ -112,6 +121,9 @@ class Progress(Generic[T]):
         self.n = initial
         self.status = "running"
         self.error: BaseException | None = None
+        self._use_widget = use_widgets() if widget is None else widget
+        if disable is None:  # tqdm: off where text would go to a pipe or a log file
+            disable = not self._use_widget and not is_tty(file if file is not None else sys.stderr)
         self.disable = bool(disable)
         self._finished = False
         if self.disable:
@@ -128,10 +140,11 @@ class Progress(Generic[T]):
         self._throttle.rate.reset(int(initial), self.start_t)
         self._final_rate: float | None = None
         self._delay = max(0.0, float(delay or 0.0))
-        self._use_widget = use_widgets() if widget is None else widget
         self._file = file
         self._log_interval = log_interval
         self._view: View | None = None
+        self._drawn_n: float = initial  # the count at the last redraw
+        self._redrawn = False  # a description was shown since, without the budget
         if isinstance(postfix, Mapping):
             self.set_postfix(postfix, refresh=False)
         elif postfix is not None:
@@ -189,6 +202,20 @@ class Progress(Generic[T]):
             raise TypeError("this progress bar has no known total")
         return int(self.total)
 
+    def __bool__(self) -> bool:
+        # as tqdm: a bar is true when it has work ahead of it, not by its length alone (len()
+        # of a generator's bar would raise)
+        if self.total is not None:
+            return self.total > 0
+        if self._iterable is None:
+            raise TypeError("bool() of a progress bar with neither an iterable nor a total")
+        return bool(self._iterable)
+
+    @property
+    def iterable(self) -> Iterable[T] | None:
+        """Return what the bar iterates over (None for a bar driven by :meth:`update`)."""
+        return self._iterable
+
     def update(self, n: float = 1) -> bool | None:
         """Advance by ``n`` steps (refreshing when the budget allows)."""
         if self.disable:
@@ -230,11 +257,29 @@ class Progress(Generic[T]):
         """Set the description shown before the bar (followed by ``:``)."""
         self.desc = desc or None
         self._desc_raw = False
+        if refresh:
+            self._show_text_now()
 
     def set_description_str(self, desc: str | None = None, refresh: bool = True) -> None:
         """Set the text shown before the bar, as is."""
         self.desc = desc or None
         self._desc_raw = True
+        if refresh:
+            self._show_text_now()
+
+    def _show_text_now(self) -> None:
+        """Redraw a new description at once if the count has not moved since the last redraw.
+
+        That is a description set at the top of a loop body (``for epoch in bar:
+        bar.set_description(...)``): the bar was just redrawn for the new item, and with slow
+        steps the next budgeted refresh would come a whole step late. At most once per budgeted
+        refresh, and with the postfix as last shown (no tensor is read here).
+        """
+        if self.disable or self._finished or self._view is None:
+            return
+        if self.n == self._drawn_n and not self._redrawn:
+            self._redrawn = True
+            self._view.refresh(self._state())
 
     def reset(self, total: float | None = None) -> None:
         """Start counting again from 0 (with a new ``total`` if given), in the same display."""
@@ -253,6 +298,24 @@ class Progress(Generic[T]):
         """Take the bar off a terminal until its next refresh (a widget stays)."""
         if not self.disable and self._view is not None:
             self._view.clear()
+
+    _lock: Any = None
+
+    @classmethod
+    def get_lock(cls) -> Any:
+        """Return the lock that tqdm's helpers (``tqdm.contrib.concurrent``) hand to workers."""
+        if cls._lock is None:
+            cls._lock = threading.RLock()
+        return cls._lock
+
+    @classmethod
+    def set_lock(cls, lock: Any) -> None:
+        """Set the lock :meth:`get_lock` returns."""
+        cls._lock = lock
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> None:
+        """Redraw now, as tqdm's ``display`` (``msg`` and ``pos`` unused: the drawing is ours)."""
+        self.refresh()
 
     @classmethod
     def write(
@@ -360,6 +423,7 @@ class Progress(Generic[T]):
             self._show()
         self._shown_postfix = self._format_postfix()
         assert self._view is not None
+        self._drawn_n, self._redrawn = self.n, False
         self._view.refresh(self._state())
 
     def _finish(

@@ -143,6 +143,62 @@ def test_descriptions_reset_and_format_dict():
     assert (fd["n"], fd["total"], fd["prefix"]) == (20, 20, "[raw]")
 
 
+def test_a_description_set_at_the_top_of_a_slow_loop_shows_for_that_step():
+    clock = Clock()
+    tty = Tty()
+    bar = tqdm(range(3), widget=False, file=tty, timer=clock)
+    during = []
+    for epoch in bar:
+        bar.set_description(f"epoch {epoch}")
+        during.append(last_line(tty))  # what the screen shows while the step runs
+        bar.set_description(f"epoch {epoch} (still)")  # a second one waits for the budget
+        bar.set_postfix(loss=torch.tensor(1.0 / (epoch + 1)))
+        clock.t += 60  # a minute a step
+    assert [line.split("|")[0] for line in during] == [
+        "epoch 0:   0% ",
+        "epoch 1:  33% ",
+        "epoch 2:  66% ",
+    ]
+    assert last_line(tty).startswith("epoch 2 (still): 100%")
+    assert last_line(tty).endswith("loss=0.3333 done")
+
+
+def test_truthiness_and_an_infinite_total_behave_as_in_tqdm():
+    quiet = {"widget": False, "file": io.StringIO()}
+    assert bool(tqdm((i for i in range(3)), **quiet))  # no len(): still true
+    assert not tqdm(range(0), **quiet)
+    assert tqdm(total=5, **quiet)
+    with pytest.raises(TypeError, match="neither an iterable nor a total"):
+        bool(tqdm(**quiet))
+    bar = tqdm(range(3), total=float("inf"), **quiet)
+    assert bar.total is None
+    assert list(bar) == [0, 1, 2]
+    assert list(bar.iterable) == [0, 1, 2]
+
+
+def test_disable_none_turns_text_bars_off_where_there_is_no_terminal():
+    log = io.StringIO()
+    bar = tqdm(range(3), disable=None, widget=False, file=log)
+    assert bar.disable
+    assert list(bar) == [0, 1, 2]
+    assert log.getvalue() == ""
+    tty = Tty()
+    bar = tqdm(range(3), disable=None, widget=False, file=tty)
+    assert not bar.disable
+    list(bar)
+    assert "3/3" in tty.getvalue()
+
+
+def test_tqdms_lock_helpers_let_its_thread_map_drive_our_bar():
+    concurrent = pytest.importorskip("tqdm.contrib.concurrent")
+    out = io.StringIO()
+    squares = concurrent.thread_map(
+        lambda x: x * x, range(20), tqdm_class=tqdm, max_workers=2, file=out, widget=False
+    )
+    assert squares == [x * x for x in range(20)]
+    assert "20/20" in out.getvalue()
+
+
 def test_unknown_keyword_is_a_type_error_naming_it():
     with pytest.raises(TypeError, match="colr"):
         tqdm(range(3), colr="red")
