@@ -1,8 +1,11 @@
 """One vocabulary for what a user reads: durations, rates, sizes, counts, percentages, metrics.
 
 Every display (the widgets, the text output, the command line) formats through these functions,
-and labextension/src/format.ts follows the same rules, so one elapsed time or one size reads the
-same everywhere. Pure functions of plain values: no imports beyond the standard library, no clock.
+and labextension/src/format.ts follows the same rules (a table of cases, labextension/test/
+format-cases.json, is checked against both), so one elapsed time or one size reads the same
+everywhere. A running clock reads like a stopwatch (:func:`format_duration`, "3:05"); a span in
+a sentence reads in words (:func:`format_span`, "idle for 3 min 05 s"). Pure functions of plain
+values: no imports beyond the standard library, no clock.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ __all__ = [
     "format_number",
     "format_percent",
     "format_rate",
+    "format_span",
 ]
 
 #: what a number that is not known reads as (the text displays; the lab panel shows a dash)
@@ -44,6 +48,21 @@ def format_duration(seconds: float | None) -> str:
     if hours:
         return f"{hours:d}:{minutes:02d}:{secs:02d}"
     return f"{minutes:d}:{secs:02d}"
+
+
+def format_span(seconds: float) -> str:
+    """Format a span of time for a sentence: ``45 -> "45 s"``, ``185 -> "3 min 05 s"``, 1 h 12 min.
+
+    Rounded to the nearest second (half up, as the lab extension's ``formatSpan``).
+    """
+    total = max(0, math.floor(seconds + 0.5)) if _known(seconds) else 0
+    if total < 60:
+        return f"{total} s"
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s"
 
 
 def format_bytes(n: float | None) -> str:

@@ -1,5 +1,10 @@
 """The one vocabulary of durations, rates, sizes and counts that every display shares."""
 
+import json
+from pathlib import Path
+
+import pytest
+
 from jupyter_torchlab._format import (
     format_bytes,
     format_count,
@@ -8,7 +13,22 @@ from jupyter_torchlab._format import (
     format_number,
     format_percent,
     format_rate,
+    format_span,
 )
+
+# the cases the lab extension's format.ts is checked against too (labextension/test)
+CASES = json.loads(
+    (Path(__file__).parents[1] / "labextension" / "test" / "format-cases.json").read_text()
+)
+FUNCTIONS = {"duration": format_duration, "span": format_span, "bytes": format_bytes}
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "expected"),
+    [(kind, v, e) for kind in FUNCTIONS for v, e in CASES[kind]],
+)
+def test_python_and_the_lab_extension_read_the_same(kind, value, expected):
+    assert FUNCTIONS[kind](value) == expected
 
 
 def test_durations_read_like_a_stopwatch():

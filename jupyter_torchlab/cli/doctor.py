@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._format import format_bytes
 from ._common import LAB_EXTENSION, SERVER_EXTENSION
 
 __all__ = ["Check", "cmd_doctor", "doctor_checks"]
@@ -96,7 +97,7 @@ def _check_accelerators(torch: Any) -> Check:
             "info",
             f"none: no GPU{hint}; training runs on the CPU ({torch.get_num_threads()} threads)",
         )
-    # str(DeviceInfo) reads "cuda:0: NVIDIA H100 80GB HBM3, 79.1 GiB, compute capability 9.0"
+    # str(DeviceInfo) reads "cuda:0: NVIDIA H100 80GB HBM3, 79 GiB, compute capability 9.0"
     return Check("accelerators", "ok", "; ".join(str(describe_device(d)) for d in accelerators))
 
 
@@ -112,7 +113,7 @@ def _check_nvml() -> Check:
     if not reading.gpus:
         return Check("NVML", "info", f"unavailable: {reading.reason or 'no GPU is visible'}")
     gpus = "; ".join(
-        f"{g.index}: {g.name}" + (f", {g.memory_total / 2**30:.1f} GiB" if g.memory_total else "")
+        f"{g.index}: {g.name}" + (f", {format_bytes(g.memory_total)}" if g.memory_total else "")
         for g in reading.gpus
     )
     partial = f" (partly readable: {reading.reason})" if reading.reason else ""

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jupyter_torchlab._format import format_bytes, format_duration
+from jupyter_torchlab._format import format_bytes, format_span
 from jupyter_torchlab.metrics import ProcessTreeSnapshot
 from jupyter_torchlab.metrics.starvation import GpuStarvation
 
@@ -154,9 +154,9 @@ class IdleCuller:
                     "(TorchlabExtension.gpu_idle_cull)",
                     kid,
                     label,
-                    format_duration(holding["seconds"]),
+                    format_span(holding["seconds"]),
                     format_bytes(holding["bytes"]),
-                    format_duration(self.grace),
+                    format_span(self.grace),
                 )
                 self._action("warned", kid, {**holding, "grace": self.grace})
                 continue
@@ -171,7 +171,7 @@ class IdleCuller:
                 "(TorchlabExtension.gpu_idle_cull = %s s)",
                 kid,
                 label,
-                format_duration(holding["seconds"]),
+                format_span(holding["seconds"]),
                 format_bytes(holding["bytes"]),
                 f"{self.grace:g}",
             )

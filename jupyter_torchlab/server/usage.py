@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from queue import Empty
 from typing import Any
 
+from jupyter_torchlab._format import format_span
+
 __all__ = ["UNTRACKED_TYPES", "KernelUsage", "UsagePoller"]
 
 # message types that must not count as user activity on the server (see the module docstring)
@@ -339,7 +341,7 @@ class UsagePoller:
         if reason is None and late:
             reason = f"kernel did not answer usage_request within {self.timeout:g} s"
             if figures is not None and age is not None:
-                reason += f"; figures are {age:.0f} s old"
+                reason += f"; figures are {format_span(age)} old"
         if reason is None and figures is None:
             reason = "waiting for the kernel's first usage_reply"
         cpu, memory = figures if figures is not None else (None, None)

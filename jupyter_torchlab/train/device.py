@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from .._format import format_bytes
+
 __all__ = [
     "DeviceInfo",
     "allocated_memory",
@@ -169,7 +171,7 @@ class DeviceInfo:
     def __str__(self) -> str:
         parts = [f"{self.device}: {self.name}"]
         if self.memory_total:
-            parts.append(f"{self.memory_total / 2**30:.1f} GiB")
+            parts.append(format_bytes(self.memory_total))
         if self.capability:
             label = "compute capability " if self.device.startswith("cuda") else ""
             parts.append(f"{label}{self.capability}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from .._format import format_count, format_duration, format_rate
-from .._terminal import is_tty
+from .._terminal import LineWriter
 from . import _notes, render
 from ._frontend import close_tree, replace, show
 
@@ -250,10 +250,9 @@ class TextBoard:
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
-        self.tty = is_tty(stream)
+        self.lines = LineWriter(stream)  # the one live-line writer (shared with fit's text)
+        self.tty = self.lines.dynamic
         self.views: list[TextView] = []
-        self._drawn = 0  # live lines on screen; the cursor is at the start of the first
-        self._width = 0  # characters of a single live line, to pad over
 
     @classmethod
     def of(cls, stream: IO[str]) -> TextBoard:
@@ -273,47 +272,17 @@ class TextBoard:
 
     def draw(self) -> None:
         """Redraw the live bars in place (terminals only)."""
-        if not self.tty:
-            return
-        lines = [v.text for v in self.views if v.text is not None]
-        if not lines and not self._drawn:
-            return
-        if len(lines) <= 1 and self._drawn <= 1:
-            # one bar: a carriage return and padding, no escape sequences
-            text = lines[0] if lines else ""
-            width = self._width
-            self.stream.write("\r" + text + " " * max(0, width - len(text)))
-            self._width = len(text)
-            self._drawn = 1 if lines else 0
-        else:
-            self._erase()
-            self.stream.write("\n".join(lines))
-            if len(lines) > 1:
-                self.stream.write(f"\x1b[{len(lines) - 1}A")
-            self.stream.write("\r")
-            self._drawn = len(lines)
-            self._width = 0
-        self.stream.flush()
-
-    def _erase(self) -> None:
-        if self._drawn == 0:
-            return
-        if self._drawn == 1:
-            self.stream.write("\r" + " " * self._width + "\r")
-        else:
-            self.stream.write("\r" + "\x1b[2K\n" * (self._drawn - 1) + "\x1b[2K")
-            self.stream.write(f"\x1b[{self._drawn - 1}A\r")
-        self._drawn = 0
-        self._width = 0
+        self.lines.show([v.text for v in self.views if v.text is not None])
 
     def remove(self, view: TextView, final: str | None) -> None:
         """Stop drawing ``view``; ``final`` is printed above the others to stay (leave=True)."""
         if view in self.views:
             self.views.remove(view)
         if self.tty:
-            self._erase()
             if final is not None:
-                self.stream.write(final + "\n")
+                self.lines.above(final)
+            else:
+                self.lines.clear()
             self.draw()
         elif final is not None:
             self.stream.write(final + "\n")
@@ -321,9 +290,7 @@ class TextBoard:
 
     def clear(self) -> None:
         """Take the live bars off the terminal (they come back at the next draw)."""
-        if self.tty:
-            self._erase()
-            self.stream.flush()
+        self.lines.clear()
 
 
 class TextView(View):

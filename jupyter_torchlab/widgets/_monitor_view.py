@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .._format import format_bytes, format_duration, format_percent
+from .._format import format_bytes, format_duration, format_percent, format_span
 from . import render
 
 __all__ = ["KernelActivity", "clock_time", "first_line", "render_monitor"]
@@ -169,7 +169,7 @@ def render_monitor(
             (
                 "GPU waits",
                 f"busy, but this kernel kept its GPU only "
-                f"{gpu_waiting.utilization:.0f}% busy for {format_duration(gpu_waiting.seconds)}: "
+                f"{gpu_waiting.utilization:.0f}% busy for {format_span(gpu_waiting.seconds)}: "
                 "it is probably waiting for data (more DataLoader workers, pin_memory=True, the "
                 "data in memory, a larger batch)",
                 "",

@@ -18,6 +18,8 @@ import {
   usageOrigin
 } from '../src/format';
 import type { IKernel, IKernelDeath, ISnapshot } from '../src/types';
+// the same cases tests/test_format.py checks the Python side against: one vocabulary
+import cases from './format-cases.json';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -38,6 +40,20 @@ function kernel(overrides: Partial<IKernel> = {}): IKernel {
     ...overrides
   };
 }
+
+describe('the vocabulary shared with the Python side', () => {
+  const functions: { [kind: string]: (value: number) => string } = {
+    duration: formatDuration,
+    span: formatSpan,
+    bytes: formatBytes
+  };
+  for (const kind of Object.keys(functions)) {
+    const table = (cases as unknown as { [kind: string]: [number, string][] })[kind];
+    it.each(table)(`${kind} %p reads %p`, (value, expected) => {
+      expect(functions[kind](value)).toBe(expected);
+    });
+  }
+});
 
 describe('formatBytes', () => {
   it('uses binary units with one decimal below ten', () => {

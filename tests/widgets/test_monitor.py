@@ -304,7 +304,7 @@ def test_a_busy_kernel_whose_gpu_mostly_waits_says_so():
         assert mon._gpu_waiting is not None
         assert mon._gpu_waiting.utilization == pytest.approx(1.5)
         _html, text = render_monitor(mon._snapshot, busy, gpu_waiting=mon._gpu_waiting)
-        assert "GPU waits: busy, but this kernel kept its GPU only 2% busy for 0:30" in text
+        assert "GPU waits: busy, but this kernel kept its GPU only 2% busy for 30 s" in text
         assert "probably waiting for data" in text
         # idle: no claim about waiting
         idle = KernelActivity(busy=False, since=clock[0], duration=0, cell=None)
