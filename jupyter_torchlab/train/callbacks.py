@@ -61,6 +61,13 @@ class FitState:
     # the training loader fit iterates, so a display can name the knob that would feed it faster
     loader: Any = None
 
+    def images_per_s(self, batches_per_s: float | None, elapsed: float) -> float | None:
+        """Images a second over all processes: at the recent pace of batches, else the average."""
+        # samples counts this process's share; every process gets an equal one
+        if batches_per_s and self.batch:
+            return batches_per_s * self.samples / self.batch * self.world_size
+        return self.samples * self.world_size / elapsed if elapsed > 0 else None
+
     def where(self, of_epochs: bool = False) -> str:
         """Say where fit stopped: "epoch 2, batch 3" (the batch that failed, else the last done)."""
         epoch, batch = self.epoch + 1, self.batch

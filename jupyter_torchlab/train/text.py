@@ -96,7 +96,7 @@ class TextProgress(Callback):
             parts.append(f"acc {100 * acc:.1f}%")
         if elapsed > 0:
             # samples counts this process's share; every process gets an equal one
-            parts.append(format_rate(_images_per_s(state, self._rate, elapsed), "img"))
+            parts.append(format_rate(state.images_per_s(self._rate.per_second(), elapsed), "img"))
             if state.batches and state.batch:
                 eta = self._rate.eta(state.batches - state.batch)
                 parts.append(f"ETA {format_duration(eta)}")
@@ -123,13 +123,3 @@ class TextProgress(Callback):
                 self._write("", final=True)
             return
         self._write(f"training {state.status} at {state.where()}{state.stop_reason()}", final=True)
-
-
-def _images_per_s(state: FitState, rate: Rate, elapsed: float) -> float | None:
-    """Images per second over all processes at the recent pace (the average until it is known)."""
-    # samples counts this process's share; every process gets an equal one
-    per_batch = state.samples / state.batch if state.batch else 0
-    batches = rate.per_second()
-    if batches is None:
-        return state.samples * state.world_size / elapsed if elapsed > 0 else None
-    return batches * per_batch * state.world_size

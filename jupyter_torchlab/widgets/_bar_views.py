@@ -79,13 +79,9 @@ class BarState:
         total_fmt = self._scaled(self.total) if self.total else "?"
         percentage = 100 * frac if frac is not None else 0.0
         l_bar = f"{prefix}{int(percentage):3d}%|" if frac is not None else prefix
-        status = ""
-        if self.status != "running":
-            status = (
-                f" interrupted at {n_fmt}" if self.status == "interrupted" else f" {self.status}"
-            )
-        eta = f"<{format_duration(remaining)}" if self.status == "running" and self.total else ""
-        timing = f"[{format_duration(self.elapsed)}{eta}, {rate_fmt}]"
+        status = f" {render.status_label(self.status, n_fmt)}" if self.status != "running" else ""
+        running = self.status == "running" and bool(self.total)
+        timing = render.timing(self.elapsed, remaining, rate_fmt, eta=running)
         post = f" {self.postfix}" if self.postfix else ""
         counts = f" {n_fmt}/{total_fmt}" if self.total else f"{n_fmt}{self.unit}"
         return {
@@ -150,7 +146,7 @@ class BarState:
         if self.postfix:
             parts.append(render.escape(self.postfix))
         if self.status != "running":
-            label = f"interrupted at {f['n_fmt']}" if self.status == "interrupted" else self.status
+            label = render.status_label(self.status, f["n_fmt"])
             color = render.STATUS_COLORS.get(self.status, "#000")
             parts.append(f'<b style="color:{color}">{render.escape(label)}</b>')
         return " ".join(parts)

@@ -247,12 +247,7 @@ class FitProgress(Callback):
         rate = self._throttle.rate.per_second() if self._throttle is not None else None
         if state.batches and rate:
             eta = f" &lt; {format_duration((state.batches - state.batch) / rate)}"
-        # samples counts this process's share; every process gets an equal one
-        world = getattr(state, "world_size", 1)
-        if rate and state.batch:
-            images: float | None = rate * state.samples / state.batch * world
-        else:
-            images = state.samples * world / elapsed if elapsed > 0 else None
+        images = state.images_per_s(rate, elapsed)
         parts = [
             f"{state.batch}{total} [{format_duration(elapsed)}{eta}, "
             f"{render.escape(format_rate(rate, 'it'))}, "

@@ -56,6 +56,17 @@ def escape(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def timing(elapsed: float, remaining: float | None, rate_text: str, eta: bool = True) -> str:
+    """Return tqdm's timing block: ``"[0:05<0:10, 3.20it/s]"`` (no ``<ETA`` when ``eta`` is off)."""
+    left = f"<{format_duration(remaining)}" if eta else ""
+    return f"[{format_duration(elapsed)}{left}, {rate_text}]"
+
+
+def status_label(status: str, n_text: str) -> str:
+    """Say how a bar ended: its status, with the count where it was interrupted."""
+    return f"interrupted at {n_text}" if status == "interrupted" else status
+
+
 def progress_line(
     *,
     n: float,
@@ -90,15 +101,14 @@ def progress_line(
         shown_total = total_fmt if total_fmt is not None else format_count(total, separators=False)
         parts.append(f"{shown_n}/{shown_total}")
         remaining = (total - n) / rate if rate and n <= total and status == "running" else None
-        eta = f"<{format_duration(remaining)}" if status == "running" else ""
-        parts.append(f"[{format_duration(elapsed)}{eta}, {rate_text}]")
+        parts.append(timing(elapsed, remaining, rate_text, eta=status == "running"))
     else:
         parts.append(f"{shown_n}{unit}")
-        parts.append(f"[{format_duration(elapsed)}, {rate_text}]")
+        parts.append(timing(elapsed, None, rate_text, eta=False))
     if postfix:
         parts.append(postfix)
     if status != "running":
-        parts.append(status if status != "interrupted" else f"interrupted at {shown_n}")
+        parts.append(status_label(status, shown_n))
     return " ".join(parts)
 
 

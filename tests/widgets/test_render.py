@@ -57,3 +57,13 @@ def test_html_escapes_everything_but_raw_columns():
 def test_percent_in_a_progress_line_reaches_100_only_when_done():
     line = render.progress_line(n=999, total=1000, elapsed=1, rate=999.0)
     assert line.startswith(" 99% |")
+
+
+def test_timing_and_status_label_read_as_tqdm_s():
+    from jupyter_torchlab.widgets.render import status_label, timing
+
+    assert timing(5, 10, "3.20it/s") == "[0:05<0:10, 3.20it/s]"
+    assert timing(5, None, "?it/s") == "[0:05<?, ?it/s]"
+    assert timing(65, None, "3.20it/s", eta=False) == "[1:05, 3.20it/s]"
+    assert status_label("interrupted", "37") == "interrupted at 37"
+    assert status_label("done", "37") == "done"
