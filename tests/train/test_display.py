@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import io
 import threading
@@ -93,3 +94,54 @@ def test_text_display_writes_to_stdout(capsys):
     with display.use_display(None):
         _fit()
     assert "epoch 1/1 done" in capsys.readouterr().out
+
+
+def _run_worker(rank: int, conn) -> None:
+    """In a forked child: tl.launch's worker body around a fit that asks for the default display."""
+    import os
+    import threading
+
+    from jupyter_torchlab.train.parallel import launch
+
+    os.environ["RANK"] = str(rank)
+
+    class Channel:
+        def send(self, event) -> None:
+            conn.send(type(event).__name__)
+
+    def train() -> None:
+        conn.send(("shown", type(display.current_display()()).__name__))
+        _fit(progress=True)
+
+    try:
+        result = launch._worker(train, (), {}, Channel(), 1, True, threading.Event(), os.getppid())
+        conn.send(("result", result))
+    finally:
+        conn.send(("after", display.current_display() is notebook_display))
+        conn.close()
+
+
+@pytest.mark.parametrize(("rank", "shown"), [(0, "EventSender"), (1, "_NoProgress")])
+def test_a_launched_worker_overrides_the_display_only_while_fn_runs(rank, shown):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_run_worker, args=(rank, theirs))
+    child.start()
+    theirs.close()
+    received = []
+    with contextlib.suppress(EOFError):
+        while True:
+            received.append(ours.recv())
+    child.join(60)
+    assert child.exitcode == 0
+    events = [m for m in received if isinstance(m, str)]
+    assert ("shown", shown) in received  # fit(progress=True) inside fn uses the worker's display
+    # rank 0 forwards fit's hooks to the notebook as typed events; other ranks show nothing
+    if rank == 0:
+        assert events[0] == "Hello"
+        assert {"FitStart", "EpochEnd", "FitEnd"} <= set(events)
+    else:
+        assert events == ["Hello"]
+    assert ("after", True) in received  # and the worker's own default is back afterwards
