@@ -6,8 +6,9 @@ whose GPU sits mostly idle because data cannot keep up. Each tick (:meth:`GpuUse
 sampler thread) this module derives, per kernel:
 
 - ``holding_idle``: the kernel is idle, has been for ``warn_after`` seconds or more (since its
-  last transition to idle: output an idle kernel's threads send does not reset it), and holds
-  GPU memory;
+  last transition to idle: output an idle kernel's threads send does not reset it), its GPU has
+  done no work of its for as long (a background thread or child process that keeps the GPU
+  :data:`WORKING_ABOVE` percent busy restarts the stretch), and it holds GPU memory;
 - ``gpu_waiting``: the kernel is busy and holds GPU memory, but its share of the GPU (NVML's
   per-process utilisation) stayed low for a while (:mod:`jupyter_torchlab.metrics.starvation`).
 
@@ -29,11 +30,14 @@ from typing import Any
 
 from jupyter_torchlab._format import format_bytes, format_span
 from jupyter_torchlab.metrics import ProcessTreeSnapshot
-from jupyter_torchlab.metrics.starvation import GpuStarvation
+from jupyter_torchlab.metrics.starvation import STARVED_BELOW, GpuStarvation
 
 from .kernels import KernelInfo
 
-__all__ = ["GpuUse", "IdleCuller", "idle_seconds"]
+__all__ = ["WORKING_ABOVE", "GpuUse", "IdleCuller", "idle_seconds"]
+
+#: an idle kernel whose processes keep its GPUs at least this busy (percent) is working
+WORKING_ABOVE = STARVED_BELOW
 
 
 def idle_seconds(info: KernelInfo, now: float) -> float | None:
@@ -57,6 +61,7 @@ class GpuUse:
     def __init__(self, warn_after: float = 1800.0) -> None:
         self.warn_after = warn_after  # 0: never flag idle holders
         self._starvation = GpuStarvation()
+        self._gpu_worked: dict[str, float] = {}  # kernel id -> when its GPU share was last high
 
     def observe(
         self,
@@ -69,8 +74,14 @@ class GpuUse:
         for kid, info in kernels.items():
             tree = trees.get(kid)
             held = tree.gpu_memory if tree is not None else None
+            share = tree.gpu_utilization if tree is not None else None
+            if share is not None and share >= WORKING_ABOVE:
+                self._gpu_worked[kid] = now  # a thread or a child of an idle kernel at work
             holding = None
             idle = idle_seconds(info, now)
+            worked = self._gpu_worked.get(kid)
+            if idle is not None and worked is not None:
+                idle = min(idle, now - worked)
             if held and idle is not None and 0 < self.warn_after <= idle:
                 holding = {"seconds": idle, "bytes": held}
             starved = self._starvation.observe(
@@ -88,6 +99,8 @@ class GpuUse:
             if holding is not None or waiting is not None:
                 flags[kid] = Flags(holding, waiting)
         self._starvation.forget(set(kernels))
+        for kid in set(self._gpu_worked) - set(kernels):
+            del self._gpu_worked[kid]
         return flags
 
 

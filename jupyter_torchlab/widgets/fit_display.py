@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._format import format_bytes, format_duration, format_number, format_percent, format_rate
+from .._format import (
+    format_bytes,
+    format_duration,
+    format_number,
+    format_percent,
+    format_rate,
+    format_span,
+)
 from ..train.callbacks import Callback
 from ..train.display import text_display
 from ..train.history import EPOCH_HEADERS, epoch_cells
@@ -19,6 +26,7 @@ from . import render
 from ._budget import Throttle, get_budget
 from ._frontend import close_tree, replace, show, use_widgets
 from ._smoothing import Metrics, Series
+from .monitor import gpu_waiting
 
 __all__ = ["INPUT_BOUND", "FitProgress", "notebook_display"]
 
@@ -281,19 +289,29 @@ class FitProgress(Callback):
 
     def _hint(self, state: Any) -> str | None:
         share = self._data_share(state)
-        if share is None or share <= INPUT_BOUND:
-            return None
         device = getattr(state, "device", "cpu")
-        who = "the model" if str(device).startswith("cpu") else "the GPU"
+        on_gpu = not str(device).startswith("cpu")
+        # the kernel monitor, when shown, measures the GPU's own share (NVML, per process)
+        waiting = gpu_waiting() if on_gpu else None
+        if (share is None or share <= INPUT_BOUND) and waiting is None:
+            return None
         # imported here, not at the top: the package root imports this module, and the server
         # extension (which loads the package) must not pay for torch; fit has imported it by now
         from ..train.fit.inputs import input_advice
 
         advice = input_advice(getattr(state, "loader", None), device)
         knobs = "; ".join(advice) if advice else "move data preparation out of __getitem__"
-        return (
-            f"Input-bound: {who} waits for data {format_percent(share)} of the time. Try {knobs}."
-        )
+        who = "the GPU" if on_gpu else "the model"
+        said = []
+        if share is not None and share > INPUT_BOUND:
+            said.append(f"{who} waits for data {format_percent(share)} of the time")
+        if waiting is not None:
+            subject = "" if said else "the GPU "
+            said.append(
+                f"{subject}stayed {waiting.utilization:.0f}% busy for "
+                f"{format_span(waiting.seconds)}"
+            )
+        return f"Input-bound: {' and '.join(said)}. Try {knobs}."
 
     def _footer_text(self, state: Any) -> str:
         lines = [" | ".join(self._footer_parts(state))]

@@ -272,6 +272,12 @@ _current: KernelMonitor | None = None
 _current_lock = threading.Lock()
 
 
+def gpu_waiting() -> Starved | None:
+    """Return how long this kernel's GPU has stayed nearly idle while busy, if the monitor runs."""
+    current = _current
+    return current._gpu_waiting if current is not None else None
+
+
 def monitor(*, interval: float = 1.0) -> None:
     """Display this kernel's monitor (one per kernel: calling again shows the same one again).
 

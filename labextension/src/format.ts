@@ -265,3 +265,16 @@ export function longCellMessage(cell: ICellOutcome): { title: string; body: stri
       }.`;
   return { title, body };
 }
+
+/**
+ * Whether the idle stretch a notification is about is over: the kernel is gone, ran something,
+ * let its GPU memory go or put its GPU to work. A tick whose GPU memory could not be read (a
+ * driver hiccup) drops the flag but ends nothing: the notification stays, and is not posted twice.
+ */
+export function stretchEnded(key: string, kernels: IKernel[]): boolean {
+  const kernel = kernels.find(k => key.startsWith(`${k.id}:`));
+  if (!kernel || `${kernel.id}:${kernel.idle_since}` !== key) {
+    return true;
+  }
+  return kernel.execution_state !== 'idle' || (kernel.gpu_memory ?? null) !== null;
+}

@@ -14,6 +14,7 @@ import {
   MISSING,
   ratioPercent,
   sparklinePoints,
+  stretchEnded,
   statusText,
   usageOrigin
 } from '../src/format';
@@ -304,5 +305,20 @@ describe('longCellMessage', () => {
     expect(failed.body).toBe(
       'train.ipynb, cell 1 failed after 1 min 15 s: OutOfMemoryError: CUDA out of memory.'
     );
+  });
+});
+
+describe('stretchEnded', () => {
+  const idle = (overrides: Partial<IKernel> = {}) =>
+    kernel({ execution_state: 'idle', idle_since: 100, gpu_memory: 4 * GiB, ...overrides });
+  it('keeps the notification through a tick whose GPU memory could not be read', () => {
+    expect(stretchEnded('k1:100', [idle({ gpu_memory: null })])).toBe(false);
+  });
+  it('ends it when the kernel ran something, freed its memory, worked the GPU or went', () => {
+    expect(stretchEnded('k1:100', [idle({ idle_since: 250 })])).toBe(true);
+    expect(stretchEnded('k1:100', [idle({ execution_state: 'busy' })])).toBe(true);
+    expect(stretchEnded('k1:100', [idle({ gpu_memory: 0 })])).toBe(true);
+    expect(stretchEnded('k1:100', [idle()])).toBe(true); // held and known, but not flagged
+    expect(stretchEnded('k1:100', [])).toBe(true);
   });
 });

@@ -69,6 +69,21 @@ def test_an_idle_kernel_holding_gpu_memory_is_flagged_once_the_threshold_passes(
     assert GpuUse(warn_after=0).observe(kernels, trees, now=10**6) == {}  # 0: off
 
 
+def test_an_idle_kernel_whose_thread_keeps_the_gpu_busy_is_not_an_idle_holder() -> None:
+    # a cell started a background thread (or a child process) that trains on: the kernel reads
+    # idle, but its GPU works; the idle stretch counts from the last time it did
+    use = GpuUse(warn_after=1800.0)
+    kernels = {"bg": info("bg", "idle", idle_since=1000.0)}
+    assert use.observe(kernels, {"bg": tree(4 * GIB, 85.0)}, now=4000.0) == {}
+    quiet = {"bg": tree(4 * GIB, 0.0)}
+    assert use.observe(kernels, quiet, now=4000.0 + 1799.0) == {}
+    flags = use.observe(kernels, quiet, now=4000.0 + 1800.0)
+    assert flags["bg"].holding_idle == {"seconds": 1800.0, "bytes": 4 * GIB}
+    # a little work (under WORKING_ABOVE) does not count; an unknown share does not either
+    assert use.observe(kernels, {"bg": tree(4 * GIB, 3.0)}, now=6000.0)["bg"].holding_idle
+    assert use.observe(kernels, {"bg": tree(4 * GIB, None)}, now=6001.0)["bg"].holding_idle
+
+
 def test_a_busy_kernel_whose_gpu_share_stays_low_is_said_to_wait() -> None:
     use = GpuUse()
     kernels = {"k": info("k", "busy")}
@@ -136,15 +151,23 @@ async def test_the_document_and_prometheus_carry_each_kernels_gpu_share_and_idle
         assert entry["gpu_devices"] == [0, 1]
         assert entry["gpu_utilization"] == pytest.approx(30 + 10)  # device 1: mean of 12 and 8
         assert entry["gpu_utilization_reason"] is None
-        assert entry["holding_idle"] == {"seconds": 3600.0, "bytes": 4 * GIB}
-        assert "cull_at" not in entry["holding_idle"]  # culling is off
+        # idle for an hour, but something of it keeps the GPU 40% busy: not an idle holder
+        assert entry["holding_idle"] is None
 
         labels = {"kernel_id": "nb", "kernel_name": "python3", "path": "nb.ipynb"}
         value = REGISTRY.get_sample_value
-        assert value("torchlab_kernel_idle_gpu_bytes", labels) == 4 * GIB
-        assert value("torchlab_kernel_idle_seconds", labels) == 3600.0
         assert value("torchlab_kernel_gpu_utilization_percent", labels) == pytest.approx(40)
         assert value("torchlab_kernel_gpu_memory_bytes", labels) == 4 * GIB
+        assert value("torchlab_kernel_idle_gpu_bytes", labels) == 0
+
+        # no new samples for 10 minutes: the GPU did nothing of it since, and it is flagged
+        wall.now += 600.0
+        entry = json.loads(monitor.tick() or b"{}")["kernels"][0]
+        assert entry["gpu_utilization"] == 0
+        assert entry["holding_idle"] == {"seconds": 600.0, "bytes": 4 * GIB}
+        assert "cull_at" not in entry["holding_idle"]  # culling is off
+        assert value("torchlab_kernel_idle_gpu_bytes", labels) == 4 * GIB
+        assert value("torchlab_kernel_idle_seconds", labels) == 4200.0  # since it went idle
 
         # it runs a cell: no longer idle, the flag and the idle bytes go
         view = {"nb": info("nb", "busy", pid=me)}

@@ -1,7 +1,7 @@
 import type { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Notification } from '@jupyterlab/apputils';
 
-import { formatBytes, formatSpan } from '../format';
+import { formatBytes, formatSpan, stretchEnded } from '../format';
 import { idleHolderText, kernelLabel, makeKernelActions } from '../kernelActions';
 import { CommandIDs, ITorchlab } from '../tokens';
 import type { IGpuAction } from '../types';
@@ -62,7 +62,7 @@ export const gpuIdlePlugin: JupyterFrontEndPlugin<void> = {
         }
       }
       for (const [key, [id]] of Array.from(shown)) {
-        if (!current.has(key)) {
+        if (!current.has(key) && stretchEnded(key, snapshot.kernels)) {
           Notification.dismiss(id); // used again, freed, or gone: the warning is stale
           shown.delete(key);
         }
