@@ -24,6 +24,7 @@ import gc
 import os
 import re
 import types
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,36 +164,73 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
     ]
 
 
-def _named_tensors(namespace: Mapping[str, Any]) -> dict[tuple[int, int], str]:
-    """Map each storage to the first name that reaches it (variables, containers, modules)."""
+#: how far the walk from the user's variables goes (``trainer.state["model"].fc``), and how much
+#: it looks at in all: the report must stay quick with a namespace of many thousand objects
+_MAX_DEPTH = 3
+_MAX_OBJECTS = 50_000
+#: objects of these packages are Jupyter's machinery, not the user's data
+_NOT_USERS = {"IPython", "ipykernel", "ipywidgets", "traitlets", "zmq", "tornado", "jupyter_client"}
+
+
+def _plain_object(obj: Any) -> bool:
+    """Return True for an instance whose attributes may hold the user's tensors."""
+    if isinstance(obj, type | types.ModuleType | types.FunctionType | types.MethodType):
+        return False
+    if not hasattr(obj, "__dict__"):
+        return False
+    return type(obj).__module__.split(".")[0] not in _NOT_USERS
+
+
+def _reachable(namespace: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Return (path, object) for the tensors, modules and optimizers the user's variables reach.
+
+    Breadth first, so each object gets its shortest path (``model`` before ``trainer.model``):
+    through lists, tuples, dicts and plain objects' attributes, :data:`_MAX_DEPTH` steps deep.
+    """
+    found: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+    queue = deque((var, obj, 0) for var, obj in namespace.items() if not var.startswith("_"))
+    while queue and len(seen) < _MAX_OBJECTS:
+        path, obj, depth = queue.popleft()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor | nn.Module | torch.optim.Optimizer):
+            found.append((path, obj))
+            continue  # a module's tensors are named through named_parameters()
+        if depth >= _MAX_DEPTH or isinstance(obj, str | bytes | int | float):
+            continue
+        if isinstance(obj, list | tuple):
+            queue.extend((f"{path}[{i}]", item, depth + 1) for i, item in enumerate(obj[:1000]))
+        elif isinstance(obj, dict):
+            items = list(obj.items())[:1000]
+            queue.extend((f"{path}[{key!r}]", item, depth + 1) for key, item in items)
+        elif _plain_object(obj):
+            attrs = [(a, v) for a, v in list(vars(obj).items())[:1000] if not a.startswith("_")]
+            queue.extend((f"{path}.{a}", v, depth + 1) for a, v in attrs)
+    return found
+
+
+def _named_tensors(found: Iterable[tuple[str, Any]]) -> dict[tuple[int, int], str]:
+    """Map each storage to the first path that reaches it (variables, containers, modules)."""
     names: dict[tuple[int, int], str] = {}
 
     def put(t: torch.Tensor, name: str) -> None:
         names.setdefault(_storage_key(t), name)
 
-    for var, obj in namespace.items():
-        if var.startswith("_"):
-            continue
+    for path, obj in found:
         if isinstance(obj, torch.Tensor):
-            put(obj, var)
+            put(obj, path)
         elif isinstance(obj, nn.Module):
-            for path, p in obj.named_parameters():
-                put(p, f"{var}.{path}")
+            for name, p in obj.named_parameters():
+                put(p, f"{path}.{name}")
                 if p.grad is not None:
-                    put(p.grad, f"{var}.{path}.grad")
-            for path, b in obj.named_buffers():
-                put(b, f"{var}.{path}")
+                    put(p.grad, f"{path}.{name}.grad")
+            for name, b in obj.named_buffers():
+                put(b, f"{path}.{name}")
         elif isinstance(obj, torch.optim.Optimizer):
             for t in _optimizer_tensors(obj):
-                put(t, f"{var} (optimizer state)")
-        elif isinstance(obj, list | tuple):
-            for i, item in enumerate(obj[:1000]):
-                if isinstance(item, torch.Tensor):
-                    put(item, f"{var}[{i}]")
-        elif isinstance(obj, dict):
-            for key, item in list(obj.items())[:1000]:
-                if isinstance(item, torch.Tensor):
-                    put(item, f"{var}[{key!r}]")
+                put(t, f"{path} (optimizer state)")
     return names
 
 
@@ -246,9 +284,8 @@ def build_report(
         free=figures.get("free"),
     )
     seen: set[tuple[int, int]] = set()
-    for var, obj in namespace.items():
-        if var.startswith("_"):
-            continue
+    found = _reachable(namespace)
+    for var, obj in found:
         if isinstance(obj, nn.Module):
             params = list(obj.parameters())
             for kind, tensors in (
@@ -263,7 +300,7 @@ def build_report(
             size = _sum(_optimizer_tensors(obj), device, seen)
             if size:
                 report.models.append(Holder(var, "optimizer state", size))
-    names = _named_tensors(namespace)
+    names = _named_tensors(found)
     tb_keys = {_storage_key(t) for t in _traceback_tensors(traceback) if _on(t, device)}
     largest: dict[tuple[int, int], torch.Tensor] = {}
     for t in live(device):

@@ -5,6 +5,9 @@
  * down, reconnects with exponential backoff, and stands by (no socket, no timers) while the
  * page is hidden or no view needs it. Transport, clock and timers are injected, so the state
  * handling is tested without a server, a browser or real time.
+ *
+ * (Over 400 lines: the connection's state machine and the series it keeps are one class, so the
+ * transitions between standby, streaming and polling stay in one place and are tested as one.)
  */
 
 import { ISignal, Signal } from '@lumino/signaling';

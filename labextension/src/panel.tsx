@@ -2,23 +2,13 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import React from 'react';
 
-import {
-  basename,
-  formatBytes,
-  formatDuration,
-  formatPercent,
-  formatSpan,
-  formatUsage,
-  isUnmeasured,
-  MISSING,
-  ratioPercent,
-  sparklinePoints,
-  usageOrigin
-} from './format';
+import { Meter } from './charts';
+import { formatPercent, formatUsage, MISSING, ratioPercent } from './format';
 import { torchlabIcon } from './icons';
-import { idleHolderText, type IKernelActions } from './kernelActions';
+import type { IKernelActions } from './kernelActions';
+import { KernelTable } from './kernels';
 import type { MetricsModel } from './model';
-import type { IGpu, IKernel, ISnapshot } from './types';
+import type { IGpu, ISnapshot } from './types';
 
 export interface IMonitorPanelOptions {
   model: MetricsModel;
@@ -27,9 +17,6 @@ export interface IMonitorPanelOptions {
   /** Called when the panel becomes visible or hidden, so the model can stand by. */
   onVisibilityChanged: (visible: boolean) => void;
 }
-
-const CHART_WIDTH = 120;
-const CHART_HEIGHT = 28;
 
 /** Right-side panel: host CPU and memory, each GPU, and every kernel with actions. */
 export class MonitorPanel extends ReactWidget {
@@ -126,50 +113,6 @@ function ConnectionBadge(props: { mode: string; error: string | null }): JSX.Ele
   );
 }
 
-function Sparkline(props: {
-  values: ReadonlyArray<number | null>;
-  capacity: number;
-  label: string;
-}): JSX.Element {
-  const points = sparklinePoints(props.values, CHART_WIDTH, CHART_HEIGHT, 100, props.capacity);
-  return (
-    <svg
-      className="jp-torchlab-spark"
-      // A pixel of margin so lines at 0% and 100% are not cut in half by the edge.
-      viewBox={`0 -1 ${CHART_WIDTH} ${CHART_HEIGHT + 2}`}
-      preserveAspectRatio="none"
-      role="img"
-      aria-label={props.label}
-    >
-      <polyline points={points} />
-    </svg>
-  );
-}
-
-function Meter(props: {
-  label: string;
-  value: string;
-  detail?: string;
-  title?: string;
-  series: ReadonlyArray<number | null>;
-  capacity: number;
-}): JSX.Element {
-  return (
-    <div className="jp-torchlab-meter" title={props.title}>
-      <div className="jp-torchlab-meter-text">
-        <span className="jp-torchlab-meter-label">{props.label}</span>
-        <span className="jp-torchlab-meter-value">{props.value}</span>
-        {props.detail && <span className="jp-torchlab-meter-detail">{props.detail}</span>}
-      </div>
-      <Sparkline
-        values={props.series}
-        capacity={props.capacity}
-        label={`${props.label} history`}
-      />
-    </div>
-  );
-}
-
 function HostSection(props: { model: MetricsModel; snapshot: ISnapshot }): JSX.Element {
   const host = props.snapshot.host;
   const series = props.model.hostSeries;
@@ -253,176 +196,6 @@ function GpuBlock(props: { model: MetricsModel; gpu: IGpu }): JSX.Element {
         series={series.memory}
         capacity={capacity}
       />
-    </div>
-  );
-}
-
-function KernelTable(props: {
-  model: MetricsModel;
-  snapshot: ISnapshot;
-  showGpu: boolean;
-  actions: IKernelActions;
-}): JSX.Element {
-  const { model, snapshot, actions } = props;
-  if (snapshot.kernels.length === 0) {
-    return (
-      <section className="jp-torchlab-section">
-        <h3>Kernels</h3>
-        <p className="jp-torchlab-note">No running kernels.</p>
-      </section>
-    );
-  }
-  // GPU figures only where there is something to show: side panels are narrow.
-  const showGpu =
-    props.showGpu &&
-    (snapshot.gpus.length > 0 || snapshot.kernels.some(k => k.gpu_memory !== null));
-  return (
-    <section className="jp-torchlab-section">
-      <h3>Kernels</h3>
-      {/* One block per kernel, its lines wrapping, so the right side bar never clips it. */}
-      <div className="jp-torchlab-kernels" role="list">
-        {snapshot.kernels.map(kernel => (
-          <KernelRow
-            key={kernel.id}
-            model={model}
-            snapshot={snapshot}
-            kernel={kernel}
-            showGpu={showGpu}
-            actions={actions}
-          />
-        ))}
-      </div>
-    </section>
-  );
-}
-
-function KernelRow(props: {
-  model: MetricsModel;
-  snapshot: ISnapshot;
-  kernel: IKernel;
-  showGpu: boolean;
-  actions: IKernelActions;
-}): JSX.Element {
-  const { model, snapshot, kernel, showGpu, actions } = props;
-  const busy = model.busySeconds(kernel);
-  const remote = isUnmeasured(kernel);
-  const origin = kernel.source === 'kernel' ? usageOrigin(kernel) : undefined;
-  const state = kernel.stopped ? 'stopped' : kernel.execution_state;
-  const series = model.kernelGpuSeries(kernel.id);
-  const usesGpu = showGpu && (kernel.gpu_memory ?? 0) > 0;
-  const share =
-    kernel.gpu_utilization !== null && kernel.gpu_utilization !== undefined
-      ? `${formatPercent(kernel.gpu_utilization)} of ${
-          (kernel.gpu_devices ?? []).length > 1 ? 'its GPUs' : 'the GPU'
-        }`
-      : (kernel.gpu_utilization_reason ?? 'share not reported');
-  const devices = (kernel.gpu_devices ?? []).join(', ');
-  return (
-    <div
-      className="jp-torchlab-kernel-row"
-      role="listitem"
-      data-kernel-id={kernel.id}
-      data-state={kernel.execution_state}
-      data-holding-idle={kernel.holding_idle ? 'true' : undefined}
-    >
-      <div className="jp-torchlab-kernel-head">
-        <span className="jp-torchlab-kernel-path" title={kernel.path ?? kernel.id}>
-          {kernel.path ? (
-            <a href="#" onClick={event => (event.preventDefault(), actions.open(kernel))}>
-              {basename(kernel.path)}
-            </a>
-          ) : (
-            `${kernel.name} ${kernel.id.slice(0, 8)}`
-          )}
-        </span>
-        <span
-          className={`jp-torchlab-state jp-torchlab-state-${state}`}
-          title={kernel.stopped ? (kernel.reason ?? '') : undefined}
-        >
-          {state}
-        </span>
-        <span className="jp-torchlab-busy" title="Running time of the current execution">
-          {busy === null ? '' : formatDuration(busy)}
-        </span>
-      </div>
-      <div className="jp-torchlab-kernel-figures">
-        {remote ? (
-          <span title={kernel.reason ?? ''}>not local</span>
-        ) : (
-          <>
-            <span title={origin}>
-              <span className="jp-torchlab-figure-label">CPU</span>{' '}
-              {formatPercent(kernel.cpu_percent)}
-            </span>
-            <span title={origin}>
-              <span className="jp-torchlab-figure-label">Mem</span> {formatBytes(kernel.memory)}
-            </span>
-            {showGpu && kernel.gpu_memory !== null && (
-              <span className="jp-torchlab-kernel-gpumem" title={devices ? `GPU ${devices}` : undefined}>
-                <span className="jp-torchlab-figure-label">GPU</span>{' '}
-                {formatBytes(kernel.gpu_memory)}
-              </span>
-            )}
-          </>
-        )}
-      </div>
-      {usesGpu && (
-        <div className="jp-torchlab-kernel-gpu">
-          <Meter
-            label="GPU use"
-            value={
-              kernel.gpu_utilization !== null && kernel.gpu_utilization !== undefined
-                ? formatPercent(kernel.gpu_utilization)
-                : MISSING
-            }
-            detail={devices ? `GPU ${devices}` : undefined}
-            title={share}
-            series={series.utilization}
-            capacity={model.historyLength}
-          />
-          <Meter
-            label="GPU mem"
-            value={formatBytes(kernel.gpu_memory)}
-            series={series.memory}
-            capacity={model.historyLength}
-          />
-        </div>
-      )}
-      {kernel.holding_idle && (
-        <div className="jp-torchlab-flag jp-torchlab-idle-holder">
-          <span>{idleHolderText(kernel, snapshot.time)}</span>
-          <button
-            className="jp-Button jp-mod-styled jp-mod-accept jp-torchlab-free"
-            title="Shut the kernel down, or interrupt it"
-            onClick={() => void actions.free(kernel)}
-          >
-            Free it
-          </button>
-        </div>
-      )}
-      {kernel.gpu_waiting && (
-        <div className="jp-torchlab-flag jp-torchlab-gpu-waiting">
-          Busy, but its GPU is mostly idle: {formatPercent(kernel.gpu_waiting.utilization)} for{' '}
-          {formatSpan(kernel.gpu_waiting.seconds)}. It is likely waiting for data (DataLoader
-          workers, pin_memory, data in memory, a larger batch).
-        </div>
-      )}
-      <div className="jp-torchlab-actions">
-        <button
-          className="jp-Button jp-mod-styled jp-mod-reject jp-torchlab-interrupt"
-          title="Interrupt the kernel (like Ctrl-C)"
-          onClick={() => void actions.interrupt(kernel)}
-        >
-          Interrupt
-        </button>
-        <button
-          className="jp-Button jp-mod-styled jp-mod-warn jp-torchlab-shutdown"
-          title="Shut the kernel down (asks first)"
-          onClick={() => void actions.shutdown(kernel)}
-        >
-          Shut down
-        </button>
-      </div>
     </div>
   );
 }

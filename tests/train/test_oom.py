@@ -108,6 +108,32 @@ def test_the_report_names_what_holds_the_memory():
     assert any("pid 1234 (3.0 GiB)" in s for s in report.suggestions)
 
 
+def test_tensors_and_models_held_in_objects_and_containers_are_named_by_their_path():
+    class Trainer:
+        def __init__(self):
+            self.cache = torch.zeros(2 * MiB)  # 8 MiB on a plain object's attribute
+            self.last = torch.zeros(MiB)  # also bound to a variable of its own
+            self.state = {"ema": nn.Linear(64, 64)}  # a model inside a dict inside an object
+
+    trainer = Trainer()
+    models = {"enc": nn.Linear(128, 128)}
+    report = build_report(
+        torch.OutOfMemoryError(MESSAGE),
+        {"trainer": trainer, "models": models, "last": trainer.last},
+        device=CPU,
+        stats=_stats,
+        processes=lambda d: [],
+        live=lambda d: [trainer.cache, trainer.last, models["enc"].weight],
+    )
+    names = {h.name for h in report.tensors}
+    assert "trainer.cache" in names
+    assert "last" in names  # the shortest path: the variable, not "trainer.last"
+    assert "models['enc'].weight" in names
+    held = {(h.name, h.kind) for h in report.models}
+    assert ("models['enc']", "parameters") in held
+    assert ("trainer.state['ema']", "parameters") in held
+
+
 def test_other_kernels_on_the_gpu_are_named_by_their_notebooks():
     report = build_report(
         torch.OutOfMemoryError(MESSAGE),
