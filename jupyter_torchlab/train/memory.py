@@ -34,14 +34,17 @@ class FitMemory:
     device: str
     batch_size: int
     baseline: int  # bytes allocated with the model and optimizer in place, before a step
-    peak: int | None  # the allocator's peak while training at that batch size (None: unmeasured)
-    failed: bool = False  # that batch size ran out of memory (a suggestion must be smaller)
+    peak: int | None  # the allocator's peak while training at that batch size (None: it failed)
+    failed_at: int | None = None  # the smallest batch size that ran out of memory since
     amp: bool = False  # fit trained in mixed precision (bf16/fp16 autocast)
+    model: int | None = None  # id() of the model fit trained (a measurement is the model's)
 
     @property
-    def ran_out(self) -> bool:
-        """Return True when this batch size is known not to fit."""
-        return self.failed or self.peak is None
+    def too_big(self) -> int | None:
+        """Return the smallest batch size known not to fit (None: none failed)."""
+        if self.failed_at is not None:
+            return self.failed_at
+        return self.batch_size if self.peak is None else None
 
 
 _last_fit: dict[str, FitMemory] = {}

@@ -353,9 +353,9 @@ def _suggest(
             needed = (report.allocated or 0) + (report.requested or 0)
             per_sample = max(needed - fitted.baseline, 1) / fitted.batch_size
         fits = int((budget - fitted.baseline) / per_sample) if per_sample > 0 else 0
-        if fitted.ran_out:
+        if fitted.too_big is not None:
             # that size failed: whatever the arithmetic says, suggest a smaller one
-            fits = min(fits, fitted.batch_size - 1)
+            fits = min(fits, fitted.too_big - 1)
         if fits >= 1:
             batch = 1 << (fits.bit_length() - 1)  # a power of two that fits
             tips.append(

@@ -29,6 +29,7 @@ HOST_KEYS = {
 ROUTES = [
     ("GET", ("torchlab", "api", "metrics")),
     ("GET", ("torchlab", "api", "metrics", "history")),
+    ("GET", ("torchlab", "api", "events")),
     ("POST", ("torchlab", "api", "tutorial")),
 ]
 

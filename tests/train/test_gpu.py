@@ -98,3 +98,24 @@ def test_nan_on_cuda_names_epoch_and_batch():
             check_every=8,
         )
     assert (info.value.epoch, info.value.batch) == (2, 10)
+
+
+def test_fit_out_of_memory_suggests_a_batch_size_that_then_runs():
+    """On a GPU: fit measures memory per sample, fails at a batch too large, and its hint fits."""
+    from jupyter_torchlab.train.fit.out_of_memory import FitOutOfMemoryError
+
+    torch.cuda.empty_cache()
+    free, _total = torch.cuda.mem_get_info()
+    batch = 1024
+    # a hidden layer whose activations at batch 1024 need 1.5x the free memory; at 64, a tenth
+    hidden = int(free * 1.5 / (batch * 4))
+    model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    data = TensorDataset(torch.randn(batch, 64), torch.randint(0, 10, (batch,)))
+    fit(model, data, epochs=1, batch_size=64, device="cuda", progress=False)
+    with pytest.raises(FitOutOfMemoryError) as info:
+        fit(model, data, epochs=1, batch_size=batch, device="cuda", progress=False)
+    suggested = info.value.batch_size
+    assert suggested is not None
+    assert 64 <= suggested < batch, suggested  # from the measurement at 64, below what failed
+    history = fit(model, data, epochs=1, batch_size=suggested, device="cuda", progress=False)
+    assert history.status == "done"

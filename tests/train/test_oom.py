@@ -191,7 +191,9 @@ def test_a_batch_size_that_failed_outright_is_at_least_halved():
 def test_a_batch_size_that_trained_for_an_epoch_then_failed_is_never_suggested_again():
     # epoch 1 at batch 64 measured a peak that "fits" 124 samples; epoch 2 ran out all the same
     # (fragmentation, longer inputs): the suggestion must be smaller than 64
-    memory.record_fit_memory(FitMemory("cpu", 64, baseline=500 * MiB, peak=2548 * MiB, failed=True))
+    memory.record_fit_memory(
+        FitMemory("cpu", 64, baseline=500 * MiB, peak=2548 * MiB, failed_at=64)
+    )
     report = build_report(
         torch.OutOfMemoryError(MESSAGE),
         {},
@@ -215,7 +217,7 @@ def test_a_batch_size_that_trained_for_an_epoch_then_failed_is_never_suggested_a
     assert not any(s.startswith("Use batch_size=") for s in report.suggestions)
 
 
-def test_fit_keeps_its_own_runs_peak_and_forgets_another_runs():
+def test_fit_keeps_its_models_measurement_and_forgets_another_models():
     from types import SimpleNamespace
 
     from jupyter_torchlab.train.callbacks import FitState
@@ -226,14 +228,26 @@ def test_fit_keeps_its_own_runs_peak_and_forgets_another_runs():
         model=model, optimizer=torch.optim.SGD(model.parameters()), device=CPU, amp_dtype=None
     )
     state = FitState(model, step.optimizer, CPU, 3, tl.History())
-    # another model's measurement at the same batch size is not this run's
-    memory.record_fit_memory(FitMemory("cpu", 4, baseline=10 * GiB, peak=12 * GiB))
-    out_of_memory_error(torch.OutOfMemoryError(MESSAGE), state, step, 4, baseline=GiB)
-    assert memory.last_fit_memory("cpu") == FitMemory("cpu", 4, GiB, None, failed=True)
-    # this run's epoch-1 peak at this batch size stays, marked failed
-    memory.record_fit_memory(FitMemory("cpu", 4, baseline=GiB, peak=3 * GiB))
-    out_of_memory_error(torch.OutOfMemoryError(MESSAGE), state, step, 4, baseline=GiB)
-    assert memory.last_fit_memory("cpu") == FitMemory("cpu", 4, GiB, 3 * GiB, failed=True)
+    oom = torch.OutOfMemoryError(MESSAGE)
+    # another model's measurement is not this one's
+    other = nn.Linear(2, 2)
+    memory.record_fit_memory(FitMemory("cpu", 4, 10 * GiB, 12 * GiB, model=id(other)))
+    out_of_memory_error(oom, state, step, 4, baseline=GiB)
+    assert memory.last_fit_memory("cpu") == FitMemory("cpu", 4, GiB, None, model=id(model))
+    assert memory.last_fit_memory("cpu").too_big == 4
+    # this model measured at batch 64 (an earlier fit, or epoch 1 of this one): the measurement
+    # stays, and the batch size that failed caps what is suggested
+    memory.record_fit_memory(FitMemory("cpu", 64, GiB, 3 * GiB, model=id(model)))
+    out_of_memory_error(oom, state, step, 1024, baseline=GiB)
+    assert memory.last_fit_memory("cpu") == FitMemory(
+        "cpu", 64, GiB, 3 * GiB, failed_at=1024, model=id(model)
+    )
+    out_of_memory_error(oom, state, step, 512, baseline=GiB)
+    assert memory.last_fit_memory("cpu").too_big == 512
+    # a measurement in another precision says little about this one
+    step.amp_dtype = torch.bfloat16
+    out_of_memory_error(oom, state, step, 256, baseline=GiB)
+    assert memory.last_fit_memory("cpu").peak is None
 
 
 def test_an_xpu_error_is_read_as_xpu_and_mixed_precision_already_on_is_not_suggested():

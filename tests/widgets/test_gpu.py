@@ -83,3 +83,31 @@ def test_a_data_starved_fit_on_cuda_is_called_input_bound(kernel: Kernel):
     html = record["content"]["data"]["text/html"]
     assert "Input-bound: the GPU waits for data" in html, html
     assert "pin_memory=True" in html
+
+
+def test_a_real_cuda_oom_names_the_variable_and_free_memory_gives_it_back(kernel: Kernel):
+    """On a GPU: a cell that cannot allocate is explained, and tl.free_memory() returns memory."""
+    msgs = kernel.execute(
+        "import torch\nimport jupyter_torchlab as tl\n"
+        "big = torch.empty(int(torch.cuda.mem_get_info()[1] * 0.6), dtype=torch.uint8, "
+        "device='cuda')\n"
+        "def step():\n"
+        "    activations = torch.empty(int(torch.cuda.mem_get_info()[1] * 0.2), "
+        "dtype=torch.uint8, device='cuda')\n"
+        "    return torch.empty(torch.cuda.mem_get_info()[1], dtype=torch.uint8, device='cuda')\n"
+        "step()\n",
+        allow_error=True,
+        timeout=120,
+    )
+    assert any(m["msg_type"] == "error" for m in msgs)
+    (shown,) = [m for m in displays(msgs) if m["msg_type"] == "display_data"]
+    text = shown["content"]["data"]["text/plain"]
+    assert text.startswith("Out of memory on cuda:0")
+    assert re.search(r"^  big \[\d+\]: \d", text, re.M), text  # the variable holding the most
+    assert "Held only by the saved traceback" in text  # step()'s activations
+    out = kernel.execute(
+        "import torch\n_before = torch.cuda.mem_get_info()[0]\n_freed = tl.free_memory()\n"
+        "print(_freed['cuda:0'] > 0, torch.cuda.mem_get_info()[0] > _before)\n"
+    )
+    printed = "".join(m["content"]["text"] for m in out if m["msg_type"] == "stream")
+    assert printed.split() == ["True", "True"]

@@ -316,6 +316,7 @@ class _Run:
                     self.baseline,
                     state.peak_memory,
                     amp=self.step.amp_dtype is not None,
+                    model=id(self.step.model),
                 )
             )
         state.history.epochs.append(record)

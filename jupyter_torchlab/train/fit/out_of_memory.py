@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import traceback
 from typing import Any
@@ -56,16 +57,24 @@ def out_of_memory_error(
         torch.cuda.empty_cache()
     device = str(step.device)
     if baseline is not None and batch_size:
-        # this run's measurement at this batch size (an earlier epoch's peak) still tells the
-        # memory per sample; another run's (another model, another batch size) does not
+        # what fit measured of this model (in the same precision) at some batch size still
+        # tells its memory per sample; another model's measurement does not
         earlier = last_fit_memory(device)
-        same_run = earlier is not None and (earlier.batch_size, earlier.baseline) == (
-            batch_size,
-            baseline,
-        )
-        peak = earlier.peak if same_run and earlier is not None else None
         amp = step.amp_dtype is not None
-        record_fit_memory(FitMemory(device, batch_size, baseline, peak, failed=True, amp=amp))
+        model = id(step.model)
+        if (
+            earlier is not None
+            and earlier.peak is not None
+            and (earlier.model, earlier.amp)
+            == (
+                model,
+                amp,
+            )
+        ):
+            failed_at = min(batch_size, earlier.too_big or batch_size)
+            record_fit_memory(dataclasses.replace(earlier, failed_at=failed_at))
+        else:
+            record_fit_memory(FitMemory(device, batch_size, baseline, None, amp=amp, model=model))
     report = build_report(
         exc, {"model": step.model, "optimizer": step.optimizer}, device=step.device
     )
