@@ -233,6 +233,43 @@ def test_mininterval_and_maxinterval_bound_the_refresh_budget():
         bar.update()
     assert bar._throttle.refreshes <= 10 + 1  # 10 s at most once a second, not 4 times
 
+    # a kernel budget of one refresh per 10 s: maxinterval=1 still refreshes every second
+    from jupyter_torchlab.widgets import set_refresh_rate
+    from jupyter_torchlab.widgets._budget import DEFAULT_RATE
+
+    set_refresh_rate(0.1)
+    try:
+        slow, _ = text(total=1_000_000, clock=clock, maxinterval=1.0)
+        plain, _ = text(total=1_000_000, clock=clock)
+        for _ in range(1000):
+            clock.t += 0.01
+            slow.update()
+            plain.update()
+    finally:
+        set_refresh_rate(DEFAULT_RATE)
+    assert 9 <= slow._throttle.refreshes <= 11
+    assert plain._throttle.refreshes <= 1
+
+
+def test_clear_takes_the_bar_off_a_terminal_and_leave_none_keeps_only_the_outer_bar():
+    tty = Tty()
+    bar = tqdm(total=10, widget=False, file=tty, timer=Clock())
+    bar.update(3)
+    bar.refresh()
+    drawn = tty.getvalue()
+    bar.clear()
+    wiped = tty.getvalue()[len(drawn) :]
+    assert re.fullmatch(r"\r {40,}\r", wiped), repr(wiped)  # blanked over, cursor back home
+    bar.close()
+    tty = Tty()
+    outer = tqdm(range(2), desc="outer", widget=False, file=tty, position=0, leave=None)
+    for _ in outer:
+        inner = tqdm(range(2), desc="inner", widget=False, file=tty, position=1, leave=None)
+        list(inner)
+    assert (outer.leave, inner.leave) == (True, False)
+    final = tty.getvalue().replace("\x1b[2K", "").replace("\x1b[1A", "")
+    assert "outer: 100%" in final.split("\r")[-1] or "outer: 100%" in final.splitlines()[-1]
+
 
 def test_delay_shows_nothing_for_a_quick_loop_and_a_slow_one_after_the_delay():
     clock = Clock()
