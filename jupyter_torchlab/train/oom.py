@@ -8,7 +8,8 @@
   optimizers in the user's namespace, by name; the largest live tensors on that device, with the
   variable or attribute path that holds each where one can be found; the memory held only by the
   saved traceback (IPython keeps the failed step's activations alive through it); other processes
-  on the same GPU, this kernel marked;
+  on the same GPU, this kernel marked and other kernels named by notebook (the walk from the
+  user's variables is :mod:`.holders`);
 - what to try, computed: the batch size that would fit (from what fit measured), mixed
   precision when it is off, freeing the traceback, stopping other processes on the GPU.
 
@@ -20,12 +21,10 @@ runs until an error happens.
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import types
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +32,16 @@ import torch
 from torch import nn
 
 from .._format import format_bytes
+from .holders import (
+    live_tensors,
+    named_tensors,
+    on_device,
+    optimizer_tensors,
+    reachable,
+    storage_key,
+    traceback_tensors,
+    unique_bytes,
+)
 from .memory import device_stats, gpu_processes, last_fit_memory
 
 __all__ = ["Holder", "OomReport", "build_report", "is_out_of_memory", "requested_bytes"]
@@ -130,129 +139,6 @@ class OomReport:
         return "\n".join(lines)
 
 
-# --- what holds the memory ----------------------------------------------------------------------
-
-
-def _on(t: torch.Tensor, device: torch.device) -> bool:
-    return t.device.type == device.type and (
-        device.index is None or t.device.index in (None, device.index)
-    )
-
-
-def _storage_key(t: torch.Tensor) -> tuple[int, int]:
-    try:
-        storage = t.untyped_storage()
-        return storage.data_ptr(), storage.nbytes()
-    except Exception:  # noqa: BLE001 - meta or sparse tensors: count by the tensor itself
-        return id(t), t.numel() * t.element_size()
-
-
-def _sum(tensors: Iterable[torch.Tensor], device: torch.device, seen: set[tuple[int, int]]) -> int:
-    total = 0
-    for t in tensors:
-        if isinstance(t, torch.Tensor) and _on(t, device):
-            key = _storage_key(t)
-            if key not in seen:
-                seen.add(key)
-                total += key[1]
-    return total
-
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
-    return [
-        v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)
-    ]
-
-
-#: how far the walk from the user's variables goes (``trainer.state["model"].fc``), and how much
-#: it looks at in all: the report must stay quick with a namespace of many thousand objects
-_MAX_DEPTH = 3
-_MAX_OBJECTS = 50_000
-#: objects of these packages are Jupyter's machinery, not the user's data
-_NOT_USERS = {"IPython", "ipykernel", "ipywidgets", "traitlets", "zmq", "tornado", "jupyter_client"}
-
-
-def _plain_object(obj: Any) -> bool:
-    """Return True for an instance whose attributes may hold the user's tensors."""
-    if isinstance(obj, type | types.ModuleType | types.FunctionType | types.MethodType):
-        return False
-    if not hasattr(obj, "__dict__"):
-        return False
-    return type(obj).__module__.split(".")[0] not in _NOT_USERS
-
-
-def _reachable(namespace: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """Return (path, object) for the tensors, modules and optimizers the user's variables reach.
-
-    Breadth first, so each object gets its shortest path (``model`` before ``trainer.model``):
-    through lists, tuples, dicts and plain objects' attributes, :data:`_MAX_DEPTH` steps deep.
-    """
-    found: list[tuple[str, Any]] = []
-    seen: set[int] = set()
-    queue = deque((var, obj, 0) for var, obj in namespace.items() if not var.startswith("_"))
-    while queue and len(seen) < _MAX_OBJECTS:
-        path, obj, depth = queue.popleft()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, torch.Tensor | nn.Module | torch.optim.Optimizer):
-            found.append((path, obj))
-            continue  # a module's tensors are named through named_parameters()
-        if depth >= _MAX_DEPTH or isinstance(obj, str | bytes | int | float):
-            continue
-        if isinstance(obj, list | tuple):
-            queue.extend((f"{path}[{i}]", item, depth + 1) for i, item in enumerate(obj[:1000]))
-        elif isinstance(obj, dict):
-            items = list(obj.items())[:1000]
-            queue.extend((f"{path}[{key!r}]", item, depth + 1) for key, item in items)
-        elif _plain_object(obj):
-            attrs = [(a, v) for a, v in list(vars(obj).items())[:1000] if not a.startswith("_")]
-            queue.extend((f"{path}.{a}", v, depth + 1) for a, v in attrs)
-    return found
-
-
-def _named_tensors(found: Iterable[tuple[str, Any]]) -> dict[tuple[int, int], str]:
-    """Map each storage to the first path that reaches it (variables, containers, modules)."""
-    names: dict[tuple[int, int], str] = {}
-
-    def put(t: torch.Tensor, name: str) -> None:
-        names.setdefault(_storage_key(t), name)
-
-    for path, obj in found:
-        if isinstance(obj, torch.Tensor):
-            put(obj, path)
-        elif isinstance(obj, nn.Module):
-            for name, p in obj.named_parameters():
-                put(p, f"{path}.{name}")
-                if p.grad is not None:
-                    put(p.grad, f"{path}.{name}.grad")
-            for name, b in obj.named_buffers():
-                put(b, f"{path}.{name}")
-        elif isinstance(obj, torch.optim.Optimizer):
-            for t in _optimizer_tensors(obj):
-                put(t, f"{path} (optimizer state)")
-    return names
-
-
-def _traceback_tensors(tb: types.TracebackType | None) -> list[torch.Tensor]:
-    found: list[torch.Tensor] = []
-    while tb is not None:
-        for value in tb.tb_frame.f_locals.values():
-            if isinstance(value, torch.Tensor):
-                found.append(value)
-            elif isinstance(value, list | tuple):
-                found += [v for v in value[:1000] if isinstance(v, torch.Tensor)]
-        tb = tb.tb_next
-    return found
-
-
-def _live_tensors(device: torch.device) -> list[torch.Tensor]:
-    # every tensor the garbage collector tracks; cost grows with the objects alive, once per error
-    # type(), not isinstance(): some objects answer __class__ with a deprecation warning
-    tensor = torch.Tensor
-    return [o for o in gc.get_objects() if issubclass(type(o), tensor) and _on(o, device)]
-
-
 def build_report(
     error: BaseException,
     namespace: Mapping[str, Any] | None = None,
@@ -261,7 +147,7 @@ def build_report(
     traceback: types.TracebackType | None = None,
     stats: Callable[[torch.device], Mapping[str, int | None]] = device_stats,
     processes: Callable[[torch.device], list[tuple[int, int]]] = gpu_processes,
-    live: Callable[[torch.device], list[torch.Tensor]] = _live_tensors,
+    live: Callable[[torch.device], list[torch.Tensor]] = live_tensors,
     pid: int | None = None,
     notebooks: Mapping[int, str] | None = None,
 ) -> OomReport:
@@ -284,7 +170,7 @@ def build_report(
         free=figures.get("free"),
     )
     seen: set[tuple[int, int]] = set()
-    found = _reachable(namespace)
+    found = reachable(namespace)
     for var, obj in found:
         if isinstance(obj, nn.Module):
             params = list(obj.parameters())
@@ -293,18 +179,18 @@ def build_report(
                 ("gradients", [p.grad for p in params if p.grad is not None]),
                 ("buffers", list(obj.buffers())),
             ):
-                size = _sum(tensors, device, seen)
+                size = unique_bytes(tensors, device, seen)
                 if size:
                     report.models.append(Holder(var, kind, size))
         elif isinstance(obj, torch.optim.Optimizer):
-            size = _sum(_optimizer_tensors(obj), device, seen)
+            size = unique_bytes(optimizer_tensors(obj), device, seen)
             if size:
                 report.models.append(Holder(var, "optimizer state", size))
-    names = _named_tensors(found)
-    tb_keys = {_storage_key(t) for t in _traceback_tensors(traceback) if _on(t, device)}
+    names = named_tensors(found)
+    tb_keys = {storage_key(t) for t in traceback_tensors(traceback) if on_device(t, device)}
     largest: dict[tuple[int, int], torch.Tensor] = {}
     for t in live(device):
-        key = _storage_key(t)
+        key = storage_key(t)
         if key not in largest or t.numel() > largest[key].numel():
             largest[key] = t
     report.traceback_bytes = sum(key[1] for key in tb_keys if key not in names)
