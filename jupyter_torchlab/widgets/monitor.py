@@ -242,17 +242,42 @@ def _server_file(connection_file: str | None, name: str) -> tuple[str, Any] | No
         return None
 
 
-def previous_death(connection_file: str | None = None) -> dict[str, Any] | None:
+#: a death this long (seconds) before this process started is what it was started after
+RESTART_WINDOW = 120.0
+
+
+def previous_death(
+    connection_file: str | None = None, started: float | None = None
+) -> dict[str, Any] | None:
     """Return how this kernel's previous process died, if the server wrote it down.
 
-    A kernel restarted after a death keeps its kernel id, so the server's record names it.
+    A kernel restarted after a death keeps its kernel id, so the server's record names it. Only
+    a death shortly before this process started (``started``, unix time; this process's start by
+    default) counts: a kernel restarted by hand an hour later was not restarted because of it.
     """
     found = _server_file(connection_file, DEATHS_FILE)
     if found is None or not isinstance(found[1], list):
         return None
     kernel_id, events = found
-    mine = [e for e in events if isinstance(e, dict) and e.get("kernel_id") == kernel_id]
+    if started is None:
+        started = _process_start()
+    mine = [
+        e
+        for e in events
+        if isinstance(e, dict)
+        and e.get("kernel_id") == kernel_id
+        and started - RESTART_WINDOW <= float(e.get("time") or 0) <= started + 5
+    ]
     return mine[-1] if mine else None
+
+
+def _process_start() -> float:
+    import psutil
+
+    try:
+        return float(psutil.Process().create_time())
+    except psutil.Error:
+        return time.time()
 
 
 def kernel_notebooks(connection_file: str | None = None) -> dict[int, str]:

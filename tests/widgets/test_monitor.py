@@ -254,10 +254,12 @@ def test_a_restarted_kernel_says_how_the_previous_one_died(tmp_path):
         },
     ]
     (tmp_path / "torchlab-deaths.json").write_text(json.dumps(events))
-    death = previous_death(str(connection))
+    death = previous_death(str(connection), started=230.0)  # restarted 30 s after it died
     assert death == events[-1]
-    assert previous_death(str(tmp_path / "kernel-unknown.json")) is None
-    assert previous_death(str(tmp_path / "not-a-kernel.json")) is None
+    # a kernel restarted by hand an hour later was not restarted because of that death
+    assert previous_death(str(connection), started=200.0 + 3600) is None
+    assert previous_death(str(tmp_path / "kernel-unknown.json"), started=230.0) is None
+    assert previous_death(str(tmp_path / "not-a-kernel.json"), started=230.0) is None
     # the server's table of kernels names the notebooks of other processes on a GPU
     from jupyter_torchlab.widgets.monitor import kernel_notebooks
 
