@@ -67,6 +67,13 @@ export function formatSpan(seconds: number): string {
   return `${m} min ${(total % 60).toString().padStart(2, '0')} s`;
 }
 
+/** Format a unix time as the local clock time a person reads on a notification: "14:05". */
+export function formatClock(unixSeconds: number): string {
+  const date = new Date(unixSeconds * 1000);
+  const pad = (n: number) => n.toString().padStart(2, '0');
+  return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
 /** Format a used/total pair: "1.2 GiB / 16 GiB", or just the used part when total is unknown. */
 export function formatUsage(
   used: number | null | undefined,

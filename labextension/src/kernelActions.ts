@@ -2,7 +2,7 @@ import type { JupyterFrontEnd } from '@jupyterlab/application';
 import { Dialog, Notification, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { KernelAPI } from '@jupyterlab/services';
 
-import { basename, formatBytes, formatSpan } from './format';
+import { basename, formatBytes, formatClock, formatSpan } from './format';
 import type { ITorchlab } from './tokens';
 import type { IKernel } from './types';
 
@@ -29,7 +29,9 @@ export function idleHolderText(kernel: IKernel, now: number): string {
   }
   const cull =
     holding.cull_at !== undefined
-      ? ` It will be shut down in ${formatSpan(Math.max(0, holding.cull_at - now))} unless it runs something.`
+      ? ` It will be shut down in ${formatSpan(Math.max(0, holding.cull_at - now))} (at ${formatClock(
+          holding.cull_at
+        )}) unless it runs something.`
       : '';
   return `Idle for ${formatSpan(holding.seconds)} holding ${formatBytes(
     holding.bytes

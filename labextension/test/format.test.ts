@@ -2,6 +2,7 @@ import {
   basename,
   deathMessage,
   formatBytes,
+  formatClock,
   formatDuration,
   formatSpan,
   longCellMessage,
@@ -320,5 +321,13 @@ describe('stretchEnded', () => {
     expect(stretchEnded('k1:100', [idle({ gpu_memory: 0 })])).toBe(true);
     expect(stretchEnded('k1:100', [idle()])).toBe(true); // held and known, but not flagged
     expect(stretchEnded('k1:100', [])).toBe(true);
+  });
+});
+
+describe('formatClock', () => {
+  it('reads a unix time as the local hours and minutes', () => {
+    const at = new Date(2026, 11, 5, 9, 7, 30).getTime() / 1000;
+    expect(formatClock(at)).toBe('09:07');
+    expect(formatClock(new Date(2026, 11, 5, 23, 59).getTime() / 1000)).toBe('23:59');
   });
 });
