@@ -151,7 +151,7 @@ def traceback_tensors(tb: types.TracebackType | None) -> list[torch.Tensor]:
 
 def live_tensors(device: torch.device) -> list[torch.Tensor]:
     """Return every tensor on ``device`` that the garbage collector tracks."""
-    # every tensor the garbage collector tracks; cost grows with the objects alive, once per error
+    # cost grows with the objects alive, once per error
     # type(), not isinstance(): some objects answer __class__ with a deprecation warning
     tensor = torch.Tensor
     return [o for o in gc.get_objects() if issubclass(type(o), tensor) and on_device(o, device)]

@@ -95,7 +95,6 @@ class TextProgress(Callback):
         if acc is not None:
             parts.append(f"acc {100 * acc:.1f}%")
         if elapsed > 0:
-            # samples counts this process's share; every process gets an equal one
             parts.append(format_rate(state.images_per_s(self._rate.per_second(), elapsed), "img"))
             if state.batches and state.batch:
                 eta = self._rate.eta(state.batches - state.batch)

@@ -26,7 +26,6 @@ from . import render
 from ._budget import Throttle, get_budget
 from ._frontend import close_tree, replace, show, use_widgets
 from ._smoothing import Metrics, Series
-from .monitor import gpu_waiting
 
 __all__ = ["INPUT_BOUND", "FitProgress", "notebook_display"]
 
@@ -291,7 +290,10 @@ class FitProgress(Callback):
         share = self._data_share(state)
         device = getattr(state, "device", "cpu")
         on_gpu = not str(device).startswith("cpu")
-        # the kernel monitor, when shown, measures the GPU's own share (NVML, per process)
+        # the kernel monitor, when shown, measures the GPU's own share (NVML, per process); imported
+        # here so that importing the package (the server does) does not load the monitor
+        from .monitor import gpu_waiting
+
         waiting = gpu_waiting() if on_gpu else None
         if (share is None or share <= INPUT_BOUND) and waiting is None:
             return None

@@ -46,6 +46,19 @@ def _stats(device):
     return {"allocated": 6 * GiB, "reserved": 7 * GiB, "total": 8 * GiB, "free": GiB}
 
 
+def _report(namespace=None, *, processes=(), live=(), **kw):
+    """The report of a CUDA OOM on the CPU build, with these GPU processes and live tensors."""
+    return build_report(
+        torch.OutOfMemoryError(MESSAGE),
+        namespace or {},
+        device=CPU,
+        stats=_stats,
+        processes=lambda d: list(processes),
+        live=lambda d: list(live),
+        **kw,
+    )
+
+
 def _failing_step():
     activations = torch.zeros(4 * MiB)  # noqa: F841 - 16 MiB, held only by this frame once raised
     raise torch.OutOfMemoryError(MESSAGE)
@@ -117,13 +130,9 @@ def test_tensors_and_models_held_in_objects_and_containers_are_named_by_their_pa
 
     trainer = Trainer()
     models = {"enc": nn.Linear(128, 128)}
-    report = build_report(
-        torch.OutOfMemoryError(MESSAGE),
+    report = _report(
         {"trainer": trainer, "models": models, "last": trainer.last},
-        device=CPU,
-        stats=_stats,
-        processes=lambda d: [],
-        live=lambda d: [trainer.cache, trainer.last, models["enc"].weight],
+        live=[trainer.cache, trainer.last, models["enc"].weight],
     )
     names = {h.name for h in report.tensors}
     assert "trainer.cache" in names
@@ -135,13 +144,8 @@ def test_tensors_and_models_held_in_objects_and_containers_are_named_by_their_pa
 
 
 def test_other_kernels_on_the_gpu_are_named_by_their_notebooks():
-    report = build_report(
-        torch.OutOfMemoryError(MESSAGE),
-        {},
-        device=CPU,
-        stats=_stats,
-        processes=lambda d: [(1234, 3 * GiB), (77, GiB), (os.getpid(), GiB)],
-        live=lambda d: [],
+    report = _report(
+        processes=[(1234, 3 * GiB), (77, GiB), (os.getpid(), GiB)],
         notebooks={1234: "train.ipynb", os.getpid(): "this.ipynb"},
     )
     text = report.text()
@@ -158,14 +162,7 @@ def test_other_kernels_on_the_gpu_are_named_by_their_notebooks():
 
 def test_the_batch_size_that_fits_is_computed_from_what_fit_measured():
     memory.record_fit_memory(FitMemory("cpu", 64, baseline=500 * MiB, peak=2548 * MiB))
-    report = build_report(
-        torch.OutOfMemoryError(MESSAGE),
-        {},
-        device=CPU,
-        stats=_stats,
-        processes=lambda d: [(1234, 3 * GiB)],
-        live=lambda d: [],
-    )
+    report = _report(processes=[(1234, 3 * GiB)])
     # 32 MiB per sample; budget 0.9 x 8 GiB - 3 GiB of others - 500 MiB: 124 samples -> 64
     assert report.batch_size == 64
     assert report.suggestions[0].startswith(
@@ -176,14 +173,7 @@ def test_the_batch_size_that_fits_is_computed_from_what_fit_measured():
 def test_a_batch_size_that_failed_outright_is_at_least_halved():
     # only the failed batch size is known: the step needed at least allocated + requested
     memory.record_fit_memory(FitMemory("cpu", 256, baseline=GiB, peak=None))
-    report = build_report(
-        torch.OutOfMemoryError(MESSAGE),
-        {},
-        device=CPU,
-        stats=_stats,
-        processes=lambda d: [],
-        live=lambda d: [],
-    )
+    report = _report()
     assert report.batch_size is not None
     assert report.batch_size <= 128
 
@@ -194,25 +184,11 @@ def test_a_batch_size_that_trained_for_an_epoch_then_failed_is_never_suggested_a
     memory.record_fit_memory(
         FitMemory("cpu", 64, baseline=500 * MiB, peak=2548 * MiB, failed_at=64)
     )
-    report = build_report(
-        torch.OutOfMemoryError(MESSAGE),
-        {},
-        device=CPU,
-        stats=_stats,
-        processes=lambda d: [(1234, 3 * GiB)],
-        live=lambda d: [],
-    )
+    report = _report(processes=[(1234, 3 * GiB)])
     assert report.batch_size == 32
     # a batch of one that failed leaves no smaller batch size to suggest
     memory.record_fit_memory(FitMemory("cpu", 1, baseline=GiB, peak=None))
-    report = build_report(
-        torch.OutOfMemoryError(MESSAGE),
-        {},
-        device=CPU,
-        stats=_stats,
-        processes=lambda d: [],
-        live=lambda d: [],
-    )
+    report = _report()
     assert report.batch_size is None
     assert not any(s.startswith("Use batch_size=") for s in report.suggestions)
 
@@ -259,14 +235,7 @@ def test_an_xpu_error_is_read_as_xpu_and_mixed_precision_already_on_is_not_sugge
     assert report.requested == 2 * GiB
 
     def tips(namespace):
-        report = build_report(
-            torch.OutOfMemoryError(MESSAGE),
-            namespace,
-            device=CPU,
-            stats=_stats,
-            processes=lambda d: [],
-            live=lambda d: [],
-        )
+        report = _report(namespace)
         return " ".join(report.suggestions)
 
     assert "amp=True" in tips({"model": nn.Linear(2, 2)})

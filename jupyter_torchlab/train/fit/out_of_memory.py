@@ -59,20 +59,12 @@ def out_of_memory_error(
     if baseline is not None and batch_size:
         # what fit measured of this model (in the same precision) at some batch size still
         # tells its memory per sample; another model's measurement does not
+        amp, model = step.amp_dtype is not None, id(step.model)
         earlier = last_fit_memory(device)
-        amp = step.amp_dtype is not None
-        model = id(step.model)
-        if (
-            earlier is not None
-            and earlier.peak is not None
-            and (earlier.model, earlier.amp)
-            == (
-                model,
-                amp,
-            )
-        ):
-            failed_at = min(batch_size, earlier.too_big or batch_size)
-            record_fit_memory(dataclasses.replace(earlier, failed_at=failed_at))
+        measured = earlier if earlier is not None and earlier.peak is not None else None
+        if measured is not None and (measured.model, measured.amp) == (model, amp):
+            failed_at = min(batch_size, measured.too_big or batch_size)
+            record_fit_memory(dataclasses.replace(measured, failed_at=failed_at))
         else:
             record_fit_memory(FitMemory(device, batch_size, baseline, None, amp=amp, model=model))
     report = build_report(
