@@ -25,6 +25,7 @@ class OomCounter:
 
     path: str
     version: int
+    root: bool = False  # the root cgroup's (where v1 moves a process as it exits)
 
 
 def parse_counts(text: str | None) -> dict[str, int]:
@@ -64,13 +65,14 @@ def locate(
             v2_path = path
         elif "memory" in controllers.split(","):
             v1_path = path
-    candidates: list[tuple[Path, int]] = []
+    candidates: list[tuple[Path, int, str]] = []
     if v1_path is not None:
-        candidates.append((_chain(base / "memory", v1_path)[0] / "memory.oom_control", 1))
+        file = _chain(base / "memory", v1_path)[0] / "memory.oom_control"
+        candidates.append((file, 1, v1_path))
     if v2_path is not None:
         unified = base if (base / "cgroup.controllers").is_file() else base / "unified"
-        candidates.append((_chain(unified, v2_path)[0] / "memory.events", 2))
-    for file, version in candidates:
+        candidates.append((_chain(unified, v2_path)[0] / "memory.events", 2, v2_path))
+    for file, version, path in candidates:
         if file.is_file():
-            return OomCounter(str(file), version)
+            return OomCounter(str(file), version, root=path.strip("/") == "")
     return None

@@ -184,7 +184,10 @@ class DeathWatch:
                     alive = self._alive[kid] = _Alive(info.pid, counter, read_count(counter))
                 elif time.monotonic() - alive.seen < SETTLE_SECONDS:
                     counter = locate(info.pid)
-                    if counter != alive.counter:
+                    # None: the process is gone; the root: cgroup v1 moves an exiting process
+                    # there (a launcher never does). Either way its death is read from the
+                    # counter found while it lived
+                    if counter is not None and not counter.root and counter != alive.counter:
                         alive.counter, alive.oom_kills = counter, read_count(counter)
                 alive.info = info
                 if tree.memory:  # a process being torn down reads 0: keep the reading before

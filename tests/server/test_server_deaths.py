@@ -110,6 +110,11 @@ def test_a_process_s_counter_is_found_in_v1_and_v2_layouts(tmp_path):
     (v2 / "memory.events").write_text("oom_kill 0\n")
     assert locate(42, root=v2, proc=proc) == OomCounter(str(v2 / "memory.events"), 2)
     assert locate(43, root=v2, proc=proc) is None
+    # cgroup v1 moves an exiting process to the root cgroup: that counter says so
+    (proc / "42" / "cgroup").write_text("4:memory:/\n")
+    (v1 / "memory" / "memory.oom_control").write_text("oom_kill 0\n")
+    found = locate(42, root=v1, proc=proc)
+    assert found == OomCounter(str(v1 / "memory/memory.oom_control"), 1, root=True)
 
 
 # --- a real kernel, killed ----------------------------------------------------------------------
@@ -338,8 +343,14 @@ def test_a_kernel_moved_into_its_own_cgroup_late_is_still_explained(tmp_path, mo
         if tick == 3:
             where["counter"] = OomCounter(str(own), 2)
         watch.observe({"k1": info}, {"k1": _tree(4242, (tick + 1) * GiB)}, 8 * GiB)
-    # the OOM killer takes it; the last tick reads a process being torn down
+    # the OOM killer takes it; the last ticks read a process being torn down: cgroup v1 has
+    # moved it to the root cgroup, then its cgroup can no longer be looked up at all
     own.write_text("oom_kill 1\n")
+    top = tmp_path / "root.events"
+    top.write_text("oom_kill 0\n")
+    where["counter"] = OomCounter(str(top), 2, root=True)
+    watch.observe({"k1": info}, {"k1": _tree(4242, 0)}, 8 * GiB)
+    where["counter"] = None
     watch.observe({"k1": info}, {"k1": _tree(4242, 0)}, 8 * GiB)
     km.callbacks["k1", "restart"]()
     (event,) = watch.events()
