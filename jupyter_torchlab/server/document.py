@@ -154,6 +154,9 @@ def _kernel_entry(
         "id": info.id,
         "name": info.name,
         "execution_state": info.execution_state,
+        # "executions": busy/idle from execute requests; "server": jupyter_server's last status
+        # (a kernel whose messages this server does not see, such as one behind a gateway)
+        "state_source": info.state_source,
         "last_activity": info.last_activity,
         "busy_since": info.busy_since,
         "connections": info.connections,

@@ -3,10 +3,20 @@
 The registry is written on the event loop and read by the sampler thread. Writers build a new
 dict and swap the reference, so a reader always sees one consistent view without a lock.
 
-``busy_since`` and ``idle_since`` come from observing each kernel manager's ``execution_state``
-trait, which jupyter_server sets from the kernel's IOPub status messages: the time is taken in
-the same event-loop callback that handles the message, so it is exact to the loop's latency
-(well under a millisecond on an idle loop), with no polling of kernels.
+Busy and idle come from each kernel's execute requests (:mod:`.executions`), read from an IOPub
+subscription of the registry's own: jupyter_server's ``execution_state`` is the last status
+message of any request, and a kernel subshell's busy/idle pair (ipykernel 7 with JupyterLab 4.4+)
+leaves it "idle" while a cell runs. The subscription asks ipykernel for its ``kernel.*`` topics
+only (status, execute_input), so a cell's output and widget traffic never reach it. The times are
+taken in the event-loop callback that handles the message, exact to the loop's latency.
+
+Kernels whose messages the server cannot subscribe to (a gateway, a kernel manager without ZMQ)
+keep jupyter_server's own ``execution_state``; ``state_source`` says which rule applies. The
+server's own states for a kernel's life (starting, restarting, dead) always come through, and a
+restart or a new process ends every execution.
+
+Nothing here may fail jupyter_server's own requests: every callback the server or ZMQ calls
+catches, logs once and returns.
 """
 
 from __future__ import annotations
@@ -20,9 +30,19 @@ from datetime import datetime, timezone
 from typing import Any
 
 from jupyter_core.utils import ensure_async
-from tornado import web
+from tornado.ioloop import IOLoop
 
-__all__ = ["GATEWAY", "NOT_LOCAL", "NOT_RUNNING", "KernelInfo", "KernelRegistry"]
+from .executions import QUEUE_GAP, Executions
+
+__all__ = [
+    "FROM_EXECUTIONS",
+    "FROM_SERVER",
+    "GATEWAY",
+    "NOT_LOCAL",
+    "NOT_RUNNING",
+    "KernelInfo",
+    "KernelRegistry",
+]
 
 NOT_LOCAL = "kernel is not a local process; its resources cannot be measured from the server"
 GATEWAY = (
@@ -30,6 +50,18 @@ GATEWAY = (
     "it, so it cannot measure it or ask it for usage_request; see the gateway's own metrics"
 )
 NOT_RUNNING = "kernel process is not running (starting, restarting or dead)"
+
+#: state_source values: busy/idle read from execute requests, or jupyter_server's last status
+FROM_EXECUTIONS = "executions"
+FROM_SERVER = "server"
+
+# jupyter_server's states for a kernel's life, which pass through as they are
+_LIFE_STATES = frozenset({"starting", "restarting", "autorestarting", "dead", "terminating"})
+# the kernel-actions events jupyter_server emits (start, interrupt, restart, shutdown)
+_KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+# ipykernel publishes status (and execute_input) under "kernel.<uuid>.<type>": subscribing to
+# this prefix leaves out stream output, display data and comm messages
+_KERNEL_TOPIC = b"kernel."
 
 
 @dataclass(frozen=True)
@@ -40,7 +72,7 @@ class KernelInfo:
     name: str
     execution_state: str
     last_activity: str | None  # ISO 8601, as in GET /api/kernels
-    busy_since: float | None  # unix time of the transition to "busy"; None when not busy
+    busy_since: float | None  # unix time the current run of executions began; None: not busy
     connections: int
     pid: int | None
     path: str | None  # notebook (or console) path from the session manager
@@ -49,6 +81,22 @@ class KernelInfo:
     # last_activity); None when not idle. Unlike last_activity, output a kernel thread sends
     # while idle (a widget's updates) does not move it: only executing something does.
     idle_since: float | None = None
+    # FROM_EXECUTIONS: busy/idle from execute requests; FROM_SERVER: jupyter_server's last status
+    state_source: str = FROM_SERVER
+
+
+@dataclass
+class _Watched:
+    """One kernel the registry follows."""
+
+    kernel: Any
+    executions: Executions
+    observer: Callable[[dict[str, Any]], None] | None = None  # on execution_state (fallback)
+    stream: Any = None  # our IOPub subscription (a ZMQStream)
+    session: Any = None  # to check and read its messages
+    narrowed: bool = False  # subscribed to _KERNEL_TOPIC only
+    pid: int | None = None
+    settle_at: float | None = None  # when the timer for a pending idle was set
 
 
 class KernelRegistry:
@@ -61,6 +109,7 @@ class KernelRegistry:
         *,
         wall: Callable[[], float] = time.time,
         log: logging.Logger | None = None,
+        event_logger: Any = None,
     ) -> None:
         self._km = kernel_manager
         self._sm = session_manager
@@ -69,12 +118,17 @@ class KernelRegistry:
         self._view: Mapping[str, KernelInfo] = {}
         # kernel id -> connection info, for kernels without a local pid that ZMQ can reach
         self._endpoints: Mapping[str, Mapping[str, Any]] = {}
-        # kernel id -> (kernel manager object, the observer we attached to it)
-        self._watched: dict[str, tuple[Any, Callable[[dict[str, Any]], None] | None]] = {}
-        self._busy_since: dict[str, float] = {}
-        self._idle_since: dict[str, float] = {}
+        self._watched: dict[str, _Watched] = {}
         self._paths: dict[str, str] = {}
         self._warned: set[str] = set()
+        self._events = event_logger
+        self._listening = False
+        if event_logger is not None:
+            try:
+                event_logger.add_listener(schema_id=_KERNEL_ACTIONS, listener=self._on_action)
+                self._listening = True
+            except Exception as e:  # noqa: BLE001 - without it, refresh() finds new kernels
+                self._warn_once("events", "cannot listen to kernel events (%s)", e)
 
     # --- read side (any thread) ---------------------------------------------------------------
 
@@ -99,7 +153,7 @@ class KernelRegistry:
         asked = {}
         for kid, info in self._endpoints.items():
             entry = self._watched.get(kid)  # read live: the state may have changed since refresh
-            if entry is not None and getattr(entry[0], "execution_state", None) != "starting":
+            if entry is not None and getattr(entry.kernel, "execution_state", None) != "starting":
                 asked[kid] = info
         return asked
 
@@ -124,6 +178,8 @@ class KernelRegistry:
         for kid in ids:
             if kid not in self._watched:
                 self._watch(kid)
+            else:
+                self._subscribe(kid, self._watched[kid])  # a kernel that has ports by now
         for kid in set(self._watched) - set(ids):
             self._unwatch(kid)
         view = {}
@@ -133,7 +189,7 @@ class KernelRegistry:
             if info is not None:
                 view[kid] = info
                 if info.reason == NOT_LOCAL:
-                    conn = _connection_info(self._watched[kid][0])
+                    conn = _connection_info(self._watched[kid].kernel)
                     if conn is not None:
                         endpoints[kid] = conn
         self._view = view
@@ -141,6 +197,10 @@ class KernelRegistry:
 
     def close(self) -> None:
         """Stop observing every kernel."""
+        if self._listening:
+            with contextlib.suppress(Exception):
+                self._events.remove_listener(schema_id=_KERNEL_ACTIONS, listener=self._on_action)
+            self._listening = False
         for kid in list(self._watched):
             self._unwatch(kid)
         self._view = {}
@@ -153,45 +213,141 @@ class KernelRegistry:
             kernel = self._km.get_kernel(kid)
         except KeyError:
             return
-
-        def on_state(change: dict[str, Any]) -> None:
-            self._on_state(kid, change["old"], change["new"])
-
-        observer: Callable[[dict[str, Any]], None] | None = on_state
-        try:
-            kernel.observe(on_state, names="execution_state")
-        except (AttributeError, TypeError):  # not a HasTraits kernel: refresh() catches up
-            observer = None
-        self._watched[kid] = (kernel, observer)
-        state = getattr(kernel, "execution_state", None)
+        now = self._wall()
+        state = _trait(kernel, "execution_state")
         if state == "busy":
             # already busy when first seen: the best lower bound we have is now
-            self._busy_since[kid] = self._wall()
-        elif state == "idle":
+            executions = Executions(busy=True, since=now)
+        else:
             # already idle when first seen (the server restarted, the extension loaded late):
             # its last activity is when it went idle, or later
-            stamp = _iso_time(getattr(kernel, "last_activity", None))
-            self._idle_since[kid] = stamp if stamp is not None else self._wall()
+            stamp = _iso_time(_trait(kernel, "last_activity"))
+            executions = Executions(since=stamp if stamp is not None else now)
+        entry = self._watched[kid] = _Watched(kernel, executions)
+        if self._subscribe(kid, entry):
+            return
+        if not _is_gateway(kernel) and callable(getattr(kernel, "connect_iopub", None)):
+            return  # a ZMQ kernel not launched yet: refresh() subscribes once it has ports
+
+        def on_state(change: dict[str, Any]) -> None:
+            self._guard("state", self._on_state, kid, change["old"], change["new"])
+
+        try:
+            kernel.observe(on_state, names="execution_state")
+            entry.observer = on_state
+        except (AttributeError, TypeError):  # not a HasTraits kernel: refresh() catches up
+            pass
+
+    def _subscribe(self, kid: str, entry: _Watched) -> bool:
+        """Open our IOPub subscription to a launched ZMQ kernel; return whether there is one."""
+        if entry.stream is not None:
+            return True
+        kernel = entry.kernel
+        if _is_gateway(kernel) or not getattr(kernel, "has_kernel", False):
+            return False
+        connect = getattr(kernel, "connect_iopub", None)
+        if not callable(connect):
+            return False
+        try:
+            from jupyter_client.session import Session
+
+            stream = connect()
+            session = Session(config=kernel.session.config, key=kernel.session.key)
+            stream.on_recv(lambda frames: self._guard("iopub", self._on_iopub, kid, frames))
+        except Exception as e:  # noqa: BLE001 - the kernel keeps the server's own state
+            self._warn_once("iopub", "cannot subscribe to a kernel's IOPub (%s)", e)
+            return False
+        entry.stream, entry.session = stream, session
+        return True
+
+    def _resubscribe(self, kid: str, entry: _Watched) -> None:
+        """Subscribe anew (a restarted kernel may have new ports)."""
+        if entry.stream is not None:
+            with contextlib.suppress(Exception):
+                entry.stream.close()
+            entry.stream, entry.narrowed = None, False
+        self._subscribe(kid, entry)
 
     def _unwatch(self, kid: str) -> None:
-        kernel, observer = self._watched.pop(kid)
-        self._busy_since.pop(kid, None)
-        self._idle_since.pop(kid, None)
-        if observer is not None:
+        entry = self._watched.pop(kid)
+        if entry.observer is not None:
             with contextlib.suppress(ValueError):
-                kernel.unobserve(observer, names="execution_state")
+                entry.kernel.unobserve(entry.observer, names="execution_state")
+        if entry.stream is not None:
+            with contextlib.suppress(Exception):
+                entry.stream.close()
+
+    def _on_iopub(self, kid: str, frames: list[Any]) -> None:
+        entry = self._watched.get(kid)
+        if entry is None or entry.session is None:
+            return
+        idents, fed = entry.session.feed_identities(frames)
+        msg = entry.session.deserialize(fed, content=False)
+        if msg["header"].get("msg_type") != "status":
+            return
+        topic = idents[0] if idents else b""
+        if not entry.narrowed and isinstance(topic, bytes) and topic.startswith(_KERNEL_TOPIC):
+            # an ipykernel: from now on only its kernel.* topics (subscribe before leaving b"")
+            import zmq
+
+            socket = entry.stream.socket
+            socket.setsockopt(zmq.SUBSCRIBE, _KERNEL_TOPIC)
+            socket.setsockopt(zmq.UNSUBSCRIBE, b"")
+            entry.narrowed = True
+        state = entry.session.unpack(fed[4]).get("execution_state")
+        parent = msg.get("parent_header") or {}
+        now = self._wall()
+        change = entry.executions.status(state, parent.get("msg_type"), parent.get("msg_id"), now)
+        if entry.executions.pending_idle and entry.settle_at is None:
+            entry.settle_at = now
+            IOLoop.current().call_later(QUEUE_GAP, self._settle, kid)
+        shown = self._view.get(kid)
+        # a change, a new process, or the first status of a kernel shown as starting
+        if (
+            change is not None
+            or state == "starting"
+            or (shown is not None and shown.execution_state == "starting")
+        ):
+            self._update(kid)
+
+    def _settle(self, kid: str) -> None:
+        entry = self._watched.get(kid)
+        if entry is None:
+            return
+        entry.settle_at = None
+        # QUEUE_GAP has passed on the loop's clock: no queued cell started, or it cleared this
+        if entry.executions.settle() is not None:
+            self._guard("settle", self._update, kid)
 
     def _on_state(self, kid: str, old: str, new: str) -> None:
-        if new == "busy":
-            if old != "busy":
-                self._busy_since[kid] = self._wall()
-        else:
-            self._busy_since.pop(kid, None)
-        if new == "idle":
-            if old != "idle":
-                self._idle_since[kid] = self._wall()
-        else:
-            self._idle_since.pop(kid, None)
+        """Fallback for kernels without our subscription: the server's own state changes."""
+        entry = self._watched.get(kid)
+        if entry is None:
+            return
+        now = self._wall()
+        if new == "busy" and old != "busy":
+            entry.executions = Executions(busy=True, since=now)
+        elif new == "idle" and old != "idle":
+            entry.executions = Executions(since=now)
+        self._update(kid)
+
+    async def _on_action(self, logger: Any, schema_id: str, data: Mapping[str, Any]) -> None:
+        """Watch a kernel as soon as it has started: its first cell may follow at once."""
+        kid = data.get("kernel_id")
+        if not isinstance(kid, str) or data.get("status") != "success":
+            return
+        action = data.get("action")
+        if action == "start" and kid not in self._watched:
+            self._guard("start", self._watch, kid)
+            if kid in self._watched:
+                self._guard("start", self._update, kid)
+        elif action == "restart" and kid in self._watched:
+            entry = self._watched[kid]
+            entry.executions.reset(self._wall())
+            self._guard("restart", self._resubscribe, kid, entry)
+            self._guard("restart", self._update, kid)
+
+    def _update(self, kid: str) -> None:
         info = self._info(kid)
         if info is not None:
             view = dict(self._view)
@@ -202,40 +358,72 @@ class KernelRegistry:
         entry = self._watched.get(kid)
         if entry is None:
             return None
-        kernel = entry[0]
+        kernel = entry.kernel
         try:
-            # the same model GET /api/kernels returns: state, activity and connection count
+            # the same model GET /api/kernels returns: state, activity and connection count;
+            # while jupyter_server itself is starting the kernel, this can raise (TraitError:
+            # last_activity is still None): the next refresh reads it
             model = self._km.kernel_model(kid)
-        except (KeyError, web.HTTPError):  # removed between listing and reading
+        except Exception:  # noqa: BLE001 - removed, or not readable yet
             return None
-        state = model.get("execution_state") or "unknown"
-        if entry[1] is None:  # no observer: derive busy_since from what refresh() sees
-            if state == "busy":
-                self._busy_since.setdefault(kid, self._wall())
-            else:
-                self._busy_since.pop(kid, None)
-            if state == "idle":
-                self._idle_since.setdefault(kid, self._wall())
-            else:
-                self._idle_since.pop(kid, None)
+        server_state = model.get("execution_state") or "unknown"
         pid, reason = _local_pid(kernel)
+        executions = entry.executions
+        if pid is not None and entry.pid is not None and pid != entry.pid:
+            executions.reset(self._wall())  # a new process: nothing of the old one runs
+            self._resubscribe(kid, entry)
+        entry.pid = pid
+        from_executions = entry.stream is not None
+        if server_state in _LIFE_STATES:
+            # "starting" lasts until jupyter_server reads the kernel's first status after a
+            # client connects (a usage_request must not end it, see endpoints())
+            if server_state != "starting":
+                executions.reset(self._wall())
+            state = server_state
+        elif from_executions or entry.observer is not None:
+            state = executions.state
+        else:  # no observer at all: follow what refresh() sees
+            if server_state == "busy" and executions.state != "busy":
+                entry.executions = executions = Executions(busy=True, since=self._wall())
+            elif server_state == "idle" and executions.state != "idle":
+                entry.executions = executions = Executions(since=self._wall())
+            state = server_state if server_state in ("busy", "idle") else executions.state
         return KernelInfo(
             id=kid,
             name=model.get("name") or getattr(kernel, "kernel_name", ""),
             execution_state=state,
             last_activity=model.get("last_activity"),
-            busy_since=self._busy_since.get(kid),
+            busy_since=executions.busy_since if state == "busy" else None,
             connections=int(model.get("connections") or 0),
             pid=pid,
             path=self._paths.get(kid),
             reason=reason,
-            idle_since=self._idle_since.get(kid) if state == "idle" else None,
+            idle_since=executions.idle_since if state == "idle" else None,
+            state_source=FROM_EXECUTIONS if from_executions else FROM_SERVER,
         )
+
+    def _guard(self, key: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn``; log its failure once and return (the caller is the server or ZMQ)."""
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - never fail the server's own request
+            self._warn_once(f"guard-{key}", "reading a kernel's state failed (%r)", e)
 
     def _warn_once(self, key: str, msg: str, *args: object) -> None:
         if key not in self._warned:
             self._warned.add(key)
             self._log.warning("torchlab: " + msg, *args)
+
+
+def _trait(kernel: Any, name: str) -> Any:
+    """Return a kernel manager's attribute, None where it is unset or cannot be read yet.
+
+    While jupyter_server starts a kernel, ``last_activity`` is None and reading the trait raises.
+    """
+    try:
+        return getattr(kernel, name, None)
+    except Exception:  # noqa: BLE001 - a TraitError while the server fills it in
+        return None
 
 
 def _iso_time(value: Any) -> float | None:

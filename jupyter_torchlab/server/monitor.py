@@ -86,7 +86,14 @@ class ServerMonitor:
         self.interval = interval
         self._wall = wall
         self._gpu_enabled = enable_gpu
-        self.registry = KernelRegistry(kernel_manager, session_manager, wall=wall, log=self.log)
+        self.registry = KernelRegistry(
+            kernel_manager,
+            session_manager,
+            wall=wall,
+            log=self.log,
+            # the ServerApp's: it tells when a kernel has started, so its first cell is seen
+            event_logger=getattr(getattr(kernel_manager, "parent", None), "event_logger", None),
+        )
         self.deaths = DeathWatch(
             kernel_manager,
             wall=wall,

@@ -98,11 +98,26 @@ def kernel_entry(doc: dict[str, Any], kernel_id: str) -> dict[str, Any] | None:
 
 def execute_request(code: str) -> str:
     """An execute_request in the kernel WebSocket's JSON protocol."""
+    return kernel_message(
+        "execute_request",
+        {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+    )
+
+
+def kernel_message(msg_type: str, content: dict[str, Any], channel: str = "shell") -> str:
+    """A request in the kernel WebSocket's JSON protocol, as a page sends it."""
     return json.dumps(
         {
             "header": {
                 "msg_id": uuid.uuid4().hex,
-                "msg_type": "execute_request",
+                "msg_type": msg_type,
                 "username": "test",
                 "session": uuid.uuid4().hex,
                 "date": datetime.now(timezone.utc).isoformat(),
@@ -110,15 +125,8 @@ def execute_request(code: str) -> str:
             },
             "parent_header": {},
             "metadata": {},
-            "content": {
-                "code": code,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-                "stop_on_error": True,
-            },
-            "channel": "shell",
+            "content": content,
+            "channel": channel,
             "buffers": [],
         }
     )

@@ -1,0 +1,163 @@
+"""Busy while a cell runs, whatever else the page asks the kernel: a real server and kernel.
+
+The page's requests are sent over the kernel WebSocket as JupyterLab 4.4+ sends them: a
+``create_subshell_request`` on the control channel when a widget renders, ``comm_info`` and
+``kernel_info`` requests. Each makes the kernel publish a busy/idle pair of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from .conftest import INTERVAL, execute_request, kernel_entry, kernel_message
+
+pytestmark = pytest.mark.slow
+
+PAGE_REQUESTS = [
+    ("create_subshell_request", {}, "control"),
+    ("kernel_info_request", {}, "control"),
+    ("comm_info_request", {}, "shell"),
+    ("kernel_info_request", {}, "shell"),
+]
+
+
+async def busy_line(jp_fetch: Any, kid: str) -> float | None:
+    """Return torchlab_kernel_busy for the kernel on the server's Prometheus /metrics."""
+    r = await jp_fetch("metrics")
+    for line in r.body.decode().splitlines():
+        if line.startswith("torchlab_kernel_busy{") and f'kernel_id="{kid}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_a_cell_stays_busy_through_subshell_and_control_requests_then_goes_idle(
+    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any, get_metrics: Any
+) -> None:
+    kid = await start_kernel(path="train.ipynb")
+    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
+
+    await ws.write_message(execute_request("import time; time.sleep(5)"))
+    doc = await wait_metrics(lambda d: kernel_entry(d, kid)["execution_state"] == "busy")
+    busy_since = kernel_entry(doc, kid)["busy_since"]
+    assert kernel_entry(doc, kid)["state_source"] == "executions"
+    for msg_type, content, channel in PAGE_REQUESTS:
+        await ws.write_message(kernel_message(msg_type, content, channel))
+    await asyncio.sleep(0.5)  # their busy/idle pairs have come and gone
+
+    # every reader says busy, with the same start, for the rest of the cell
+    seen = 0
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        doc = await get_metrics()
+        entry = kernel_entry(doc, kid)
+        assert entry["execution_state"] == "busy", "a page's request made a running cell idle"
+        assert entry["busy_since"] == busy_since
+        assert await busy_line(jp_fetch, kid) == 1.0
+        seen += 1
+        await asyncio.sleep(INTERVAL)
+    assert seen >= 5
+    model = json.loads((await jp_fetch("api", "kernels", kid)).body)
+    # the server's own reading of the same moment, for the record: its last status wins
+    print("jupyter_server's execution_state while the cell ran:", model["execution_state"])
+
+    # idle within one sample interval (plus the queue gap) of the cell's end
+    doc = await wait_metrics(lambda d: kernel_entry(d, kid)["execution_state"] == "idle")
+    entry = kernel_entry(doc, kid)
+    ended = entry["idle_since"]
+    assert busy_since + 4.5 <= ended <= busy_since + 8
+    assert doc["time"] - ended <= INTERVAL + 0.2 + 2 * INTERVAL  # + the loop's own latency
+    assert entry["busy_since"] is None
+    assert await busy_line(jp_fetch, kid) == 0.0
+    ws.close()
+
+
+async def test_queued_cells_are_one_busy_stretch_and_a_request_alone_never_makes_busy(
+    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any, monitor: Any
+) -> None:
+    kid = await start_kernel()
+    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
+
+    # page requests on an idle kernel: never busy, idle_since unmoved
+    before = monitor.registry.view()[kid]
+    for msg_type, content, channel in PAGE_REQUESTS:
+        await ws.write_message(kernel_message(msg_type, content, channel))
+    for _ in range(20):
+        info = monitor.registry.view()[kid]
+        assert info.execution_state == "idle"
+        assert info.idle_since == before.idle_since
+        await asyncio.sleep(0.05)
+
+    # Run All: three cells queued at once
+    for _ in range(3):
+        await ws.write_message(execute_request("import time; time.sleep(1)"))
+    starts = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = monitor.registry.view()[kid]
+        if info.execution_state == "idle" and starts:
+            break
+        if info.execution_state == "busy":
+            starts.add(info.busy_since)
+        await asyncio.sleep(0.01)  # faster than any gap between two queued cells
+    assert len(starts) == 1, f"queued cells were seen as separate runs: {sorted(starts)}"
+    assert info.idle_since - starts.pop() >= 2.9
+    ws.close()
+
+
+async def test_interrupt_ends_a_running_cell(
+    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any
+) -> None:
+    kid = await start_kernel()
+    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
+    await ws.write_message(execute_request("import time; time.sleep(60)"))
+    await ws.write_message(execute_request("import time; time.sleep(60)"))  # queued, aborted
+    await wait_metrics(lambda d: kernel_entry(d, kid)["execution_state"] == "busy")
+    sent = time.time()
+    await jp_fetch("api", "kernels", kid, "interrupt", method="POST", body="")
+    doc = await wait_metrics(lambda d: kernel_entry(d, kid)["execution_state"] == "idle")
+    assert sent <= kernel_entry(doc, kid)["idle_since"] <= sent + 5
+    ws.close()
+
+
+async def test_a_restart_during_a_cell_ends_it(
+    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any, monitor: Any
+) -> None:
+    kid = await start_kernel()
+    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
+    await ws.write_message(execute_request("import time; time.sleep(60)"))
+    doc = await wait_metrics(lambda d: kernel_entry(d, kid)["execution_state"] == "busy")
+    old_pid = kernel_entry(doc, kid)["pid"]
+    await jp_fetch("api", "kernels", kid, "restart", method="POST", body="")
+    doc = await wait_metrics(
+        lambda d: (
+            (k := kernel_entry(d, kid))["pid"] not in (None, old_pid)
+            and k["execution_state"] == "idle"
+        )
+    )
+    assert kernel_entry(doc, kid)["busy_since"] is None
+    # and the new process is watched: while the page sees the kernel run a cell, so do we
+    request = execute_request("import time; time.sleep(3)")
+    msg_id = json.loads(request)["header"]["msg_id"]
+    await ws.write_message(request)
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "the restarted kernel never ran the cell"
+        msg = json.loads(await asyncio.wait_for(ws.read_message(), 30))
+        if (
+            msg.get("msg_type") == "status"
+            and msg["parent_header"].get("msg_id") == msg_id
+            and msg["content"]["execution_state"] == "busy"
+        ):
+            break
+    await asyncio.sleep(0.3)
+    assert monitor.registry.view()[kid].execution_state == "busy"
+    ws.close()
