@@ -144,6 +144,15 @@ def _v1_limit(limit: int | None) -> int | None:
     return limit if limit is not None and limit < _V1_UNLIMITED else None
 
 
+def _read_memory_limit(version: int | None, files: Iterable[str]) -> int | None:
+    """Return the tightest limit in v2 ``memory.max`` or v1 ``memory.limit_in_bytes`` files."""
+    if version == 2:
+        limit = _min(_v2_memory_max(read_text(f)) for f in files)
+    else:
+        limit = _min(_v1_limit(_int(read_text(f))) for f in files)
+    return int(limit) if limit is not None else None
+
+
 class _CgroupFiles:
     """The cgroup files that matter to us, located once; ``read()`` then only reads values."""
 
@@ -191,21 +200,20 @@ class _CgroupFiles:
     def read(self) -> CgroupLimits:
         if self.version == 2:
             cpu_limit = _min(_v2_cpu_max(read_text(f)) for f in self.cpu_max)
-            memory_limit = _min(_v2_memory_max(read_text(f)) for f in self.memory_max)
             usage_usec = _stat_value(self.cpu_stat, "usage_usec")
             cpu_usage = usage_usec / 1e6 if usage_usec is not None else None
         else:
             cpu_limit = _min(_v1_quota(_int(read_text(q)), _int(read_text(p))) for q, p in self.cfs)
-            memory_limit = _min(_v1_limit(_int(read_text(f))) for f in self.memory_max)
             usage_ns = _int(read_text(self.cpuacct)) if self.cpuacct else None
             cpu_usage = usage_ns / 1e9 if usage_ns is not None else None
+        memory_limit = _read_memory_limit(self.version, self.memory_max)
         used = _int(read_text(self.usage)) if self.usage else None
         if used is not None:
             # the working set: inactive file cache is dropped before anything is OOM-killed
             used = max(0, used - (_stat_value(self.memory_stat, self.inactive_key) or 0))
         return CgroupLimits(
             cpu_limit=cpu_limit,
-            memory_limit=int(memory_limit) if memory_limit is not None else None,
+            memory_limit=memory_limit,
             memory_used=used,
             version=self.version,
             cpu_usage=cpu_usage,

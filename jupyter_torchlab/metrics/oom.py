@@ -1,30 +1,39 @@
-"""How many processes the out-of-memory killer took in a process's memory cgroup.
+"""A process's memory cgroup: how many processes the OOM killer took there, and the memory limit.
 
 A kernel killed for memory just vanishes. The kernel's memory cgroup counts those kills: cgroup v2
 ``memory.events`` (``oom_kill``, hierarchical: a kill in a child cgroup counts in its parents) and
-v1 ``memory.oom_control`` (``oom_kill``). :func:`locate` finds the counter of a live process's
-cgroup (the file stays readable after the process is gone); :func:`read_count` reads it. A rise
-between two readings means the OOM killer struck in that cgroup. Reads never raise.
+v1 ``memory.oom_control`` (``oom_kill``). :func:`locate` finds a live process's memory cgroup (its
+files stay readable after the process is gone); :func:`read_count` reads the count and
+:func:`read_limit` the limit that applies (the tightest of the cgroup's and its ancestors'). A
+rise between two readings means the OOM killer struck in that cgroup in between; :func:`leaving`
+tells whether a reading was taken before the process was killed. Reads never raise.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._util import read_text
-from .host import _chain
+from ._util import read_bytes, read_text
+from .host import _chain, _read_memory_limit
 
-__all__ = ["OomCounter", "locate", "parse_counts", "read_count"]
+__all__ = ["MemoryCgroup", "leaving", "locate", "parse_counts", "read_count", "read_limit"]
+
+#: PF_EXITING in the flags of /proc/<pid>/stat: the process has begun to exit
+_PF_EXITING = 0x4
+_SIGKILL_PENDING = 1 << (signal.SIGKILL - 1)
 
 
 @dataclass(frozen=True)
-class OomCounter:
-    """Where a cgroup's OOM-kill count is: ``memory.events`` (v2) or ``memory.oom_control`` (v1)."""
+class MemoryCgroup:
+    """Where a process's memory cgroup keeps its OOM-kill count and the limits over it."""
 
-    path: str
+    oom_file: str  # memory.events (v2) or memory.oom_control (v1)
     version: int
+    # memory.max (v2) or memory.limit_in_bytes (v1) of the cgroup and each ancestor that has one
+    limit_files: tuple[str, ...] = ()
     root: bool = False  # the root cgroup's (where v1 moves a process as it exits)
 
 
@@ -40,19 +49,26 @@ def parse_counts(text: str | None) -> dict[str, int]:
     return counts
 
 
-def read_count(counter: OomCounter | None) -> int | None:
+def read_count(cgroup: MemoryCgroup | None) -> int | None:
     """Return how many processes the OOM killer has killed in that cgroup (None: unknown)."""
-    if counter is None:
+    if cgroup is None:
         return None
-    return parse_counts(read_text(counter.path)).get("oom_kill")
+    return parse_counts(read_text(cgroup.oom_file)).get("oom_kill")
+
+
+def read_limit(cgroup: MemoryCgroup | None) -> int | None:
+    """Return the memory limit that applies to that cgroup in bytes (None: unlimited or unknown)."""
+    if cgroup is None:
+        return None
+    return _read_memory_limit(cgroup.version, cgroup.limit_files)
 
 
 def locate(
     pid: int,
     root: str | os.PathLike[str] = "/sys/fs/cgroup",
     proc: str | os.PathLike[str] = "/proc",
-) -> OomCounter | None:
-    """Return the OOM counter of ``pid``'s memory cgroup, or None where there is none."""
+) -> MemoryCgroup | None:
+    """Return ``pid``'s memory cgroup, or None where there is none."""
     base = Path(root)
     text = read_text(os.path.join(os.fspath(proc), str(pid), "cgroup"))
     v1_path = v2_path = None
@@ -65,14 +81,37 @@ def locate(
             v2_path = path
         elif "memory" in controllers.split(","):
             v1_path = path
-    candidates: list[tuple[Path, int, str]] = []
+    candidates: list[tuple[list[Path], str, str, int, str]] = []
     if v1_path is not None:
-        file = _chain(base / "memory", v1_path)[0] / "memory.oom_control"
-        candidates.append((file, 1, v1_path))
+        chain = _chain(base / "memory", v1_path)
+        candidates.append((chain, "memory.oom_control", "memory.limit_in_bytes", 1, v1_path))
     if v2_path is not None:
         unified = base if (base / "cgroup.controllers").is_file() else base / "unified"
-        candidates.append((_chain(unified, v2_path)[0] / "memory.events", 2, v2_path))
-    for file, version, path in candidates:
-        if file.is_file():
-            return OomCounter(str(file), version, root=path.strip("/") == "")
+        candidates.append((_chain(unified, v2_path), "memory.events", "memory.max", 2, v2_path))
+    for chain, oom_name, limit_name, version, path in candidates:
+        # v2 charges a cgroup without the memory controller to its nearest ancestor with it
+        for i, folder in enumerate(chain):
+            if (folder / oom_name).is_file():
+                limits = tuple(str(d / limit_name) for d in chain[i:] if (d / limit_name).is_file())
+                return MemoryCgroup(str(folder / oom_name), version, limits, path.strip("/") == "")
     return None
+
+
+def leaving(pid: int, proc: str | os.PathLike[str] = "/proc") -> bool:
+    """Return whether ``pid`` is on its way out: killed, exiting, a zombie, or gone.
+
+    The OOM killer counts a kill microseconds before it sends SIGKILL, so a count read just before
+    this answers False was read before that process was killed. False where there is no /proc.
+    """
+    data = read_bytes(os.path.join(os.fspath(proc), str(pid), "stat"))
+    if not data:
+        return os.path.isdir(proc)
+    # the command name (field 2) may hold spaces and parentheses: split after the last ")"
+    fields = data[data.rfind(b")") + 2 :].split()
+    try:
+        state, flags, pending = fields[0], int(fields[6]), int(fields[28])
+    except (IndexError, ValueError):
+        return False
+    # pending: the obsolete decimal signal mask of field 31, which still shows SIGKILL: a fatal
+    # signal is added to every thread's own pending set as it is sent
+    return state in (b"Z", b"X", b"x") or bool(flags & _PF_EXITING or pending & _SIGKILL_PENDING)

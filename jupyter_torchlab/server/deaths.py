@@ -4,12 +4,16 @@ A kernel killed for memory just vanishes; JupyterLab says it "appears to have di
 already sees every kernel's memory, its limit and its process, so it can say what happened:
 
 - **While a kernel lives** (sampler thread, each tick, :meth:`DeathWatch.observe`): its pid, the
-  tree's last and peak memory, the memory limit, and the OOM-kill count of its memory cgroup
-  (:mod:`jupyter_torchlab.metrics.oom`), located once per process.
+  tree's last and peak memory, and from its memory cgroup (:mod:`jupyter_torchlab.metrics.oom`,
+  located once per process) the limit that applies to it and the OOM-kill count. Each tick's
+  reading replaces the one before, unless the process was already on its way out when it was
+  taken: a count read after the OOM killer took it would hide the kill.
 - **When it dies** (event loop): jupyter_client's restarter notices the dead process and calls the
   ``restart`` callback (``dead`` once it gives up) before it starts a new one. The old process's
-  exit status is still there, and the cgroup's OOM count is read again: a rise means the OOM
-  killer took it. The event is kept, counted, and served (REST, the stream, Prometheus).
+  exit status is still there, and the cgroup's OOM count is read again: a rise since the kernel's
+  last reading means the OOM killer took it (kernels that share a cgroup share its count, so a
+  kill seconds earlier elsewhere in it is not this kernel's). The event is kept, counted, and
+  served (REST, the stream, Prometheus).
 
 With ``KernelManager.autorestart`` off there is no restarter and so no event.
 """
@@ -31,7 +35,7 @@ from typing import Any
 from jupyter_torchlab._files import atomic_write
 from jupyter_torchlab._format import format_bytes
 from jupyter_torchlab.metrics import ProcessTreeSnapshot
-from jupyter_torchlab.metrics.oom import OomCounter, locate, read_count
+from jupyter_torchlab.metrics.oom import MemoryCgroup, leaving, locate, read_count, read_limit
 
 from .kernels import KernelInfo
 
@@ -81,8 +85,8 @@ class _Alive:
     """What is known of a live kernel process."""
 
     pid: int
-    counter: OomCounter | None
-    oom_kills: int | None  # the count when first seen (a baseline)
+    cgroup: MemoryCgroup | None
+    oom_kills: int | None  # the cgroup's count at the latest reading while the process ran
     last_memory: int | None = None
     peak_memory: int | None = None
     memory_limit: int | None = None
@@ -134,6 +138,19 @@ def explain(
     return "unknown", f"died; its exit status is not known{used}", sig, status
 
 
+def _per_cgroup(
+    reads: dict[MemoryCgroup, int | None],
+    cgroup: MemoryCgroup | None,
+    read: Callable[[MemoryCgroup | None], int | None],
+) -> int | None:
+    """Return this tick's reading of ``cgroup``, reading it on first use."""
+    if cgroup is None:
+        return None
+    if cgroup not in reads:
+        reads[cgroup] = read(cgroup)
+    return reads[cgroup]
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -153,6 +170,8 @@ class DeathWatch:
         on_death: Callable[[KernelDeath], None] | None = None,
         keep: int = KEEP,
         record_file: str | None = None,
+        cgroup_root: str = "/sys/fs/cgroup",
+        proc: str = "/proc",
     ) -> None:
         self._km = kernel_manager
         self._wall = wall
@@ -163,6 +182,8 @@ class DeathWatch:
         self._events: deque[KernelDeath] = deque(maxlen=keep)
         self._callbacks: dict[str, list[tuple[str, Callable[[], None]]]] = {}
         self._record_file = record_file  # the runtime dir's DEATHS_FILE, for restarted kernels
+        self._cgroup_root = cgroup_root
+        self._proc = proc
 
     # --- sampler thread -----------------------------------------------------------------------
 
@@ -170,9 +191,15 @@ class DeathWatch:
         self,
         kernels: Mapping[str, KernelInfo],
         trees: Mapping[str, ProcessTreeSnapshot],
-        memory_limit: int | None,
+        memory_limit: int | None = None,
     ) -> None:
-        """Record this tick's view of each live kernel (its process, memory and cgroup)."""
+        """Record this tick's view of each live kernel (its process, memory and cgroup).
+
+        ``memory_limit`` (the server's own) is not used: a kernel's limit is its own cgroup's.
+        """
+        # kernels often share one cgroup (a user's pod): read its files once per tick
+        counts: dict[MemoryCgroup, int | None] = {}
+        limits: dict[MemoryCgroup, int | None] = {}
         with self._lock:
             for kid, info in kernels.items():
                 tree = trees.get(kid)
@@ -180,20 +207,30 @@ class DeathWatch:
                     continue
                 alive = self._alive.get(kid)
                 if alive is None or alive.pid != info.pid:
-                    counter = locate(info.pid)
-                    alive = self._alive[kid] = _Alive(info.pid, counter, read_count(counter))
-                elif time.monotonic() - alive.seen < SETTLE_SECONDS:
-                    counter = locate(info.pid)
-                    # None: the process is gone; the root: cgroup v1 moves an exiting process
-                    # there (a launcher never does). Either way its death is read from the
-                    # counter found while it lived
-                    if counter is not None and not counter.root and counter != alive.counter:
-                        alive.counter, alive.oom_kills = counter, read_count(counter)
+                    cgroup = locate(info.pid, self._cgroup_root, self._proc)
+                    kills = _per_cgroup(counts, cgroup, read_count)
+                    alive = self._alive[kid] = _Alive(info.pid, cgroup, kills)
+                else:
+                    cgroup = alive.cgroup
+                    if time.monotonic() - alive.seen < SETTLE_SECONDS:
+                        found = locate(info.pid, self._cgroup_root, self._proc)
+                        # None: the process is gone; the root: cgroup v1 moves an exiting
+                        # process there (a launcher never does). Either way its death is read
+                        # from the cgroup found while it lived
+                        if found is not None and not found.root:
+                            cgroup = found
                 alive.info = info
+                kills = _per_cgroup(counts, cgroup, read_count)
+                # asked after the count was read: a process that still runs now had not been
+                # killed when it was read. One on its way out keeps the readings from before
+                # (a count that already holds its own kill, memory the OOM reaper has freed)
+                if leaving(info.pid, self._proc):
+                    continue
+                alive.cgroup, alive.oom_kills = cgroup, kills
+                alive.memory_limit = _per_cgroup(limits, cgroup, read_limit)
                 if tree.memory:  # a process being torn down reads 0: keep the reading before
                     alive.last_memory = tree.memory
                 alive.peak_memory = max(alive.peak_memory or 0, tree.memory)
-                alive.memory_limit = memory_limit
             for kid in set(self._alive) - set(kernels):
                 del self._alive[kid]
 
@@ -252,7 +289,7 @@ class DeathWatch:
         pid = alive.pid if alive is not None else None
         oom_killed = False
         if alive is not None and alive.oom_kills is not None:
-            now_kills = read_count(alive.counter)
+            now_kills = read_count(alive.cgroup)
             oom_killed = now_kills is not None and now_kills > alive.oom_kills
         last = alive.last_memory if alive is not None else None
         limit = alive.memory_limit if alive is not None else None

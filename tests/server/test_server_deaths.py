@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -14,13 +15,15 @@ from typing import Any
 
 import pytest
 
-from jupyter_torchlab.metrics.oom import OomCounter, locate, parse_counts, read_count
-from jupyter_torchlab.server.deaths import OOM_ADVICE, explain
+from jupyter_torchlab._format import format_bytes
+from jupyter_torchlab.metrics.oom import parse_counts
+from jupyter_torchlab.server.deaths import OOM_ADVICE, DeathWatch, explain
+from jupyter_torchlab.server.kernels import KernelInfo
+from tests.metrics.cgroup_files import POD_KERNEL, cgroup_line, pod, stat_line, write_files
 
-from .conftest import INTERVAL, kernel_entry
+from .conftest import execute_request, kernel_entry
 
-GiB = 1 << 30
-FIXTURES = Path(__file__).parents[1] / "metrics" / "fixtures"
+MiB, GiB = 1 << 20, 1 << 30
 
 
 # --- the explanation ---------------------------------------------------------------------------
@@ -67,54 +70,6 @@ def test_other_deaths_say_what_happened(returncode, memory, cause, start):
     got_cause, reason, _, _ = explain(returncode, False, memory, 8 * GiB)
     assert got_cause == cause
     assert reason.startswith(start)
-
-
-# --- the cgroup counters ----------------------------------------------------------------------
-
-
-def test_memory_events_and_oom_control_are_parsed(tmp_path):
-    # copies of a v2 container's memory.events and a v1 memory.oom_control after OOM kills
-    v2 = FIXTURES / "v2_limited" / "memory.events"
-    v1 = FIXTURES / "v1_limited" / "memory" / "memory.oom_control"
-    assert parse_counts(v2.read_text()) == {
-        "low": 0,
-        "high": 0,
-        "max": 1187,
-        "oom": 4,
-        "oom_kill": 3,
-        "oom_group_kill": 0,
-    }
-    assert read_count(OomCounter(str(v2), 2)) == 3
-    assert read_count(OomCounter(str(v1), 1)) == 2
-    assert read_count(OomCounter(str(tmp_path / "gone"), 2)) is None  # reads never raise
-    assert parse_counts("garbage\nkey notanumber\n") == {}
-
-
-def test_a_process_s_counter_is_found_in_v1_and_v2_layouts(tmp_path):
-    proc = tmp_path / "proc"
-    (proc / "42").mkdir(parents=True)
-    (proc / "42" / "cgroup").write_text("4:memory:/hub/alice\n0::/hub/alice\n")
-    v1 = tmp_path / "v1"
-    (v1 / "memory" / "hub" / "alice").mkdir(parents=True)
-    (v1 / "memory" / "hub" / "alice" / "memory.oom_control").write_text("oom_kill 1\n")
-    found = locate(42, root=v1, proc=proc)
-    assert found == OomCounter(str(v1 / "memory/hub/alice/memory.oom_control"), 1)
-    v2 = tmp_path / "v2"
-    (v2 / "hub" / "alice").mkdir(parents=True)
-    (v2 / "cgroup.controllers").write_text("memory\n")
-    (v2 / "hub" / "alice" / "memory.events").write_text("oom_kill 0\n")
-    (proc / "42" / "cgroup").write_text("0::/hub/alice\n")
-    assert locate(42, root=v2, proc=proc) == OomCounter(str(v2 / "hub/alice/memory.events"), 2)
-    # a namespaced view: the path does not exist under the mount, the mount is the cgroup
-    (proc / "42" / "cgroup").write_text("0::/kubepods/pod1/abc\n")
-    (v2 / "memory.events").write_text("oom_kill 0\n")
-    assert locate(42, root=v2, proc=proc) == OomCounter(str(v2 / "memory.events"), 2)
-    assert locate(43, root=v2, proc=proc) is None
-    # cgroup v1 moves an exiting process to the root cgroup: that counter says so
-    (proc / "42" / "cgroup").write_text("4:memory:/\n")
-    (v1 / "memory" / "memory.oom_control").write_text("oom_kill 0\n")
-    found = locate(42, root=v1, proc=proc)
-    assert found == OomCounter(str(v1 / "memory/memory.oom_control"), 1, root=True)
 
 
 # --- a real kernel, killed ----------------------------------------------------------------------
@@ -204,6 +159,14 @@ async def test_events_since_must_be_a_time(jp_fetch: Any) -> None:
 
 # --- the OOM killer itself, in a cgroup with a small memory limit --------------------------------
 
+#: the limited cgroup's limit: small enough to reach quickly, large enough to hold two kernels
+LIMIT = 512 * MiB
+#: a cell that grows 8 MiB every 50 ms until the OOM killer takes it: paced like a growing training
+#: run rather than one huge allocation, so the ticks see the kernel close to its limit
+GROW = (
+    "import time\nheld = []\nwhile True:\n    held.append(b'x' * (8 << 20))\n    time.sleep(0.05)\n"
+)
+
 
 def _own_memory_cgroup() -> Path | None:
     for line in Path("/proc/self/cgroup").read_text().splitlines():
@@ -221,7 +184,7 @@ def _own_memory_cgroup() -> Path | None:
 
 @pytest.fixture
 def limited_cgroup() -> Any:
-    """A child memory cgroup limited to 256 MiB (root only; skipped where it cannot be made)."""
+    """A child memory cgroup limited to LIMIT (root only; skipped where it cannot be made)."""
     if os.geteuid() != 0:
         pytest.skip("creating a memory cgroup needs root")
     parent = _own_memory_cgroup()
@@ -230,7 +193,7 @@ def limited_cgroup() -> Any:
     child = parent / f"torchlab-oom-{uuid.uuid4().hex[:8]}"
     try:
         child.mkdir()
-        limit = str(256 << 20)
+        limit = str(LIMIT)
         if (child / "memory.limit_in_bytes").exists():  # v1
             (child / "memory.limit_in_bytes").write_text(limit)
             if (child / "memory.memsw.limit_in_bytes").exists():
@@ -252,6 +215,12 @@ def limited_cgroup() -> Any:
             time.sleep(0.1)
 
 
+def _oom_kills(cgroup: Path) -> int:
+    """The cgroup's OOM-kill count, read the way a person would: cat the file."""
+    name = "memory.oom_control" if (cgroup / "memory.oom_control").exists() else "memory.events"
+    return parse_counts((cgroup / name).read_text()).get("oom_kill", 0)
+
+
 @pytest.fixture
 def oom_kernelspec(jp_kernel_dir: Path, limited_cgroup: Path) -> str:
     """A python3 kernel that moves itself into the limited cgroup before it starts."""
@@ -269,19 +238,21 @@ def oom_kernelspec(jp_kernel_dir: Path, limited_cgroup: Path) -> str:
     return name
 
 
+async def _open_notebook(jp_fetch: Any, kernelspec: str, path: str) -> str:
+    """Start a session with a kernel of ``kernelspec`` for the notebook ``path``; return its id."""
+    body = {"path": path, "name": path, "type": "notebook", "kernel": {"name": kernelspec}}
+    r = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
+    return json.loads(r.body)["kernel"]["id"]
+
+
 @pytest.mark.slow
 async def test_a_kernel_over_its_cgroup_limit_is_reported_as_killed_by_the_oom_killer(
     jp_fetch: Any, jp_ws_fetch: Any, oom_kernelspec: str, wait_metrics: Any
 ) -> None:
-    from .conftest import execute_request
-
-    body = {"path": "big.ipynb", "name": "big.ipynb", "type": "notebook"}
-    body["kernel"] = {"name": oom_kernelspec}  # type: ignore[assignment]
-    r = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
-    kid = json.loads(r.body)["kernel"]["id"]
+    kid = await _open_notebook(jp_fetch, oom_kernelspec, "big.ipynb")
     ws = await jp_ws_fetch("api", "kernels", kid, "channels")
     await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["pid"] and k["memory"], 60)
-    # touch 1 GiB page by page: far past the 256 MiB limit
+    # touch 1 GiB page by page: far past the limit
     ws.write_message(
         execute_request("x = bytearray(1 << 30)\nfor i in range(0, len(x), 4096): x[i] = 1")
     )
@@ -291,23 +262,73 @@ async def test_a_kernel_over_its_cgroup_limit_is_reported_as_killed_by_the_oom_k
     assert event["reason"].startswith("killed by the out-of-memory killer")
     assert event["path"] == "big.ipynb"
     assert event["signal"] == 9
+    assert event["memory_limit"] == LIMIT  # the kernel's cgroup's, not the server's (none)
     assert "smaller batch size" in event["reason"]
     ws.close()
     await jp_fetch("api", "kernels", kid, method="DELETE")
-    assert INTERVAL > 0
 
 
-# --- the watch, with the cgroup and the process injected ----------------------------------------
+@pytest.mark.slow
+async def test_two_kernels_in_one_limited_cgroup_each_die_of_their_own_cause(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    oom_kernelspec: str,
+    limited_cgroup: Path,
+    wait_metrics: Any,
+) -> None:
+    # a user server in a pod: two kernels share one limited cgroup (the server is not in it). One
+    # grows until the OOM killer takes it; the other is SIGKILLed by hand 3 s later
+    grow = await _open_notebook(jp_fetch, oom_kernelspec, "grow.ipynb")
+    small = await _open_notebook(jp_fetch, oom_kernelspec, "small.ipynb")
+    ws = None
+    try:
+        both = (grow, small)
+        doc = await wait_metrics(
+            lambda d: all((k := kernel_entry(d, kid)) and k["pid"] and k["memory"] for kid in both),
+            60,
+        )
+        small_pid = kernel_entry(doc, small)["pid"]  # type: ignore[index]
+        kills = _oom_kills(limited_cgroup)
+        ws = await jp_ws_fetch("api", "kernels", grow, "channels")
+        ws.write_message(execute_request(GROW))
+        deadline = time.monotonic() + 60
+        while _oom_kills(limited_cgroup) == kills:
+            assert time.monotonic() < deadline, "the OOM killer did not strike within 60 s"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(3)
+        os.kill(small_pid, signal.SIGKILL)
+        doc = await wait_metrics(lambda d: {e["kernel_id"] for e in d["events"]} >= set(both), 60)
+    finally:
+        if ws is not None:
+            ws.close()
+        for kid in (grow, small):
+            with contextlib.suppress(Exception):
+                await jp_fetch("api", "kernels", kid, method="DELETE")
+    events = {e["kernel_id"]: e for e in doc["events"]}
+    oom, killed = events[grow], events[small]
+    assert (oom["cause"], oom["signal"], oom["memory_limit"]) == ("oom_killer", 9, LIMIT)
+    assert oom["reason"] == (
+        f"killed by the out-of-memory killer at {format_bytes(oom['last_memory'])} "
+        f"of its {format_bytes(LIMIT)} memory limit. {OOM_ADVICE}"
+    )
+    # the reading from before the kill, near the limit, not one taken as the kernel was torn down
+    assert oom["last_memory"] >= 0.6 * LIMIT
+    assert (killed["cause"], killed["signal"], killed["memory_limit"]) == ("signal", 9, LIMIT)
+    assert killed["reason"] == (
+        f"killed by signal 9 (SIGKILL) at {format_bytes(killed['last_memory'])} "
+        f"of its {format_bytes(LIMIT)} memory limit"
+    )
+
+
+# --- the watch, on a /proc and a cgroup tree on disk ----------------------------------------------
 
 
 class _Restarters:
-    """A kernel manager's restart callbacks and one dead kernel's exit status."""
+    """A kernel manager's restart callbacks, and each dead kernel's exit status."""
 
-    def __init__(self, returncode: int | None) -> None:
+    def __init__(self) -> None:
         self.callbacks: dict[tuple[str, str], Any] = {}
-        process = type("Process", (), {"poll": lambda _self: returncode})()
-        provisioner = type("Provisioner", (), {"process": process})()
-        self.kernel = type("Kernel", (), {"provisioner": provisioner})()
+        self.returncodes: dict[str, int | None] = {}
 
     def add_restart_callback(self, kid: str, callback: Any, event: str) -> None:
         self.callbacks[kid, event] = callback
@@ -316,7 +337,59 @@ class _Restarters:
         self.callbacks.pop((kid, event), None)
 
     def get_kernel(self, kid: str) -> Any:
-        return self.kernel
+        process = type("Process", (), {"poll": lambda _self: self.returncodes.get(kid)})()
+        provisioner = type("Provisioner", (), {"process": process})()
+        return type("Kernel", (), {"provisioner": provisioner})()
+
+    def died(self, kid: str, returncode: int) -> None:
+        """The restarter notices the dead process (and would start a new one)."""
+        self.returncodes[kid] = returncode
+        self.callbacks[kid, "restart"]()
+
+
+class _Machine:
+    """A /proc and a cgroup hierarchy on disk, which the watch reads as it would the real ones."""
+
+    def __init__(self, tmp_path: Path, version: int = 2) -> None:
+        self.version = version
+        self.proc = write_files(tmp_path / "proc", {"1/stat": stat_line(1, "S")})
+        self.cgroup = tmp_path / "cgroup"
+
+    def run(self, pid: int, cgroup: str, state: str = "S", **stat: int) -> None:
+        """Put process ``pid`` in ``cgroup``, in that state."""
+        write_files(
+            self.proc,
+            {f"{pid}/cgroup": cgroup_line(self.version, cgroup), f"{pid}/stat": ""},
+        )
+        self.state(pid, state, **stat)
+
+    def state(self, pid: int, state: str, **stat: int) -> None:
+        (self.proc / str(pid) / "stat").write_text(stat_line(pid, state, **stat))
+
+    def oom_kill(self, pid: int, cgroup: str) -> None:
+        """What the OOM killer does: count the kill in the cgroup, then send SIGKILL."""
+        folder = self.cgroup / ("memory" if self.version == 1 else "") / cgroup.lstrip("/")
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        count = parse_counts((folder / name).read_text())["oom_kill"]
+        (folder / name).write_text(f"oom_kill {count + 1}\n")
+        self.state(pid, "R", pending=1 << (signal.SIGKILL - 1))
+
+    def watch(self, km: _Restarters) -> DeathWatch:
+        return DeathWatch(km, cgroup_root=str(self.cgroup), proc=str(self.proc))
+
+
+def _kernel(kid: str, pid: int, path: str) -> KernelInfo:
+    return KernelInfo(
+        id=kid,
+        name="python3",
+        execution_state="busy",
+        last_activity=None,
+        busy_since=None,
+        connections=1,
+        pid=pid,
+        path=path,
+        reason=None,
+    )
 
 
 def _tree(pid: int, rss: int) -> Any:
@@ -325,34 +398,101 @@ def _tree(pid: int, rss: int) -> Any:
     return ProcessTreeSnapshot(pid, 0.0, rss, None, 1, 0, (pid,))
 
 
-def test_a_kernel_moved_into_its_own_cgroup_late_is_still_explained(tmp_path, monkeypatch):
-    from jupyter_torchlab.server import deaths
-    from jupyter_torchlab.server.kernels import KernelInfo
+@pytest.mark.parametrize("version", [1, 2])
+def test_two_kernels_in_a_limited_pod_are_each_told_their_own_death(tmp_path, version):
+    # the issue's case: a user server's pod limited to 3 GiB; two kernels in it, in a cgroup of
+    # their own without a limit. One grows until the OOM killer takes it; the other is SIGKILLed
+    # by hand 3 s later. The server itself reads 24 GiB: another cgroup's limit, not theirs
+    machine = _Machine(tmp_path, version)
+    pod(machine.cgroup, version, pod_limit=3 * GiB, own_limit=None)
+    machine.run(100, POD_KERNEL)
+    machine.run(200, POD_KERNEL)
+    kernels = {
+        "grow": _kernel("grow", 100, "grow.ipynb"),
+        "small": _kernel("small", 200, "s.ipynb"),
+    }
+    km = _Restarters()
+    watch = machine.watch(km)
+    watch.sync(kernels)
 
-    parent, own = tmp_path / "parent.events", tmp_path / "own.events"
-    parent.write_text("oom_kill 7\n")
-    own.write_text("oom_kill 0\n")
-    where = {"counter": OomCounter(str(parent), 2)}
-    monkeypatch.setattr(deaths, "locate", lambda pid: where["counter"])
-    km = _Restarters(returncode=-9)
-    watch = deaths.DeathWatch(km)
-    info = KernelInfo("k1", "python3", "busy", None, None, 1, 4242, "big.ipynb", None)
-    watch.sync(["k1"])
+    def tick(grow_memory: int) -> None:
+        trees = {"grow": _tree(100, grow_memory), "small": _tree(200, 38 * MiB)}
+        watch.observe(kernels, trees, 24 * GiB)
+
+    for step in range(1, 11):
+        tick(step * 297 * GiB // 1000)  # to 2.97 GiB
+    machine.oom_kill(100, POD_KERNEL)
+    tick(12 * MiB)  # what the OOM reaper has left of it, while it exits
+    machine.state(100, "Z")
+    for _ in range(14):  # the restarter looks every 3 s; the sampler ticks every 0.2 s
+        tick(0)
+    km.died("grow", -9)
+    for _ in range(15):  # 3 s later, by hand
+        tick(0)
+    machine.state(200, "Z")
+    tick(0)
+    km.died("small", -9)
+
+    oom, killed = watch.events()
+    assert (oom.kernel_id, oom.cause, oom.memory_limit) == ("grow", "oom_killer", 3 * GiB)
+    assert oom.reason == (
+        f"killed by the out-of-memory killer at 3.0 GiB of its 3.0 GiB memory limit. {OOM_ADVICE}"
+    )
+    assert (killed.kernel_id, killed.cause, killed.memory_limit) == ("small", "signal", 3 * GiB)
+    assert killed.reason == "killed by signal 9 (SIGKILL) at 38 MiB of its 3.0 GiB memory limit"
+
+
+def test_a_kill_between_a_kernel_s_last_reading_and_its_death_is_still_its_own(tmp_path):
+    # two kernels in one cgroup die together: each reading predates both kills, so both were
+    # killed by the OOM killer as far as the count can tell (it counted two)
+    machine = _Machine(tmp_path)
+    pod(machine.cgroup, 2, pod_limit=None, own_limit=GiB)
+    for pid in (100, 200):
+        machine.run(pid, POD_KERNEL)
+    kernels = {"a": _kernel("a", 100, "a.ipynb"), "b": _kernel("b", 200, "b.ipynb")}
+    km = _Restarters()
+    watch = machine.watch(km)
+    watch.sync(kernels)
+    trees = {"a": _tree(100, 600 * MiB), "b": _tree(200, 300 * MiB)}
+    watch.observe(kernels, trees)
+    machine.oom_kill(100, POD_KERNEL)
+    machine.oom_kill(200, POD_KERNEL)
+    watch.observe(kernels, trees)  # both on their way out: nothing of this reading is kept
+    km.died("a", -9)
+    km.died("b", -9)
+    assert [(e.kernel_id, e.cause) for e in watch.events()] == [
+        ("a", "oom_killer"),
+        ("b", "oom_killer"),
+    ]
+    assert [e.reason.split(". ")[0] for e in watch.events()] == [
+        "killed by the out-of-memory killer at 600 MiB of its 1.0 GiB memory limit",
+        "killed by the out-of-memory killer at 300 MiB of its 1.0 GiB memory limit",
+    ]
+
+
+def test_a_kernel_moved_into_its_own_cgroup_late_is_still_explained(tmp_path):
+    machine = _Machine(tmp_path)
+    pod(machine.cgroup, 2, pod_limit=8 * GiB, own_limit=None)
+    write_files(machine.cgroup / "kubepods/pod1", {"memory.events": "oom 9\noom_kill 7\n"})
+    machine.run(4242, "/kubepods/pod1")
+    km = _Restarters()
+    watch = machine.watch(km)
+    info = {"k1": _kernel("k1", 4242, "big.ipynb")}
+    watch.sync(info)
     # the launcher moves the kernel into its own cgroup a few ticks after it started
     for tick in range(5):
         if tick == 3:
-            where["counter"] = OomCounter(str(own), 2)
-        watch.observe({"k1": info}, {"k1": _tree(4242, (tick + 1) * GiB)}, 8 * GiB)
+            machine.run(4242, POD_KERNEL)
+        watch.observe(info, {"k1": _tree(4242, (tick + 1) * GiB)})
     # the OOM killer takes it; the last ticks read a process being torn down: cgroup v1 has
     # moved it to the root cgroup, then its cgroup can no longer be looked up at all
-    own.write_text("oom_kill 1\n")
-    top = tmp_path / "root.events"
-    top.write_text("oom_kill 0\n")
-    where["counter"] = OomCounter(str(top), 2, root=True)
-    watch.observe({"k1": info}, {"k1": _tree(4242, 0)}, 8 * GiB)
-    where["counter"] = None
-    watch.observe({"k1": info}, {"k1": _tree(4242, 0)}, 8 * GiB)
-    km.callbacks["k1", "restart"]()
+    machine.oom_kill(4242, POD_KERNEL)
+    machine.run(4242, "/", "R", flags=0x400104)
+    watch.observe(info, {"k1": _tree(4242, 0)})
+    (machine.proc / "4242" / "cgroup").unlink()
+    machine.state(4242, "Z")
+    watch.observe(info, {"k1": _tree(4242, 0)})
+    km.died("k1", -9)
     (event,) = watch.events()
     assert (event.cause, event.path, event.signal) == ("oom_killer", "big.ipynb", 9)
     assert (event.last_memory, event.peak_memory) == (5 * GiB, 5 * GiB)

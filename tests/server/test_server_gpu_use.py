@@ -23,7 +23,7 @@ from jupyter_torchlab.server.kernels import KernelInfo
 from jupyter_torchlab.server.monitor import ServerMonitor
 from tests.metrics.fake_nvml import FakeNvml, device, proc, sample
 
-from .conftest import INTERVAL, execute_request, kernel_entry, server_config
+from .conftest import INTERVAL, execute_request, kernel_entry, kernel_message, server_config
 
 GIB = 2**30
 
@@ -244,6 +244,10 @@ async def test_culling_warns_then_shuts_down_the_idle_holder_and_never_a_busy_ke
             and i["pid"] is not None
         )
     )
+    # the busy cell shows a widget: the page opens a kernel subshell (JupyterLab 4.4+ with
+    # ipykernel 7), whose busy/idle pair leaves jupyter_server's own state "idle"
+    await ws.write_message(kernel_message("create_subshell_request", {}, "control"))
+    await ws.write_message(kernel_message("kernel_info_request", {}, "control"))
     pids = [km.get_kernel(kid).provisioner.process.pid for kid in (idle, busy)]
     before = {a: actions(a) for a in ("warned", "culled")}
     fake_gpu_for(monitor, pids)
