@@ -161,3 +161,25 @@ async def test_a_restart_during_a_cell_ends_it(
     await asyncio.sleep(0.3)
     assert monitor.registry.view()[kid].execution_state == "busy"
     ws.close()
+
+
+async def test_twenty_notebooks_opened_in_a_row_all_get_their_kernel(
+    jp_fetch: Any, monitor: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # POST /api/sessions runs jupyter_server's kernel start, during which our registry hears
+    # the start event and reads the kernel (last_activity is still unset then): nothing of
+    # ours may turn that request into a 500
+    ids = []
+    for i in range(20):
+        body = {"path": f"nb{i}.ipynb", "type": "notebook", "kernel": {"name": "python3"}}
+        r = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
+        assert r.code == 201
+        ids.append(json.loads(r.body)["kernel"]["id"])
+    deadline = time.monotonic() + 30
+    while set(ids) - set(monitor.registry.view()):
+        assert time.monotonic() < deadline, "not every kernel reached the registry"
+        await asyncio.sleep(INTERVAL)
+    errors = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert not [e for e in errors if "500" in e or "Traceback" in e or "Uncaught" in e], errors
+    for kid in ids:
+        await jp_fetch("api", "kernels", kid, method="DELETE")
