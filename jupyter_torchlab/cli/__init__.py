@@ -55,12 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "doctor",
-        help="report torch, accelerators, NVML and whether the Jupyter extensions are enabled",
+        help="report torch, accelerators, NVML and whether the Jupyter extensions are enabled "
+        "and load",
         description="Check what jupyter-torchlab needs: torch and torchvision, the accelerators "
-        "torch sees, NVML for GPU monitoring, the server extension and the JupyterLab extension.",
+        "torch sees, NVML for GPU monitoring, the server extension (loaded for real, with your "
+        "Jupyter configuration, in a server that does not listen) and the JupyterLab extension. "
+        "Exits 1 when the server extension is enabled but does not load.",
     )
     p.add_argument(
-        "--strict", action="store_true", help="exit with status 1 when a problem is found"
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when any problem is found, not only a server extension that "
+        "does not load",
     )
     p.set_defaults(func=cmd_doctor)
 

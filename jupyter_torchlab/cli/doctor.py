@@ -1,7 +1,9 @@
 """``jupyter torchlab doctor``: what jupyter-torchlab needs, checked one line at a time.
 
 torch and torchvision, the accelerators torch sees and the distributed backends, NVML for GPU
-monitoring, and whether the server and the JupyterLab extensions are enabled where Jupyter looks.
+monitoring, whether the server and the JupyterLab extensions are enabled where Jupyter looks, and
+whether the server extension really loads (in a Jupyter server started in this process with the
+user's configuration, which never listens).
 """
 
 from __future__ import annotations
@@ -21,14 +23,18 @@ __all__ = ["Check", "cmd_doctor", "doctor_checks"]
 
 @dataclass
 class Check:
-    """One line of the doctor's report: ``status`` is "ok", "info" or "problem"."""
+    """One line of the doctor's report: ``status`` is "ok", "info", "problem" or "fail".
+
+    "fail" is a problem that stops jupyter-torchlab working where it is enabled (the server
+    extension does not load): the doctor then exits 1 even without ``--strict``.
+    """
 
     label: str
     status: str
     detail: str
 
 
-_MARKS = {"ok": "[ok]", "info": "[--]", "problem": "[!!]"}
+_MARKS = {"ok": "[ok]", "info": "[--]", "problem": "[!!]", "fail": "[!!]"}
 
 
 def _check_python() -> list[Check]:
@@ -124,7 +130,6 @@ def _check_server_extension() -> Check:
     try:
         from jupyter_core.paths import jupyter_config_dir, jupyter_config_path
         from jupyter_server.extension.config import ExtensionConfigManager
-        from jupyter_server.extension.manager import ExtensionPackage
     except ImportError as e:
         return Check("server extension", "problem", f"jupyter_server is not importable ({e})")
     # the same search path and precedence the server uses (its config dir first)
@@ -155,20 +160,76 @@ def _check_server_extension() -> Check:
             f"{SERVER_EXTENSION} is disabled (in {where}); "
             f"run: jupyter server extension enable {SERVER_EXTENSION}",
         )
-    try:
-        package = ExtensionPackage(name=SERVER_EXTENSION, enabled=True)
-        valid = package.validate()
-    except Exception as e:  # noqa: BLE001 -- report whatever stops it loading, do not crash
+    import jupyter_server
+
+    why = load_server_extension()
+    if why is not None:
         return Check(
-            "server extension",
-            "problem",
-            f"{SERVER_EXTENSION} is enabled (in {where}) but does not load: {e}",
+            "server extension", "fail", f"{SERVER_EXTENSION} is enabled (in {where}), but {why}"
         )
-    if not valid:
-        return Check(
-            "server extension", "problem", f"{SERVER_EXTENSION} is enabled but fails validation"
-        )
-    return Check("server extension", "ok", f"{SERVER_EXTENSION} enabled (in {where})")
+    return Check(
+        "server extension",
+        "ok",
+        f"{SERVER_EXTENSION} enabled (in {where}) and loads in jupyter_server "
+        f"{jupyter_server.__version__}",
+    )
+
+
+def load_server_extension() -> str | None:
+    """Load the server extension the way ``jupyter server`` does, without serving anything.
+
+    A ServerApp in this process, with the user's configuration files and only this extension,
+    initialised and stopped again. Return None when it loads, else the sentence the server logs
+    at ERROR: the cause and the fix.
+    """
+    import asyncio
+
+    return asyncio.run(_load_in_a_server())
+
+
+async def _load_in_a_server() -> str | None:
+    import importlib
+    import tempfile
+
+    from jupyter_server.serverapp import ServerApp
+    from traitlets.config import Config
+
+    from ..server.load_failure import explain
+
+    class Probe(ServerApp):
+        """A Jupyter server that loads only this extension and never listens."""
+
+        def init_server_extensions(self) -> None:
+            # the user's config may enable others (JupyterLab, ...); they are not what we check
+            self.jpserver_extensions = {SERVER_EXTENSION: True}
+            super().init_server_extensions()
+
+        def init_signal(self) -> None:
+            """Leave Ctrl-C to the doctor."""
+
+    # a runtime directory of its own: the real servers' files there must not be touched
+    with tempfile.TemporaryDirectory(prefix="torchlab-doctor-") as runtime:
+        quiet = Config({"TorchlabExtension": {"log_level": "CRITICAL"}})
+        server = Probe(config=quiet, runtime_dir=runtime, log_level="CRITICAL")
+        try:
+            server.initialize(argv=[], find_extensions=False, new_httpserver=False)
+        except Exception as e:  # noqa: BLE001 -- the report says what stops the server itself
+            if server.extension_manager is not None:
+                await server.extension_manager.stop_all_extensions()
+            return f"a Jupyter server with this configuration does not start: {e}"
+        try:
+            apps = server.extension_manager.extension_apps.get(SERVER_EXTENSION)
+            if not apps:
+                # jupyter_server could not even import it: import it here to learn why
+                try:
+                    importlib.import_module(f"{SERVER_EXTENSION}.server.app")
+                except Exception as e:  # noqa: BLE001 -- explained below
+                    return explain(e).message
+                return "jupyter_server did not load it (run `jupyter server` to see why)"
+            failure = next(iter(apps)).load_failure
+            return None if failure is None else failure.message
+        finally:
+            await server.extension_manager.stop_all_extensions()
 
 
 def _check_lab_extension() -> Check:
@@ -242,6 +303,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     width = max(len(c.label) for c in checks)
     for c in checks:
         print(f"{_MARKS[c.status]} {c.label:<{width}}  {c.detail}")
-    problems = sum(c.status == "problem" for c in checks)
+    problems = sum(c.status in ("problem", "fail") for c in checks)
     print(f"\n{problems} problem(s) found." if problems else "\nNo problems found.")
-    return 1 if problems and args.strict else 0
+    failed = any(c.status == "fail" for c in checks)
+    return 1 if failed or (problems and args.strict) else 0

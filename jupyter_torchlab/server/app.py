@@ -12,6 +12,8 @@ Configuration (any jupyter_server config file, or the command line)::
     c.TorchlabExtension.gpu_idle_cull = 0.0      # then shut down this long after warning (0: off)
 
 How the data flows is in :mod:`.monitor`; the routes are in :mod:`.handlers` and :mod:`.stream`.
+An extension that cannot load (a bad setting above, a jupyter_server too old for the routes) says
+why at ERROR and answers on its routes with the reason instead: see :mod:`.load_failure`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, TraitError, default, validate
 
+from .load_failure import (
+    PAGE_CONFIG_KEY,
+    ExtensionNotLoaded,
+    LoadFailure,
+    explain,
+    unavailable_handlers,
+)
 from .monitor import ServerMonitor
 from .tutorial import TutorialWriter
 from .usage import UNTRACKED_TYPES
@@ -147,6 +157,66 @@ class TorchlabExtension(ExtensionApp):
 
     monitor: ServerMonitor | None = None
     tutorial: TutorialWriter | None = None
+    #: why the extension did not load; None when it did (or has not tried yet)
+    load_failure: LoadFailure | None = None
+    _load_error: Exception | None = None
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Link to the server; what stops it (a bad setting) is reported when loading."""
+        try:
+            super()._link_jupyter_server_extension(serverapp)
+        except Exception as e:  # initialize() reports it, with the cause and the fix
+            if getattr(serverapp, "reraise_server_extension_failures", False):
+                raise
+            self.serverapp = serverapp
+            self._load_error = e
+
+    def initialize(self) -> None:  # type: ignore[override]  # ExtensionApp's own signature
+        """Load into the server; if anything stops it, serve the reason instead (see above)."""
+        if self._load_error is None:
+            try:
+                # what the routes import comes first, before the sampler starts: a jupyter_server
+                # too old for them fails here instead of halfway, with a thread and no routes
+                from . import handlers  # noqa: F401
+
+                super().initialize()
+                return
+            except Exception as e:  # noqa: BLE001 -- reported below with the cause and fix
+                self._load_error = e
+                self._undo_partial_load()
+        self._report_failure(self._load_error)
+
+    def _undo_partial_load(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+        self.monitor = self.tutorial = None
+        if self.serverapp is not None:
+            self.serverapp.web_app.settings.pop("torchlab_monitor", None)
+
+    def _report_failure(self, error: Exception) -> None:
+        """Log the failure at ERROR, serve it on torchlab/api/* and in the page config; raise."""
+        failure = self.load_failure = explain(error)
+        server = self.serverapp
+        log = self.log if server is None else server.log
+        log.error(
+            "%s Until then every torchlab/api route answers 503 with this message.",
+            failure.message,
+            exc_info=error if failure.unexpected else None,
+        )
+        if server is not None:
+            web_app = server.web_app
+            base_url = web_app.settings["base_url"]
+            web_app.add_handlers(
+                ".*$",
+                [
+                    (url_path_join(base_url, pattern), handler, kwargs)
+                    for pattern, handler, kwargs in unavailable_handlers(failure)
+                ],
+            )
+            # the lab reads this at page load: no stream to try, the reason shown at once
+            web_app.settings.setdefault("page_config_data", {})[PAGE_CONFIG_KEY] = failure.message
+        # jupyter_server then records it as failed, not as "successfully loaded"
+        raise ExtensionNotLoaded(failure.message) from None
 
     def _server(self) -> Any:
         """Return the ServerApp this extension is loaded into."""

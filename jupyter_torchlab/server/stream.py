@@ -10,6 +10,9 @@ from collections import deque
 from typing import Any
 
 from jupyter_core.utils import ensure_async
+
+# new in jupyter_server 2.13 (load_failure.JUPYTER_SERVER_FLOOR): on an older server this import
+# fails, before anything starts, and the extension reports it with "upgrade jupyter_server"
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
