@@ -8,15 +8,31 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import type { IStream, IStreamHandlers, ITransport } from './model';
 import type { ISnapshot } from './types';
+import { describeFailure } from './unavailable';
 
 /** The URL namespace of the server extension. */
 export const API_NAMESPACE = 'torchlab/api';
 
 /**
+ * A failed response: the message to show, and whether it means the server extension is not
+ * loaded (`unavailable`, see unavailable.ts), so the model stops asking every few seconds.
+ */
+export class TorchlabResponseError extends ServerConnection.ResponseError {
+  constructor(
+    response: Response,
+    message: string,
+    readonly unavailable: boolean
+  ) {
+    super(response, message);
+  }
+}
+
+/**
  * Call `torchlab/api/<endPoint>` and return the parsed JSON body.
  *
  * Errors carry the server's own message (`{"message": ...}` from jupyter_server's JSON errors)
- * so a dialog can show what went wrong and what to do.
+ * so a dialog can show what went wrong and what to do; see unavailable.ts for the answers that
+ * mean the server extension is not loaded.
  */
 export async function requestAPI<T>(
   endPoint: string,
@@ -43,18 +59,13 @@ export async function requestAPI<T>(
     }
   }
   if (!response.ok) {
-    let message = data && typeof data === 'object' && (data.message || data.reason);
-    if (!message && response.status === 404) {
-      // Our handlers answer 404 with a JSON message; a bare 404 means no handler at all.
-      message =
-        `${url} was not found: the jupyter_torchlab server extension is not running. ` +
-        'Check `jupyter server extension list`, enable it with ' +
-        '`jupyter server extension enable jupyter_torchlab` and restart Jupyter.';
-    }
-    throw new ServerConnection.ResponseError(
-      response,
-      message || `${response.status} ${response.statusText}`
+    const failure = describeFailure(
+      url.split('?')[0],
+      response.status,
+      response.statusText,
+      data
     );
+    throw new TorchlabResponseError(response, failure.message, failure.unavailable);
   }
   return data as T;
 }

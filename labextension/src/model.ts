@@ -13,6 +13,7 @@
 import { ISignal, Signal } from '@lumino/signaling';
 
 import type { IGpu, IKernel, ISnapshot } from './types';
+import { isUnavailable } from './unavailable';
 
 /** An open stream; closing it must not call the `close` handler of its own connect(). */
 export interface IStream {
@@ -60,8 +61,10 @@ export function backoffDelay(attempt: number, backoff: IBackoff = DEFAULT_BACKOF
  * streaming: snapshots arrive over the stream.
  * polling: the stream is down; snapshots are fetched every refresh interval while a reconnect
  *   is scheduled with backoff.
+ * unavailable: the server extension is not loaded (the server said why, see unavailable.ts):
+ *   no stream, and one request every `backoff.max` to notice a restarted server.
  */
-export type ModelMode = 'standby' | 'connecting' | 'streaming' | 'polling';
+export type ModelMode = 'standby' | 'connecting' | 'streaming' | 'polling' | 'unavailable';
 
 export interface IMetricsModelOptions {
   transport: ITransport;
@@ -131,6 +134,14 @@ export class MetricsModel {
     return this._error;
   }
 
+  /**
+   * Why the server extension is not loaded, with what to do (null while it is); kept until a
+   * snapshot arrives.
+   */
+  get unavailable(): string | null {
+    return this._unavailable;
+  }
+
   /** Failed reconnects since the stream was last open. */
   get attempt(): number {
     return this._attempt;
@@ -170,6 +181,20 @@ export class MetricsModel {
   setHidden(hidden: boolean): void {
     this._hidden = hidden;
     this._update();
+  }
+
+  /**
+   * Record that the server extension is not loaded, and why (the page config says so at page
+   * load): the model then opens no stream and asks again only every `backoff.max`.
+   */
+  setUnavailable(reason: string): void {
+    this._unavailable = reason;
+    this._error = reason;
+    if (this._mode !== 'standby') {
+      this._enterUnavailable();
+    } else {
+      this._changed.emit();
+    }
   }
 
   /** Declare whether the view named `who` needs live data; the model runs while any does. */
@@ -222,6 +247,10 @@ export class MetricsModel {
   }
 
   private _start(): void {
+    if (this._unavailable !== null) {
+      this._enterUnavailable();
+      return;
+    }
     this._generation++;
     this._attempt = 0;
     this._setMode('connecting');
@@ -309,10 +338,15 @@ export class MetricsModel {
         }
       },
       reason => {
-        if (generation === this._generation) {
-          this._error = reason instanceof Error ? reason.message : String(reason);
-          this._changed.emit();
+        if (generation !== this._generation) {
+          return;
         }
+        if (isUnavailable(reason)) {
+          this.setUnavailable(reason.message);
+          return;
+        }
+        this._error = reason instanceof Error ? reason.message : String(reason);
+        this._changed.emit();
       }
     );
     this._clearTimer('_pollTimer');
@@ -324,8 +358,52 @@ export class MetricsModel {
     }, this._refreshInterval);
   }
 
+  /** Stop streaming and polling; ask again every `backoff.max` until a snapshot comes. */
+  private _enterUnavailable(): void {
+    this._generation++;
+    this._closeStream();
+    this._clearTimer('_pollTimer');
+    this._clearTimer('_reconnectTimer');
+    this._clearTimer('_tickTimer');
+    this._mode = 'unavailable';
+    this._changed.emit(); // even when it was already: the reason may be new
+    this._scheduleProbe();
+  }
+
+  private _scheduleProbe(): void {
+    const generation = this._generation;
+    this._reconnectTimer = this._scheduler.setTimeout(() => {
+      this._reconnectTimer = null;
+      if (generation !== this._generation) {
+        return;
+      }
+      this._transport.fetch().then(
+        snapshot => {
+          if (generation === this._generation) {
+            // loaded now (the server was restarted): back to the stream
+            this._generation++;
+            this._attempt = 0;
+            this._setMode('connecting');
+            this._apply(snapshot);
+            this._connect();
+          }
+        },
+        reason => {
+          if (generation === this._generation) {
+            if (isUnavailable(reason) && reason.message !== this._unavailable) {
+              this._unavailable = this._error = reason.message;
+              this._changed.emit();
+            }
+            this._scheduleProbe();
+          }
+        }
+      );
+    }, this._backoff.max);
+  }
+
   private _apply(snapshot: ISnapshot): void {
     this._snapshot = snapshot;
+    this._unavailable = null;
     this._error = null;
     this._clockOffset = snapshot.time * 1000 - this._clock();
     this._record(snapshot);
@@ -450,6 +528,7 @@ export class MetricsModel {
   private _tickTimer: unknown = null;
   private _snapshot: ISnapshot | null = null;
   private _error: string | null = null;
+  private _unavailable: string | null = null;
   private _clockOffset = 0;
   private _hostSeries: IHostSeries = { cpu: [], memory: [] };
   private _gpuSeries = new Map<string, IGpuSeries>();

@@ -69,7 +69,12 @@ export class MonitorPanel extends ReactWidget {
           <h2>Kernel monitor</h2>
           <ConnectionBadge mode={model.mode} error={model.error} />
         </header>
-        {snapshot ? (
+        {model.unavailable !== null ? (
+          <section className="jp-torchlab-section jp-torchlab-unavailable">
+            <h3>The server extension did not load</h3>
+            <p>{model.unavailable}</p>
+          </section>
+        ) : snapshot ? (
           <>
             <HostSection model={model} snapshot={snapshot} />
             {showGpu && <GpuSection model={model} snapshot={snapshot} />}
@@ -102,7 +107,9 @@ function ConnectionBadge(props: { mode: string; error: string | null }): JSX.Ele
         ? 'polling, reconnecting'
         : props.mode === 'connecting'
           ? 'connecting'
-          : 'paused';
+          : props.mode === 'unavailable'
+            ? 'not loaded'
+            : 'paused';
   return (
     <span
       className={`jp-torchlab-badge jp-torchlab-badge-${props.mode}`}

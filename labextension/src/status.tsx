@@ -52,7 +52,11 @@ export class KernelStatusItem extends ReactWidget {
     let text: string;
     let detail = '';
     let pressure = 'ok';
-    if (!current) {
+    if (model.unavailable !== null) {
+      // the cause and the fix, from the server; the panel (a click away) shows it in full
+      text = 'monitor off: server extension not loaded';
+      detail = model.unavailable;
+    } else if (!current) {
       text = 'no kernel';
     } else {
       const kernel = model.kernel(current.id);
@@ -82,7 +86,10 @@ export class KernelStatusItem extends ReactWidget {
       <span
         className="jp-torchlab-status-inner"
         data-pressure={pressure}
-        title={detail ? `${detail}. Click to open the monitor panel.` : undefined}
+        data-unavailable={model.unavailable !== null ? 'true' : undefined}
+        title={
+          detail ? `${detail.replace(/\.$/, '')}. Click to open the monitor panel.` : undefined
+        }
       >
         <torchlabIcon.react tag="span" className="jp-torchlab-status-icon" />
         <span className="jp-torchlab-status-text">{text}</span>

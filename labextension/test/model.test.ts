@@ -6,6 +6,7 @@ import {
   MetricsModel
 } from '../src/model';
 import type { IKernel, ISnapshot } from '../src/types';
+import { describeFailure, notLoadedMessage } from '../src/unavailable';
 
 /** Timers that run only when the test advances the clock. */
 class ManualClock implements IScheduler {
@@ -246,6 +247,137 @@ describe('MetricsModel reconnects', () => {
     await flush();
     expect(model.error).toBeNull();
     expect(model.snapshot?.time).toBe(9);
+  });
+});
+
+const REASON =
+  'jupyter_torchlab did not load: jupyter_server 2.12.0 is older than jupyter-torchlab needs ' +
+  "(cannot import name 'ws_authenticated'). Upgrade jupyter_server to 2.13 or later " +
+  "(pip install --upgrade 'jupyter_server>=2.13'), then restart the Jupyter server.";
+
+/** What the routes of an extension that did not load answer. */
+const notLoaded = (message = REASON) =>
+  describeFailure('/torchlab/api/metrics', 503, 'Service Unavailable', {
+    message,
+    reason: 'jupyter_torchlab did not load'
+  });
+
+describe('MetricsModel when the server extension is not loaded', () => {
+  it('opens no stream when the page says why, and asks again only every backoff.max', async () => {
+    const { transport, model, clock } = setup();
+    transport.nextFetch = () => Promise.reject(notLoaded());
+    model.setUnavailable(REASON);
+    model.setNeeded('status', true);
+    expect(model.mode).toBe('unavailable');
+    expect(model.unavailable).toBe(REASON);
+    expect(model.error).toBe(REASON);
+    expect(transport.streams).toHaveLength(0);
+    clock.advance(7999);
+    expect(transport.fetches).toBe(0);
+    clock.advance(1);
+    expect(transport.fetches).toBe(1);
+    await flush();
+    for (let i = 0; i < 3; i++) {
+      clock.advance(8000);
+      await flush();
+    }
+    expect(transport.fetches).toBe(4);
+    expect(transport.streams).toHaveLength(0);
+    expect(model.unavailable).toBe(REASON);
+  });
+
+  it('stops polling every refresh interval once a poll says the extension did not load', async () => {
+    const { transport, model, clock } = setup({ refreshInterval: 2000 });
+    transport.nextFetch = () => Promise.reject(notLoaded());
+    model.setNeeded('panel', true);
+    transport.last.handlers.close(); // the stream's upgrade was refused
+    await flush();
+    expect(model.mode).toBe('unavailable');
+    expect(model.unavailable).toBe(REASON);
+    const streams = transport.streams.length;
+    clock.advance(7000);
+    await flush();
+    expect(transport.fetches).toBe(1); // not one every 2 s
+    expect(transport.streams).toHaveLength(streams); // no reconnects either
+  });
+
+  it('keeps polling through other errors (a busy server is not a missing extension)', async () => {
+    const { transport, model } = setup({ refreshInterval: 2000 });
+    transport.nextFetch = () =>
+      Promise.reject(
+        describeFailure('/torchlab/api/metrics', 503, 'Service Unavailable', {
+          message: 'no sample yet: the torchlab sampler has not produced one',
+          reason: 'Service Unavailable'
+        })
+      );
+    model.setNeeded('panel', true);
+    transport.last.handlers.close();
+    await flush();
+    expect(model.mode).toBe('polling');
+    expect(model.unavailable).toBeNull();
+    expect(model.error).toBe('no sample yet: the torchlab sampler has not produced one');
+  });
+
+  it('streams again once the restarted server answers, and forgets the reason', async () => {
+    const { transport, model, clock } = setup();
+    model.setUnavailable(REASON);
+    model.setNeeded('panel', true);
+    transport.nextFetch = () => Promise.resolve(snapshot(5));
+    clock.advance(8000);
+    await flush();
+    expect(model.unavailable).toBeNull();
+    expect(model.error).toBeNull();
+    expect(model.snapshot?.time).toBe(5);
+    expect(model.mode).toBe('connecting');
+    transport.last.handlers.open();
+    expect(model.mode).toBe('streaming');
+  });
+
+  it('stands by while hidden and resumes asking when shown', () => {
+    const { transport, model, clock } = setup();
+    model.setUnavailable(REASON);
+    model.setNeeded('panel', true);
+    model.setHidden(true);
+    expect(model.mode).toBe('standby');
+    clock.advance(60000);
+    expect(transport.fetches).toBe(0);
+    model.setHidden(false);
+    expect(model.mode).toBe('unavailable');
+    expect(model.unavailable).toBe(REASON);
+    expect(transport.streams).toHaveLength(0);
+  });
+});
+
+describe('describeFailure', () => {
+  it('passes on the cause and the fix of an extension that did not load', () => {
+    const failure = notLoaded();
+    expect(failure.message).toBe(REASON);
+    expect(failure.unavailable).toBe(true);
+  });
+
+  it('says that a bare 404 means the extension is not loaded, and where to find why', () => {
+    const failure = describeFailure('/a/torchlab/api/metrics', 404, 'Not Found', '<html>…');
+    expect(failure.unavailable).toBe(true);
+    expect(failure.message).toBe(notLoadedMessage('/a/torchlab/api/metrics'));
+    expect(failure.message).toContain(
+      '/a/torchlab/api/metrics was not found: the jupyter_torchlab server extension is not ' +
+        'loaded in this Jupyter server.'
+    );
+    expect(failure.message).toContain('The server log says why');
+    expect(failure.message).toContain('`jupyter torchlab doctor`');
+    // it is enabled but failed, as often as it is disabled: "enable it" would mislead
+    expect(failure.message).not.toContain('enable');
+  });
+
+  it("keeps our handlers' own messages, which are not about loading", () => {
+    const failure = describeFailure('/torchlab/api/tutorial', 404, 'Not Found', {
+      message: 'No such directory: nb'
+    });
+    expect(failure).toMatchObject({ message: 'No such directory: nb', unavailable: false });
+    expect(describeFailure('/x', 500, 'Internal Server Error', '')).toMatchObject({
+      message: '500 Internal Server Error',
+      unavailable: false
+    });
   });
 });
 

@@ -1,4 +1,5 @@
 import type { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { Signal } from '@lumino/signaling';
@@ -6,6 +7,7 @@ import { Signal } from '@lumino/signaling';
 import { ServerTransport } from '../handler';
 import { MetricsModel } from '../model';
 import { DEFAULT_SETTINGS, ISettings, ITorchlab } from '../tokens';
+import { PAGE_CONFIG_KEY } from '../unavailable';
 
 /** The id that owns the settings schema (schema/plugin.json). */
 export const PLUGIN_ID = 'jupyter-torchlab:plugin';
@@ -25,6 +27,11 @@ export const corePlugin: JupyterFrontEndPlugin<ITorchlab> = {
       refreshInterval: settings.refreshInterval * 1000,
       historySeconds: 120
     });
+    // The server extension did not load: the server put why into the page (see unavailable.ts).
+    const loadError = PageConfig.getOption(PAGE_CONFIG_KEY);
+    if (loadError) {
+      model.setUnavailable(loadError);
+    }
     const onVisibility = () => model.setHidden(document.visibilityState === 'hidden');
     document.addEventListener('visibilitychange', onVisibility);
     onVisibility();

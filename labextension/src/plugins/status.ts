@@ -6,18 +6,27 @@ import { Signal } from '@lumino/signaling';
 import { KernelStatusItem } from '../status';
 import { CommandIDs, ITorchlab } from '../tokens';
 
-/** The status bar item: the current notebook's kernel, its state and what it costs. */
+/**
+ * The status bar item: the current notebook's kernel, its state and what it costs.
+ *
+ * Both tokens are optional: Notebook 7 has no status bar, and a required token that nothing
+ * provides is an activation error in the console of every page.
+ */
 export const statusPlugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-torchlab:status',
   description: "The current notebook kernel's state, CPU, memory and GPU in the status bar.",
   autoStart: true,
-  requires: [ITorchlab, IStatusBar, INotebookTracker],
+  requires: [ITorchlab],
+  optional: [IStatusBar, INotebookTracker],
   activate: (
     app: JupyterFrontEnd,
     torchlab: ITorchlab,
-    statusBar: IStatusBar,
-    tracker: INotebookTracker
+    statusBar: IStatusBar | null,
+    tracker: INotebookTracker | null
   ) => {
+    if (!statusBar || !tracker) {
+      return;
+    }
     const { model, settings } = torchlab;
     const currentKernel = () => {
       const kernel = tracker.currentWidget?.sessionContext.session?.kernel;
