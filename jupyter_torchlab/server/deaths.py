@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from jupyter_torchlab._files import atomic_write
-from jupyter_torchlab._format import format_bytes
+from jupyter_torchlab._format import format_bytes, format_span
 from jupyter_torchlab.metrics import ProcessTreeSnapshot
 from jupyter_torchlab.metrics.oom import MemoryCgroup, leaving, locate, read_count, read_limit
 
@@ -74,6 +74,7 @@ class KernelDeath:
     peak_memory: int | None
     memory_limit: int | None
     restarting: bool  # the server is starting a new kernel in its place
+    busy_for: float | None = None  # seconds it had been running cells when it died; None: idle
 
     def to_dict(self) -> dict[str, Any]:
         """Return the event as JSON-ready values."""
@@ -99,8 +100,12 @@ def explain(
     oom_killed: bool,
     last_memory: int | None,
     memory_limit: int | None,
+    busy_for: float | None = None,
 ) -> tuple[str, str, int | None, int | None]:
-    """Return (cause, reason, signal, exit status) for a dead kernel process."""
+    """Return (cause, reason, signal, exit status) for a dead kernel process.
+
+    ``busy_for``: how long the kernel had been running cells when it died (None: it was idle).
+    """
     sig = -returncode if returncode is not None and returncode < 0 else None
     status = returncode if returncode is not None and returncode >= 0 else None
     used = ""
@@ -108,6 +113,8 @@ def explain(
         used = f" at {format_bytes(last_memory)} of its {format_bytes(memory_limit)} memory limit"
     elif last_memory is not None:
         used = f" at {format_bytes(last_memory)}"
+    if busy_for is not None:
+        used += f" while a cell ran (for {format_span(busy_for)})"
     # the OOM killer only ever sends SIGKILL: a kernel that exited or died of another signal
     # after a kill elsewhere in its cgroup (a DataLoader worker, another kernel) died of that
     if oom_killed and (returncode is None or sig == signal.SIGKILL):
@@ -191,11 +198,11 @@ class DeathWatch:
         self,
         kernels: Mapping[str, KernelInfo],
         trees: Mapping[str, ProcessTreeSnapshot],
-        memory_limit: int | None = None,
     ) -> None:
         """Record this tick's view of each live kernel (its process, memory and cgroup).
 
-        ``memory_limit`` (the server's own) is not used: a kernel's limit is its own cgroup's.
+        A kernel's memory limit is its own cgroup's (or the tightest of its ancestors'), not the
+        server's: a pod's limit applies to the kernels in it.
         """
         # kernels often share one cgroup (a user's pod): read its files once per tick
         counts: dict[MemoryCgroup, int | None] = {}
@@ -293,14 +300,20 @@ class DeathWatch:
             oom_killed = now_kills is not None and now_kills > alive.oom_kills
         last = alive.last_memory if alive is not None else None
         limit = alive.memory_limit if alive is not None else None
-        cause, reason, sig, status = explain(returncode, oom_killed, last, limit)
         info = alive.info if alive is not None else None
+        now = self._wall()
+        # the registry's reading at the last tick: busy means executing a cell (execute
+        # requests), so a death in the middle of training says so
+        busy_for = None
+        if info is not None and info.execution_state == "busy" and info.busy_since is not None:
+            busy_for = max(0.0, now - info.busy_since)
+        cause, reason, sig, status = explain(returncode, oom_killed, last, limit, busy_for)
         death = KernelDeath(
             id=uuid.uuid4().hex,
             kernel_id=kid,
             name=info.name if info is not None else "",
             path=info.path if info is not None else None,
-            time=self._wall(),
+            time=now,
             pid=pid,
             cause=cause,
             reason=reason,
@@ -310,6 +323,7 @@ class DeathWatch:
             peak_memory=alive.peak_memory if alive is not None else None,
             memory_limit=limit,
             restarting=restarting,
+            busy_for=busy_for,
         )
         with self._lock:
             # the restarter calls "dead" after its last failed "restart": one event per death

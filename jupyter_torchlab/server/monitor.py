@@ -256,8 +256,7 @@ class ServerMonitor:
         self._write_kernels_file(kernels)
         usage, usage_error = self.poll_usage()
         snap = self.sampler.sample_once(targets)
-        limit = snap.host.memory_limit if snap.host is not None else None
-        self.deaths.observe(kernels, snap.trees, limit)
+        self.deaths.observe(kernels, snap.trees)
         flags = self.gpu_use.observe(kernels, snap.trees, snap.time)
         culler = self.culler
         if culler is not None:

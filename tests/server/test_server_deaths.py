@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_torchlab._format import format_bytes
+from jupyter_torchlab._format import format_bytes, format_span
 from jupyter_torchlab.metrics.oom import parse_counts
 from jupyter_torchlab.server.deaths import OOM_ADVICE, DeathWatch, explain
 from jupyter_torchlab.server.kernels import KernelInfo
@@ -307,13 +307,18 @@ async def test_two_kernels_in_one_limited_cgroup_each_die_of_their_own_cause(
     events = {e["kernel_id"]: e for e in doc["events"]}
     oom, killed = events[grow], events[small]
     assert (oom["cause"], oom["signal"], oom["memory_limit"]) == ("oom_killer", 9, LIMIT)
+    # the growing kernel died in the middle of its cell, and says so
+    assert oom["busy_for"] is not None
+    assert 0 < oom["busy_for"] < 60
     assert oom["reason"] == (
         f"killed by the out-of-memory killer at {format_bytes(oom['last_memory'])} "
-        f"of its {format_bytes(LIMIT)} memory limit. {OOM_ADVICE}"
+        f"of its {format_bytes(LIMIT)} memory limit while a cell ran "
+        f"(for {format_span(oom['busy_for'])}). {OOM_ADVICE}"
     )
     # the reading from before the kill, near the limit, not one taken as the kernel was torn down
     assert oom["last_memory"] >= 0.6 * LIMIT
     assert (killed["cause"], killed["signal"], killed["memory_limit"]) == ("signal", 9, LIMIT)
+    assert killed["busy_for"] is None  # it was idle
     assert killed["reason"] == (
         f"killed by signal 9 (SIGKILL) at {format_bytes(killed['last_memory'])} "
         f"of its {format_bytes(LIMIT)} memory limit"
@@ -402,7 +407,7 @@ def _tree(pid: int, rss: int) -> Any:
 def test_two_kernels_in_a_limited_pod_are_each_told_their_own_death(tmp_path, version):
     # the case: a user server's pod limited to 3 GiB; two kernels in it, in a cgroup of
     # their own without a limit. One grows until the OOM killer takes it; the other is SIGKILLed
-    # by hand 3 s later. The server itself reads 24 GiB: another cgroup's limit, not theirs
+    # by hand 3 s later. The server's own limit plays no part: theirs is the pod's
     machine = _Machine(tmp_path, version)
     pod(machine.cgroup, version, pod_limit=3 * GiB, own_limit=None)
     machine.run(100, POD_KERNEL)
@@ -417,7 +422,7 @@ def test_two_kernels_in_a_limited_pod_are_each_told_their_own_death(tmp_path, ve
 
     def tick(grow_memory: int) -> None:
         trees = {"grow": _tree(100, grow_memory), "small": _tree(200, 38 * MiB)}
-        watch.observe(kernels, trees, 24 * GiB)
+        watch.observe(kernels, trees)
 
     for step in range(1, 11):
         tick(step * 297 * GiB // 1000)  # to 2.97 GiB
@@ -497,3 +502,34 @@ def test_a_kernel_moved_into_its_own_cgroup_late_is_still_explained(tmp_path):
     assert (event.cause, event.path, event.signal) == ("oom_killer", "big.ipynb", 9)
     assert (event.last_memory, event.peak_memory) == (5 * GiB, 5 * GiB)
     assert event.reason.startswith("killed by the out-of-memory killer at 5.0 GiB of its 8.0 GiB")
+
+
+def test_a_kernel_that_dies_while_running_a_cell_says_for_how_long(tmp_path):
+    import dataclasses
+
+    machine = _Machine(tmp_path)
+    pod(machine.cgroup, 2, pod_limit=3 * GiB, own_limit=None)
+    machine.run(100, POD_KERNEL)
+    machine.run(200, POD_KERNEL)
+    # the registry's reading: "train" has been executing cells since 1000.0, "notes" is idle
+    kernels = {
+        "train": dataclasses.replace(_kernel("train", 100, "train.ipynb"), busy_since=1000.0),
+        "notes": dataclasses.replace(_kernel("notes", 200, "n.ipynb"), execution_state="idle"),
+    }
+    km = _Restarters()
+    watch = DeathWatch(
+        km, cgroup_root=str(machine.cgroup), proc=str(machine.proc), wall=lambda: 1125.0
+    )
+    watch.sync(kernels)
+    watch.observe(kernels, {"train": _tree(100, GiB), "notes": _tree(200, 40 * MiB)})
+    km.died("train", -9)
+    km.died("notes", -9)
+
+    train, notes = watch.events()
+    assert train.busy_for == 125.0
+    assert train.reason == (
+        "killed by signal 9 (SIGKILL) at 1.0 GiB of its 3.0 GiB memory limit "
+        "while a cell ran (for 2 min 05 s)"
+    )
+    assert notes.busy_for is None
+    assert notes.reason == "killed by signal 9 (SIGKILL) at 40 MiB of its 3.0 GiB memory limit"
