@@ -56,7 +56,7 @@ _LAZY = {
     "TutorialNet": "jupyter_torchlab.train.models",
     "ResNet9": "jupyter_torchlab.train.models",
     "fit": "jupyter_torchlab.train.fit.loop",
-    "free_memory": "jupyter_torchlab.train.memory",
+    "free_memory": "jupyter_torchlab.train.oom",
     "evaluate": "jupyter_torchlab.train.fit.evaluate",
     "History": "jupyter_torchlab.train.history",
     "launch": "jupyter_torchlab.train.parallel.launch",
@@ -77,7 +77,7 @@ if TYPE_CHECKING:
     from .train.fit.evaluate import evaluate
     from .train.fit.loop import fit
     from .train.history import History
-    from .train.memory import free_memory
+    from .train.oom import free_memory
     from .train.models import ResNet9, TutorialNet
     from .train.parallel.launch import LaunchError, launch
     from .tutorial import copy_tutorial, tutorial_path

@@ -9,14 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["DEATHS_FILE", "KERNELS_FILE", "atomic_write"]
-
-#: in the Jupyter runtime dir (beside the kernels' connection files): recent kernel deaths, so a
-#: restarted kernel's monitor can say what happened to the one before it
-DEATHS_FILE = "torchlab-deaths.json"
-#: in the same dir: each live kernel's pid and notebook, so a kernel's out-of-memory report can
-#: name the notebooks whose kernels hold the same GPU ({"pid": {"id", "name", "path"}})
-KERNELS_FILE = "torchlab-kernels.json"
+__all__ = ["atomic_write"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:

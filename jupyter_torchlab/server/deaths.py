@@ -21,7 +21,6 @@ With ``KernelManager.autorestart`` off there is no restarter and so no event.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 import threading
@@ -32,8 +31,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from jupyter_torchlab._files import atomic_write
 from jupyter_torchlab._format import format_bytes, format_span
+from jupyter_torchlab._runtime_files import DEATHS_FILE, DeathRecord, write_deaths
 from jupyter_torchlab.metrics import ProcessTreeSnapshot
 from jupyter_torchlab.metrics.oom import MemoryCgroup, leaving, locate, read_count, read_limit
 
@@ -76,9 +75,9 @@ class KernelDeath:
     restarting: bool  # the server is starting a new kernel in its place
     busy_for: float | None = None  # seconds it had been running cells when it died; None: idle
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the event as JSON-ready values."""
-        return asdict(self)
+    def to_dict(self) -> DeathRecord:
+        """Return the event as JSON-ready values (the runtime file's record)."""
+        return DeathRecord(**asdict(self))  # type: ignore[typeddict-item]
 
 
 @dataclass
@@ -176,7 +175,7 @@ class DeathWatch:
         log: logging.Logger | None = None,
         on_death: Callable[[KernelDeath], None] | None = None,
         keep: int = KEEP,
-        record_file: str | None = None,
+        runtime_dir: str | None = None,
         cgroup_root: str = "/sys/fs/cgroup",
         proc: str = "/proc",
     ) -> None:
@@ -188,7 +187,7 @@ class DeathWatch:
         self._alive: dict[str, _Alive] = {}
         self._events: deque[KernelDeath] = deque(maxlen=keep)
         self._callbacks: dict[str, list[tuple[str, Callable[[], None]]]] = {}
-        self._record_file = record_file  # the runtime dir's DEATHS_FILE, for restarted kernels
+        self._runtime_dir = runtime_dir  # where DEATHS_FILE goes, for restarted kernels to read
         self._cgroup_root = cgroup_root
         self._proc = proc
 
@@ -340,13 +339,12 @@ class DeathWatch:
 
     def _write_record(self) -> None:
         """Write the recent deaths beside the connection files (the kernel monitor reads it)."""
-        if self._record_file is None:
+        if self._runtime_dir is None:
             return
-        data = json.dumps([e.to_dict() for e in self.events()[-20:]]).encode()
         try:
-            atomic_write(self._record_file, lambda f: f.write(data))
+            write_deaths(self._runtime_dir, [e.to_dict() for e in self.events()])
         except OSError as e:
-            self._log.debug("torchlab: cannot write %s: %s", self._record_file, e)
+            self._log.debug("torchlab: cannot write %s: %s", DEATHS_FILE, e)
 
     def _returncode(self, kid: str) -> int | None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jupyter_torchlab.metrics import ProcessTreeSnapshot, Snapshot
@@ -65,7 +65,7 @@ def build_document(
     usage_off: bool = False,
     gpu_off: bool = False,
     errors: Mapping[str, str] | None = None,
-    events: list[dict[str, Any]] | None = None,
+    events: Sequence[Mapping[str, object]] | None = None,
     flags: Mapping[str, Flags] | None = None,
     gpu_actions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:

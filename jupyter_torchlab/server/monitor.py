@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -26,7 +24,7 @@ from typing import Any, Protocol
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from jupyter_torchlab._files import DEATHS_FILE, KERNELS_FILE, atomic_write
+from jupyter_torchlab._runtime_files import KERNELS_FILE, KernelRecord, write_kernels
 from jupyter_torchlab.metrics import Sampler, Ticker
 
 from .deaths import DeathWatch, KernelDeath
@@ -99,13 +97,11 @@ class ServerMonitor:
             wall=wall,
             log=self.log,
             on_death=self._on_death,
-            record_file=None if runtime_dir is None else os.path.join(runtime_dir, DEATHS_FILE),
+            runtime_dir=runtime_dir,
         )
         self.gpu_use = GpuUse(gpu_idle_warn)
-        self._kernels_file = (
-            None if runtime_dir is None else os.path.join(runtime_dir, KERNELS_FILE)
-        )
-        self._kernels_written: dict[str, dict[str, str | None]] | None = None
+        self._runtime_dir = runtime_dir
+        self._kernels_written: dict[int, KernelRecord] | None = None
         self.culler: IdleCuller | None = None
         if gpu_idle_cull > 0:
             self.culler = IdleCuller(
@@ -294,20 +290,19 @@ class ServerMonitor:
 
     def _write_kernels_file(self, kernels: Mapping[str, KernelInfo]) -> None:
         """Write each kernel's pid and notebook beside the connection files, when they change."""
-        if self._kernels_file is None:
+        if self._runtime_dir is None:
             return
         table = {
-            str(info.pid): {"id": kid, "name": info.name, "path": info.path}
+            info.pid: KernelRecord(id=kid, name=info.name, path=info.path)
             for kid, info in kernels.items()
             if info.pid is not None
         }
         if table == self._kernels_written:
             return
-        data = json.dumps(table).encode()
         try:
-            atomic_write(self._kernels_file, lambda f: f.write(data))
+            write_kernels(self._runtime_dir, table)
         except OSError as e:
-            self._warn_once("kernels-file", "cannot write %s: %s", self._kernels_file, e)
+            self._warn_once("kernels-file", "cannot write %s: %s", KERNELS_FILE, e)
             return
         self._kernels_written = table
 

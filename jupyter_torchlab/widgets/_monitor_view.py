@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._format import format_bytes, format_duration, format_percent, format_span
+from .._runtime_files import DeathRecord
 from . import render
 
 __all__ = ["KernelActivity", "clock_time", "first_line", "render_monitor"]
@@ -86,7 +87,7 @@ def render_monitor(
     snapshot: Any | None,
     activity: KernelActivity,
     history: dict[str, collections.deque[float]] | None = None,
-    last_death: dict[str, Any] | None = None,
+    last_death: DeathRecord | None = None,
     gpu_waiting: Any | None = None,
 ) -> tuple[str, str]:
     """Return (html, text) for one monitor reading; pure, so tests feed it plain objects.

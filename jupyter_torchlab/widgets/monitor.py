@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -25,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._files import DEATHS_FILE, KERNELS_FILE
+from .._runtime_files import DeathRecord, read_deaths
 from ..metrics.starvation import GpuStarvation, Starved
 from ._frontend import close_tree, get_shell, replace, show, use_widgets
 from ._monitor_view import KernelActivity, clock_time, first_line, render_monitor
@@ -219,44 +218,21 @@ class KernelMonitor:
         return self._thread
 
 
-def _server_file(connection_file: str | None, name: str) -> tuple[str, Any] | None:
-    """Return (this kernel's id, the decoded JSON of the server's file ``name``), or None.
-
-    The server writes its files into its runtime dir, beside the kernels' connection files,
-    which are named after the kernel ids (``kernel-<id>.json``).
-    """
-    if connection_file is None:
-        try:
-            from ipykernel.connect import get_connection_file
-
-            connection_file = get_connection_file()
-        except Exception:  # noqa: BLE001 - not in a kernel: nothing to say
-            return None
-    base = os.path.basename(connection_file)
-    if not (base.startswith("kernel-") and base.endswith(".json")):
-        return None
-    try:
-        with open(os.path.join(os.path.dirname(connection_file), name), "rb") as f:
-            return base[len("kernel-") : -len(".json")], json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-
-
 #: a death this long (seconds) before this process started is what it was started after
 RESTART_WINDOW = 120.0
 
 
 def previous_death(
     connection_file: str | None = None, started: float | None = None
-) -> dict[str, Any] | None:
+) -> DeathRecord | None:
     """Return how this kernel's previous process died, if the server wrote it down.
 
     A kernel restarted after a death keeps its kernel id, so the server's record names it. Only
     a death shortly before this process started (``started``, unix time; this process's start by
     default) counts: a kernel restarted by hand an hour later was not restarted because of it.
     """
-    found = _server_file(connection_file, DEATHS_FILE)
-    if found is None or not isinstance(found[1], list):
+    found = read_deaths(connection_file)
+    if found is None:
         return None
     kernel_id, events = found
     if started is None:
@@ -264,8 +240,7 @@ def previous_death(
     mine = [
         e
         for e in events
-        if isinstance(e, dict)
-        and e.get("kernel_id") == kernel_id
+        if e.get("kernel_id") == kernel_id
         and started - RESTART_WINDOW <= float(e.get("time") or 0) <= started + 5
     ]
     return mine[-1] if mine else None
@@ -278,19 +253,6 @@ def _process_start() -> float:
         return float(psutil.Process().create_time())
     except psutil.Error:
         return time.time()
-
-
-def kernel_notebooks(connection_file: str | None = None) -> dict[int, str]:
-    """Return the notebook (or kernel name) of each of the server's kernels, by pid."""
-    found = _server_file(connection_file, KERNELS_FILE)
-    if found is None or not isinstance(found[1], dict):
-        return {}
-    names: dict[int, str] = {}
-    for pid, entry in found[1].items():
-        if isinstance(entry, dict) and str(pid).isdigit():
-            path = entry.get("path")
-            names[int(pid)] = os.path.basename(path) if path else f"kernel {entry.get('name')}"
-    return names
 
 
 _current: KernelMonitor | None = None

@@ -9,10 +9,12 @@ costs one attribute check.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 from .._format import format_bytes
+from .._runtime_files import read_kernels
 from . import render
 from ._frontend import close_tree, get_shell, replace, show, use_widgets
 
@@ -33,6 +35,14 @@ def install() -> bool:
     return True
 
 
+def kernel_notebooks(connection_file: str | None = None) -> dict[int, str]:
+    """Return the notebook (or kernel name) of each of the server's kernels, by pid."""
+    return {
+        pid: os.path.basename(kernel["path"]) if kernel["path"] else f"kernel {kernel['name']}"
+        for pid, kernel in read_kernels(connection_file).items()
+    }
+
+
 def _post_run_cell(result: Any) -> None:
     error = getattr(result, "error_in_exec", None)
     if error is None or "torch" not in sys.modules:
@@ -43,8 +53,6 @@ def _post_run_cell(result: Any) -> None:
         return
     shell = get_shell()
     namespace = getattr(shell, "user_ns", {}) if shell is not None else {}
-    from .monitor import kernel_notebooks
-
     try:
         report = build_report(
             error, namespace, traceback=error.__traceback__, notebooks=kernel_notebooks()
@@ -114,7 +122,7 @@ def _show_widget(report: Any, shell: Any) -> None:
     handle = show(box, report.text(), html)
 
     def free(_button: Any) -> None:
-        from ..train.memory import free_memory
+        from ..train.oom import free_memory
 
         freed = free_memory(shell)
         total = sum(v or 0 for v in freed.values())

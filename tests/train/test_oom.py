@@ -13,10 +13,14 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import jupyter_torchlab as tl
-from jupyter_torchlab.train import memory
 from jupyter_torchlab.train.fit.out_of_memory import FitOutOfMemoryError
-from jupyter_torchlab.train.memory import FitMemory
-from jupyter_torchlab.train.oom import build_report, is_out_of_memory, requested_bytes
+from jupyter_torchlab.train.oom import (
+    FitMemory,
+    build_report,
+    is_out_of_memory,
+    memory,
+    requested_bytes,
+)
 from jupyter_torchlab.train.text import TextProgress
 
 MiB, GiB = 1 << 20, 1 << 30

@@ -236,8 +236,7 @@ def test_a_nearly_full_gpu_says_so():
 
 
 def test_a_restarted_kernel_says_how_the_previous_one_died(tmp_path):
-    import json
-
+    from jupyter_torchlab._runtime_files import write_deaths, write_kernels
     from jupyter_torchlab.widgets.monitor import previous_death
 
     connection = tmp_path / "kernel-abc123.json"
@@ -253,7 +252,7 @@ def test_a_restarted_kernel_says_how_the_previous_one_died(tmp_path):
             "reason": "killed by the out-of-memory killer at 3.9 GiB of its 4.0 GiB memory limit",
         },
     ]
-    (tmp_path / "torchlab-deaths.json").write_text(json.dumps(events))
+    write_deaths(tmp_path, events)  # as the server writes it
     death = previous_death(str(connection), started=230.0)  # restarted 30 s after it died
     assert death == events[-1]
     # a kernel restarted by hand an hour later was not restarted because of that death
@@ -261,16 +260,15 @@ def test_a_restarted_kernel_says_how_the_previous_one_died(tmp_path):
     assert previous_death(str(tmp_path / "kernel-unknown.json"), started=230.0) is None
     assert previous_death(str(tmp_path / "not-a-kernel.json"), started=230.0) is None
     # the server's table of kernels names the notebooks of other processes on a GPU
-    from jupyter_torchlab.widgets.monitor import kernel_notebooks
+    from jupyter_torchlab.widgets.oom_display import kernel_notebooks
 
     assert kernel_notebooks(str(connection)) == {}  # not written yet
-    (tmp_path / "torchlab-kernels.json").write_text(
-        json.dumps(
-            {
-                "1234": {"id": "abc123", "name": "python3", "path": "work/train.ipynb"},
-                "99": {"id": "x", "name": "ir", "path": None},
-            }
-        )
+    write_kernels(
+        tmp_path,
+        {
+            1234: {"id": "abc123", "name": "python3", "path": "work/train.ipynb"},
+            99: {"id": "x", "name": "ir", "path": None},
+        },
     )
     assert kernel_notebooks(str(connection)) == {1234: "train.ipynb", 99: "kernel ir"}
     idle = KernelActivity(busy=False, since=time.time(), duration=1, cell=None)

@@ -36,8 +36,7 @@ from .. import device as devices
 from ..callbacks import Callback, FitState
 from ..display import DisplayFactory, resolve_progress
 from ..history import History
-from ..memory import FitMemory, record_fit_memory
-from ..oom import is_out_of_memory
+from ..oom import FitMemory, is_out_of_memory, record_fit_memory
 from . import distributed as ddp
 from .checkpoint import load_checkpoint, save_checkpoint, seed_all
 from .evaluate import evaluate_sums

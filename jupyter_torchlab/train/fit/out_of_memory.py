@@ -11,8 +11,7 @@ import torch
 
 from ..callbacks import FitState
 from ..history import History
-from ..memory import FitMemory, last_fit_memory, record_fit_memory
-from ..oom import build_report
+from ..oom import FitMemory, build_report, last_fit_memory, record_fit_memory
 from .step import Step
 
 __all__ = ["FitOutOfMemoryError", "out_of_memory_error"]

@@ -96,7 +96,7 @@ def gpu_processes(device: torch.device) -> list[tuple[int, int]]:
     """Return (pid, bytes) of the processes NVML sees on ``device`` (empty where it cannot)."""
     if device.type != "cuda":
         return []
-    from ..metrics.gpu import GpuSampler
+    from ...metrics.gpu import GpuSampler
 
     sampler = GpuSampler(torch_fallback=False)
     try:

@@ -13,7 +13,7 @@
 - what to try, computed: the batch size that would fit (from what fit measured), mixed
   precision when it is off, freeing the traceback, stopping other processes on the GPU.
 
-:func:`jupyter_torchlab.train.memory.free_memory` gives memory back after a failure. Memory
+:func:`jupyter_torchlab.train.oom.free_memory` gives memory back after a failure. Memory
 statistics and GPU processes come through injectable providers (:mod:`.memory` has the real
 ones), so the logic is tested on the CPU with a real ``torch.OutOfMemoryError``. Nothing here
 runs until an error happens.
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._format import format_bytes
+from ..._format import format_bytes
 from .holders import (
     live_tensors,
     named_tensors,
