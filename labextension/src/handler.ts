@@ -6,7 +6,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import type { IStream, IStreamHandlers, ITransport } from './model';
+import type { IStream, IStreamHandlers, ITransport } from './connection';
 import type { ISnapshot } from './types';
 import { describeFailure } from './unavailable';
 

@@ -2,7 +2,7 @@
  * What a failed request to `torchlab/api` means, in words a user can act on.
  *
  * Two answers mean "the server extension is not there", and the model then stops asking every
- * few seconds (see `MetricsModel`):
+ * few seconds (see `Connection`):
  * - a 503 from the routes of an extension that did not load: its body carries the cause and the
  *   fix (`jupyter_torchlab did not load: <cause>. <fix>.`), also in the page config at load;
  * - a bare 404 (no JSON body): no handler at all, so the extension is not loaded, whether it is
