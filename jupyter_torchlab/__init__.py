@@ -77,8 +77,8 @@ if TYPE_CHECKING:
     from .train.fit.evaluate import evaluate
     from .train.fit.loop import fit
     from .train.history import History
-    from .train.oom import free_memory
     from .train.models import ResNet9, TutorialNet
+    from .train.oom import free_memory
     from .train.parallel.launch import LaunchError, launch
     from .tutorial import copy_tutorial, tutorial_path
     from .widgets.monitor import monitor

@@ -22,6 +22,7 @@ __all__ = [
     "format_percent",
     "format_rate",
     "format_span",
+    "quote",
 ]
 
 #: what a number that is not known reads as (the text displays; the lab panel shows a dash)
@@ -163,3 +164,15 @@ def format_number(value: float | None) -> str:
 def format_metrics(metrics: dict[str, float], sep: str = ", ") -> str:
     """Format ``{"loss": 0.5}`` as ``"loss=0.5"``, in insertion order."""
     return sep.join(f"{k}={format_number(v)}" for k, v in metrics.items())
+
+
+#: the most characters of what a user sent that an error message (and so a log) repeats
+QUOTE_LIMIT = 200
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """Return ``repr(value)``, cut to about ``limit`` characters with the full length said."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"

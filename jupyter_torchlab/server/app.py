@@ -32,7 +32,7 @@ from .load_failure import (
     unavailable_handlers,
 )
 from .monitor import ServerMonitor
-from .tutorial import TutorialWriter
+from .tutorial_copy import TutorialWriter
 from .usage import UNTRACKED_TYPES
 
 __all__ = ["TorchlabExtension"]

@@ -4,10 +4,11 @@ A kernel killed for memory just vanishes; JupyterLab says it "appears to have di
 already sees every kernel's memory, its limit and its process, so it can say what happened:
 
 - **While a kernel lives** (sampler thread, each tick, :meth:`DeathWatch.observe`): its pid, the
-  tree's last and peak memory, and from its memory cgroup (:mod:`jupyter_torchlab.metrics.oom`,
-  located once per process) the limit that applies to it and the OOM-kill count. Each tick's
-  reading replaces the one before, unless the process was already on its way out when it was
-  taken: a count read after the OOM killer took it would hide the kill.
+  tree's last and peak memory, and from its memory cgroup
+  (:mod:`jupyter_torchlab.metrics.memory_cgroup`, located once per process) the limit that
+  applies to it and the OOM-kill count. Each tick's reading replaces the one before, unless the
+  process was already on its way out when it was taken: a count read after the OOM killer took
+  it would hide the kill.
 - **When it dies** (event loop): jupyter_client's restarter notices the dead process and calls the
   ``restart`` callback (``dead`` once it gives up) before it starts a new one. The old process's
   exit status is still there, and the cgroup's OOM count is read again: a rise since the kernel's
@@ -33,8 +34,14 @@ from typing import Any
 
 from jupyter_torchlab._format import format_bytes, format_span
 from jupyter_torchlab._runtime_files import DEATHS_FILE, DeathRecord, write_deaths
-from jupyter_torchlab.metrics import ProcessTreeSnapshot
-from jupyter_torchlab.metrics.oom import MemoryCgroup, leaving, locate, read_count, read_limit
+from jupyter_torchlab.metrics import (
+    MemoryCgroup,
+    ProcessTreeSnapshot,
+    locate_memory_cgroup,
+    process_leaving,
+    read_memory_limit,
+    read_oom_kills,
+)
 
 from .kernels import KernelInfo
 
@@ -213,27 +220,27 @@ class DeathWatch:
                     continue
                 alive = self._alive.get(kid)
                 if alive is None or alive.pid != info.pid:
-                    cgroup = locate(info.pid, self._cgroup_root, self._proc)
-                    kills = _per_cgroup(counts, cgroup, read_count)
+                    cgroup = locate_memory_cgroup(info.pid, self._cgroup_root, self._proc)
+                    kills = _per_cgroup(counts, cgroup, read_oom_kills)
                     alive = self._alive[kid] = _Alive(info.pid, cgroup, kills)
                 else:
                     cgroup = alive.cgroup
                     if time.monotonic() - alive.seen < SETTLE_SECONDS:
-                        found = locate(info.pid, self._cgroup_root, self._proc)
+                        found = locate_memory_cgroup(info.pid, self._cgroup_root, self._proc)
                         # None: the process is gone; the root: cgroup v1 moves an exiting
                         # process there (a launcher never does). Either way its death is read
                         # from the cgroup found while it lived
                         if found is not None and not found.root:
                             cgroup = found
                 alive.info = info
-                kills = _per_cgroup(counts, cgroup, read_count)
+                kills = _per_cgroup(counts, cgroup, read_oom_kills)
                 # asked after the count was read: a process that still runs now had not been
                 # killed when it was read. One on its way out keeps the readings from before
                 # (a count that already holds its own kill, memory the OOM reaper has freed)
-                if leaving(info.pid, self._proc):
+                if process_leaving(info.pid, self._proc):
                     continue
                 alive.cgroup, alive.oom_kills = cgroup, kills
-                alive.memory_limit = _per_cgroup(limits, cgroup, read_limit)
+                alive.memory_limit = _per_cgroup(limits, cgroup, read_memory_limit)
                 if tree.memory:  # a process being torn down reads 0: keep the reading before
                     alive.last_memory = tree.memory
                 alive.peak_memory = max(alive.peak_memory or 0, tree.memory)
@@ -295,7 +302,7 @@ class DeathWatch:
         pid = alive.pid if alive is not None else None
         oom_killed = False
         if alive is not None and alive.oom_kills is not None:
-            now_kills = read_count(alive.cgroup)
+            now_kills = read_oom_kills(alive.cgroup)
             oom_killed = now_kills is not None and now_kills > alive.oom_kills
         last = alive.last_memory if alive is not None else None
         limit = alive.memory_limit if alive is not None else None

@@ -14,8 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jupyter_torchlab.metrics import ProcessTreeSnapshot, Snapshot
-from jupyter_torchlab.metrics.host import HostSnapshot
+from jupyter_torchlab.metrics import HostSnapshot, ProcessTreeSnapshot, Snapshot
 
 from .gpu_use import Flags
 from .kernels import NOT_LOCAL, KernelInfo

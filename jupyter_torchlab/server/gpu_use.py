@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyter_torchlab._format import format_bytes, format_span
-from jupyter_torchlab.metrics import ProcessTreeSnapshot
-from jupyter_torchlab.metrics.starvation import STARVED_BELOW, GpuStarvation
+from jupyter_torchlab.metrics import STARVED_BELOW, GpuStarvation, ProcessTreeSnapshot
 
 from .kernels import KernelInfo
 

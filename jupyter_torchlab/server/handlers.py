@@ -17,9 +17,11 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_escape, url_path_join
 from tornado import web
 
+from jupyter_torchlab._format import quote
+
 from .monitor import ServerMonitor
 from .stream import AUTH_RESOURCE, StreamHandler
-from .tutorial import TutorialWriter, quote
+from .tutorial_copy import TutorialWriter
 
 
 class _MonitorHandler(APIHandler):
@@ -58,7 +60,14 @@ class HistoryHandler(_MonitorHandler):
     @authorized
     def get(self) -> None:
         """Write the cached JSON of the snapshots in the window."""
-        self.finish(self.monitor.history(_seconds(self.get_argument("seconds", None))))
+        seconds = _number(
+            self.get_argument("seconds", None),
+            "seconds",
+            means="a positive number of seconds",
+            example="60",
+            positive=True,
+        )
+        self.finish(self.monitor.history(seconds))
 
 
 class EventsHandler(_MonitorHandler):
@@ -68,19 +77,12 @@ class EventsHandler(_MonitorHandler):
     @authorized
     def get(self) -> None:
         """Write the kept kernel deaths (those after unix time ``since`` when given)."""
-        raw = self.get_argument("since", None)
-        since = None
-        if raw not in (None, ""):
-            try:
-                since = float(raw or "")
-            except ValueError:
-                since = math.nan
-            if not math.isfinite(since):
-                raise web.HTTPError(
-                    400,
-                    "since must be a unix time in seconds, e.g. ?since=1764259200; "
-                    f"got {quote(raw)}",
-                )
+        since = _number(
+            self.get_argument("since", None),
+            "since",
+            means="a unix time in seconds",
+            example="1764259200",
+        )
         self.finish(self.monitor.events(since))
 
 
@@ -137,17 +139,23 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _seconds(raw: str | None) -> float | None:
-    """Parse ``?seconds=``: None (everything kept) or a positive number of seconds."""
+def _number(
+    raw: str | None, name: str, *, means: str, example: str, positive: bool = False
+) -> float | None:
+    """Parse the query argument ``name``: None when absent or empty, else a finite number.
+
+    Anything else (not a number, NaN, infinite, or not above 0 when ``positive``) is a 400 that
+    says what to send and quotes what came, cut to a few hundred characters.
+    """
     if raw is None or raw == "":
         return None
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or (positive and value <= 0):
         raise web.HTTPError(
-            400, f"seconds must be a positive number of seconds, e.g. ?seconds=60; got {raw!r}"
+            400, f"{name} must be {means}, e.g. ?{name}={example}; got {quote(raw)}"
         )
     return value
 

@@ -62,6 +62,9 @@ _KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 # ipykernel publishes status (and execute_input) under "kernel.<uuid>.<type>": subscribing to
 # this prefix leaves out stream output, display data and comm messages
 _KERNEL_TOPIC = b"kernel."
+# a subscription that has heard nothing this long (seconds) is replaced, at most _HEAR_TRIES times
+_HEAR_WITHIN = 3.0
+_HEAR_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ class _Watched:
     stream: Any = None  # our IOPub subscription (a ZMQStream)
     session: Any = None  # to check and read its messages
     narrowed: bool = False  # subscribed to _KERNEL_TOPIC only
+    heard: bool = False  # our subscription has delivered a message: it is connected
+    subscribed_at: float = 0.0  # monotonic time of the current subscription
+    tries: int = 0  # subscriptions replaced for not hearing anything
     pid: int | None = None
     settle_at: float | None = None  # when the timer for a pending idle was set
 
@@ -178,8 +184,8 @@ class KernelRegistry:
         for kid in ids:
             if kid not in self._watched:
                 self._watch(kid)
-            else:
-                self._subscribe(kid, self._watched[kid])  # a kernel that has ports by now
+            if kid in self._watched:
+                self._check_subscription(kid, self._watched[kid])
         for kid in set(self._watched) - set(ids):
             self._unwatch(kid)
         view = {}
@@ -224,19 +230,52 @@ class KernelRegistry:
             stamp = _iso_time(_trait(kernel, "last_activity"))
             executions = Executions(since=stamp if stamp is not None else now)
         entry = self._watched[kid] = _Watched(kernel, executions)
-        if self._subscribe(kid, entry):
+        # until our own subscription has heard from the kernel, follow jupyter_server's state:
+        # refresh() subscribes once the kernel is up (a first cell may run before that)
+        self._observe(kid, entry)
+
+    def _observe(self, kid: str, entry: _Watched) -> None:
+        """Follow the server's ``execution_state`` trait (before our subscription hears)."""
+        if entry.observer is not None:
             return
-        if not _is_gateway(kernel) and callable(getattr(kernel, "connect_iopub", None)):
-            return  # a ZMQ kernel not launched yet: refresh() subscribes once it has ports
 
         def on_state(change: dict[str, Any]) -> None:
             self._guard("state", self._on_state, kid, change["old"], change["new"])
 
         try:
-            kernel.observe(on_state, names="execution_state")
+            entry.kernel.observe(on_state, names="execution_state")
             entry.observer = on_state
         except (AttributeError, TypeError):  # not a HasTraits kernel: refresh() catches up
             pass
+
+    def _unobserve(self, entry: _Watched) -> None:
+        if entry.observer is not None:
+            with contextlib.suppress(ValueError):
+                entry.kernel.unobserve(entry.observer, names="execution_state")
+            entry.observer = None
+
+    def _check_subscription(self, kid: str, entry: _Watched) -> None:
+        """Subscribe to a launched kernel; subscribe anew if ours has heard nothing for long.
+
+        A subscription is known to work once a message comes through it. ipykernel 7 greets each
+        new topic a subscriber asks for (``iopub_welcome``), and ours is the only one to ask for
+        ``kernel.``, so the greeting arrives as soon as it is connected. One made while the
+        kernel process was still binding its sockets can miss that greeting; if nothing came
+        after :data:`_HEAR_WITHIN` seconds it is replaced, a few times at most (an older kernel
+        that does not greet is heard at its first status). Meanwhile jupyter_server's own state
+        stands in.
+        """
+        if entry.stream is None:
+            if self._subscribe(kid, entry):
+                entry.subscribed_at = time.monotonic()
+            return
+        if entry.heard or entry.tries >= _HEAR_TRIES:
+            return
+        if time.monotonic() - entry.subscribed_at >= _HEAR_WITHIN:
+            entry.tries += 1
+            self._drop_subscription(kid, entry)
+            if self._subscribe(kid, entry):
+                entry.subscribed_at = time.monotonic()
 
     def _subscribe(self, kid: str, entry: _Watched) -> bool:
         """Open our IOPub subscription to a launched ZMQ kernel; return whether there is one."""
@@ -253,6 +292,9 @@ class KernelRegistry:
 
             stream = connect()
             session = Session(config=kernel.session.config, key=kernel.session.key)
+            if _is_ipykernel(kernel):
+                _narrow(stream)
+                entry.narrowed = True
             stream.on_recv(lambda frames: self._guard("iopub", self._on_iopub, kid, frames))
         except Exception as e:  # noqa: BLE001 - the kernel keeps the server's own state
             self._warn_once("iopub", "cannot subscribe to a kernel's IOPub (%s)", e)
@@ -260,19 +302,17 @@ class KernelRegistry:
         entry.stream, entry.session = stream, session
         return True
 
-    def _resubscribe(self, kid: str, entry: _Watched) -> None:
-        """Subscribe anew (a restarted kernel may have new ports)."""
+    def _drop_subscription(self, kid: str, entry: _Watched) -> None:
+        """Close our subscription (a new process: new ports); the server's state stands in."""
         if entry.stream is not None:
             with contextlib.suppress(Exception):
                 entry.stream.close()
-            entry.stream, entry.narrowed = None, False
-        self._subscribe(kid, entry)
+        entry.stream, entry.narrowed, entry.heard = None, False, False
+        self._observe(kid, entry)
 
     def _unwatch(self, kid: str) -> None:
         entry = self._watched.pop(kid)
-        if entry.observer is not None:
-            with contextlib.suppress(ValueError):
-                entry.kernel.unobserve(entry.observer, names="execution_state")
+        self._unobserve(entry)
         if entry.stream is not None:
             with contextlib.suppress(Exception):
                 entry.stream.close()
@@ -281,18 +321,16 @@ class KernelRegistry:
         entry = self._watched.get(kid)
         if entry is None or entry.session is None:
             return
+        if not entry.heard:  # connected: from now on every status reaches us
+            entry.heard = True
+            self._unobserve(entry)
         idents, fed = entry.session.feed_identities(frames)
         msg = entry.session.deserialize(fed, content=False)
         if msg["header"].get("msg_type") != "status":
             return
         topic = idents[0] if idents else b""
         if not entry.narrowed and isinstance(topic, bytes) and topic.startswith(_KERNEL_TOPIC):
-            # an ipykernel: from now on only its kernel.* topics (subscribe before leaving b"")
-            import zmq
-
-            socket = entry.stream.socket
-            socket.setsockopt(zmq.SUBSCRIBE, _KERNEL_TOPIC)
-            socket.setsockopt(zmq.UNSUBSCRIBE, b"")
+            _narrow(entry.stream)  # a kernel that publishes as ipykernel does
             entry.narrowed = True
         state = entry.session.unpack(fed[4]).get("execution_state")
         parent = msg.get("parent_header") or {}
@@ -320,9 +358,9 @@ class KernelRegistry:
             self._guard("settle", self._update, kid)
 
     def _on_state(self, kid: str, old: str, new: str) -> None:
-        """Fallback for kernels without our subscription: the server's own state changes."""
+        """Follow the server's own state for a kernel our subscription does not hear (yet)."""
         entry = self._watched.get(kid)
-        if entry is None:
+        if entry is None or entry.heard:
             return
         now = self._wall()
         if new == "busy" and old != "busy":
@@ -340,11 +378,13 @@ class KernelRegistry:
         if action == "start" and kid not in self._watched:
             self._guard("start", self._watch, kid)
             if kid in self._watched:
+                self._guard("start", self._check_subscription, kid, self._watched[kid])
                 self._guard("start", self._update, kid)
         elif action == "restart" and kid in self._watched:
             entry = self._watched[kid]
             entry.executions.reset(self._wall())
-            self._guard("restart", self._resubscribe, kid, entry)
+            entry.tries = 0
+            self._guard("restart", self._drop_subscription, kid, entry)
             self._guard("restart", self._update, kid)
 
     def _update(self, kid: str) -> None:
@@ -371,9 +411,10 @@ class KernelRegistry:
         executions = entry.executions
         if pid is not None and entry.pid is not None and pid != entry.pid:
             executions.reset(self._wall())  # a new process: nothing of the old one runs
-            self._resubscribe(kid, entry)
+            entry.tries = 0
+            self._drop_subscription(kid, entry)
         entry.pid = pid
-        from_executions = entry.stream is not None
+        from_executions = entry.heard
         if server_state in _LIFE_STATES:
             # "starting" lasts until jupyter_server reads the kernel's first status after a
             # client connects (a usage_request must not end it, see endpoints())
@@ -424,6 +465,23 @@ def _trait(kernel: Any, name: str) -> Any:
         return getattr(kernel, name, None)
     except Exception:  # noqa: BLE001 - a TraitError while the server fills it in
         return None
+
+
+def _narrow(stream: Any) -> None:
+    """Receive only ``kernel.*`` topics from now on (subscribe before leaving the catch-all)."""
+    import zmq
+
+    stream.socket.setsockopt(zmq.SUBSCRIBE, _KERNEL_TOPIC)
+    stream.socket.setsockopt(zmq.UNSUBSCRIBE, b"")
+
+
+def _is_ipykernel(kernel: Any) -> bool:
+    """Whether the kernel's command line starts ipykernel (its IOPub topics are known)."""
+    try:
+        argv = kernel.kernel_spec.argv
+    except Exception:  # noqa: BLE001 - no spec (a remote kernel): learn from its first status
+        return False
+    return any("ipykernel" in str(part) for part in argv or ())
 
 
 def _iso_time(value: Any) -> float | None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from jupyter_torchlab._format import format_bytes, format_span
-from jupyter_torchlab.metrics.oom import parse_counts
+from jupyter_torchlab.metrics.memory_cgroup import parse_counts
 from jupyter_torchlab.server.deaths import OOM_ADVICE, DeathWatch, explain
 from jupyter_torchlab.server.kernels import KernelInfo
 from tests.metrics.cgroup_files import POD_KERNEL, cgroup_line, pod, stat_line, write_files

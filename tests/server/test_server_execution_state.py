@@ -8,6 +8,7 @@ The page's requests are sent over the kernel WebSocket as JupyterLab 4.4+ sends 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -144,6 +145,19 @@ async def test_a_restart_during_a_cell_ends_it(
         )
     )
     assert kernel_entry(doc, kid)["busy_since"] is None
+    # the page reconnects to the new process, as JupyterLab does after a restart, and the
+    # kernel answers it
+    ws.close()
+    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+    deadline = time.monotonic() + 30
+    answered = False
+    while not answered:
+        assert time.monotonic() < deadline, "the restarted kernel never answered kernel_info"
+        await ws.write_message(kernel_message("kernel_info_request", {}))
+        with contextlib.suppress(asyncio.TimeoutError):
+            while not answered:
+                msg = json.loads(await asyncio.wait_for(ws.read_message(), 2))
+                answered = msg.get("msg_type") == "kernel_info_reply"
     # and the new process is watched: while the page sees the kernel run a cell, so do we
     request = execute_request("import time; time.sleep(3)")
     msg_id = json.loads(request)["header"]["msg_id"]

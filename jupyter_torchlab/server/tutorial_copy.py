@@ -13,19 +13,9 @@ from typing import Any
 from jupyter_core.utils import ensure_async
 from tornado import web
 
-__all__ = ["QUOTE_LIMIT", "TutorialWriter", "quote"]
+from jupyter_torchlab._format import quote
 
-#: the most characters of what a user sent that an error message (and so the log) repeats
-QUOTE_LIMIT = 200
-
-
-def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
-    """Return ``repr(value)``, cut to about ``limit`` characters with the full length said."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text):,} characters)"
-
+__all__ = ["TutorialWriter"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_torchlab.metrics.oom import (
+from jupyter_torchlab.metrics.memory_cgroup import (
     MemoryCgroup,
-    leaving,
-    locate,
+    locate_memory_cgroup,
     parse_counts,
-    read_count,
-    read_limit,
+    process_leaving,
+    read_memory_limit,
+    read_oom_kills,
 )
 
 from .cgroup_files import POD_KERNEL, cgroup_line, pod, stat_line, write_files
@@ -40,32 +40,36 @@ def test_memory_events_and_oom_control_are_parsed(tmp_path):
         "oom_kill": 3,
         "oom_group_kill": 0,
     }
-    assert read_count(MemoryCgroup(str(v2), 2)) == 3
-    assert read_count(MemoryCgroup(str(v1), 1)) == 2
-    assert read_count(MemoryCgroup(str(tmp_path / "gone"), 2)) is None  # reads never raise
-    assert read_count(None) is None
+    assert read_oom_kills(MemoryCgroup(str(v2), 2)) == 3
+    assert read_oom_kills(MemoryCgroup(str(v1), 1)) == 2
+    assert read_oom_kills(MemoryCgroup(str(tmp_path / "gone"), 2)) is None  # reads never raise
+    assert read_oom_kills(None) is None
     assert parse_counts("garbage\nkey notanumber\n") == {}
 
 
 def test_a_process_s_cgroup_is_found_in_v1_and_v2_layouts(tmp_path):
     proc = _proc(tmp_path, 42, "4:memory:/hub/alice\n0::/hub/alice\n")
     v1 = write_files(tmp_path / "v1", {"memory/hub/alice/memory.oom_control": "oom_kill 1\n"})
-    found = locate(42, root=v1, proc=proc)
+    found = locate_memory_cgroup(42, root=v1, proc=proc)
     assert found == MemoryCgroup(str(v1 / "memory/hub/alice/memory.oom_control"), 1)
     v2 = write_files(
         tmp_path / "v2", {"cgroup.controllers": "memory\n", "hub/alice/memory.events": "oom_kill 0"}
     )
     (proc / "42" / "cgroup").write_text("0::/hub/alice\n")
-    assert locate(42, root=v2, proc=proc) == MemoryCgroup(str(v2 / "hub/alice/memory.events"), 2)
+    assert locate_memory_cgroup(42, root=v2, proc=proc) == MemoryCgroup(
+        str(v2 / "hub/alice/memory.events"), 2
+    )
     # a namespaced view: the path does not exist under the mount, the mount is the cgroup
     (proc / "42" / "cgroup").write_text("0::/kubepods/pod1/abc\n")
     (v2 / "memory.events").write_text("oom_kill 0\n")
-    assert locate(42, root=v2, proc=proc) == MemoryCgroup(str(v2 / "memory.events"), 2)
-    assert locate(43, root=v2, proc=proc) is None
+    assert locate_memory_cgroup(42, root=v2, proc=proc) == MemoryCgroup(
+        str(v2 / "memory.events"), 2
+    )
+    assert locate_memory_cgroup(43, root=v2, proc=proc) is None
     # cgroup v1 moves an exiting process to the root cgroup: that cgroup says so
     (proc / "42" / "cgroup").write_text("4:memory:/\n")
     (v1 / "memory" / "memory.oom_control").write_text("oom_kill 0\n")
-    found = locate(42, root=v1, proc=proc)
+    found = locate_memory_cgroup(42, root=v1, proc=proc)
     assert found == MemoryCgroup(str(v1 / "memory/memory.oom_control"), 1, root=True)
 
 
@@ -85,29 +89,31 @@ def test_the_limit_that_applies_is_the_own_cgroup_s_or_an_ancestor_s(
 ):
     root = pod(tmp_path / "cgroup", version, pod_limit, own_limit)
     proc = _proc(tmp_path, 42, cgroup_line(version, POD_KERNEL))
-    cgroup = locate(42, root=root, proc=proc)
+    cgroup = locate_memory_cgroup(42, root=root, proc=proc)
     assert cgroup is not None
     assert cgroup.version == version
     assert Path(cgroup.oom_file).parent.as_posix().endswith(POD_KERNEL)
-    assert read_limit(cgroup) == applies
+    assert read_memory_limit(cgroup) == applies
 
 
 def test_a_v2_cgroup_without_the_memory_controller_is_charged_to_its_parent(tmp_path):
     root = pod(tmp_path / "cgroup", 2, 3 * GiB, None)
     # a child made by a launcher that did not enable memory in its parent's subtree_control
     (root / "kubepods/pod1/kernel/k1").mkdir()
-    cgroup = locate(42, root=root, proc=_proc(tmp_path, 42, f"0::{POD_KERNEL}/k1\n"))
+    cgroup = locate_memory_cgroup(42, root=root, proc=_proc(tmp_path, 42, f"0::{POD_KERNEL}/k1\n"))
     assert cgroup is not None
     assert cgroup.oom_file == str(root / "kubepods/pod1/kernel/memory.events")
-    assert read_limit(cgroup) == 3 * GiB
+    assert read_memory_limit(cgroup) == 3 * GiB
 
 
 def test_a_limit_that_is_changed_is_read_anew(tmp_path):
     root = pod(tmp_path / "cgroup", 1, None, 512 * MiB)
-    cgroup = locate(42, root=root, proc=_proc(tmp_path, 42, cgroup_line(1, POD_KERNEL)))
+    cgroup = locate_memory_cgroup(
+        42, root=root, proc=_proc(tmp_path, 42, cgroup_line(1, POD_KERNEL))
+    )
     (root / "memory/kubepods/pod1/kernel/memory.limit_in_bytes").write_text(str(GiB))
-    assert read_limit(cgroup) == GiB
-    assert read_limit(None) is None
+    assert read_memory_limit(cgroup) == GiB
+    assert read_memory_limit(None) is None
 
 
 @pytest.mark.parametrize(
@@ -127,25 +133,25 @@ def test_a_process_on_its_way_out_is_told_from_one_that_runs(tmp_path, stat, gon
     proc = write_files(
         tmp_path / "proc", {"7/stat": stat} if stat else {"self/stat": stat_line(1, "S")}
     )
-    assert leaving(7, proc) is gone
+    assert process_leaving(7, proc) is gone
 
 
 def test_without_proc_nothing_is_known_to_be_leaving(tmp_path):
-    assert leaving(7, tmp_path / "no-proc") is False
+    assert process_leaving(7, tmp_path / "no-proc") is False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_real_processes_running_and_killed():
-    assert leaving(os.getpid()) is False
+    assert process_leaving(os.getpid()) is False
     child = subprocess.Popen(["sleep", "60"])
     try:
-        assert leaving(child.pid) is False
+        assert process_leaving(child.pid) is False
         os.kill(child.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while not leaving(child.pid) and time.monotonic() < deadline:
+        while not process_leaving(child.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert leaving(child.pid)  # a zombie until reaped
+        assert process_leaving(child.pid)  # a zombie until reaped
     finally:
         child.kill()
         child.wait()
-    assert leaving(child.pid)  # reaped: gone
+    assert process_leaving(child.pid)  # reaped: gone

@@ -2,11 +2,12 @@
 
 A kernel killed for memory just vanishes. The kernel's memory cgroup counts those kills: cgroup v2
 ``memory.events`` (``oom_kill``, hierarchical: a kill in a child cgroup counts in its parents) and
-v1 ``memory.oom_control`` (``oom_kill``). :func:`locate` finds a live process's memory cgroup (its
-files stay readable after the process is gone); :func:`read_count` reads the count and
-:func:`read_limit` the limit that applies (the tightest of the cgroup's and its ancestors'). A
-rise between two readings means the OOM killer struck in that cgroup in between; :func:`leaving`
-tells whether a reading was taken before the process was killed. Reads never raise.
+v1 ``memory.oom_control`` (``oom_kill``). :func:`locate_memory_cgroup` finds a live process's
+memory cgroup (its files stay readable after the process is gone); :func:`read_oom_kills` reads
+the count and :func:`read_memory_limit` the limit that applies (the tightest of the cgroup's and
+its ancestors'). A rise between two readings means the OOM killer struck in that cgroup in
+between; :func:`process_leaving` tells whether a reading was taken before the process was killed.
+Reads never raise.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from pathlib import Path
 from ._util import read_bytes, read_text
 from .host import _chain, _read_memory_limit
 
-__all__ = ["MemoryCgroup", "leaving", "locate", "parse_counts", "read_count", "read_limit"]
+__all__ = [
+    "MemoryCgroup",
+    "locate_memory_cgroup",
+    "parse_counts",
+    "process_leaving",
+    "read_memory_limit",
+    "read_oom_kills",
+]
 
 #: PF_EXITING in the flags of /proc/<pid>/stat: the process has begun to exit
 _PF_EXITING = 0x4
@@ -49,21 +57,21 @@ def parse_counts(text: str | None) -> dict[str, int]:
     return counts
 
 
-def read_count(cgroup: MemoryCgroup | None) -> int | None:
+def read_oom_kills(cgroup: MemoryCgroup | None) -> int | None:
     """Return how many processes the OOM killer has killed in that cgroup (None: unknown)."""
     if cgroup is None:
         return None
     return parse_counts(read_text(cgroup.oom_file)).get("oom_kill")
 
 
-def read_limit(cgroup: MemoryCgroup | None) -> int | None:
+def read_memory_limit(cgroup: MemoryCgroup | None) -> int | None:
     """Return the memory limit that applies to that cgroup in bytes (None: unlimited or unknown)."""
     if cgroup is None:
         return None
     return _read_memory_limit(cgroup.version, cgroup.limit_files)
 
 
-def locate(
+def locate_memory_cgroup(
     pid: int,
     root: str | os.PathLike[str] = "/sys/fs/cgroup",
     proc: str | os.PathLike[str] = "/proc",
@@ -97,7 +105,7 @@ def locate(
     return None
 
 
-def leaving(pid: int, proc: str | os.PathLike[str] = "/proc") -> bool:
+def process_leaving(pid: int, proc: str | os.PathLike[str] = "/proc") -> bool:
     """Return whether ``pid`` is on its way out: killed, exiting, a zombie, or gone.
 
     The OOM killer counts a kill microseconds before it sends SIGKILL, so a count read just before
