@@ -1,94 +1,75 @@
 """Watch and run PyTorch work inside Jupyter.
 
-``import jupyter_torchlab as tl`` is cheap: torch and ipywidgets are imported only when a name
-that needs them is first used, so the server extension (which loads this package) never pays for
-torch. The two things importing does are explicit, below: it hands ``fit(progress=True)`` the
-notebook display (widgets in a kernel, text elsewhere), and in a kernel it registers the hook that
-explains an out-of-memory error under its traceback.
+``import jupyter_torchlab as tl`` only defines names. torch, ipywidgets and the kernel-side
+modules load when a public name is first used, so the Jupyter server (which imports this package
+to find its extension) never pays for them, and importing changes nothing. The kernel-side setup
+runs once, the first time a public name is used or from ``%load_ext jupyter_torchlab``: it makes
+``fit(progress=True)`` show the notebook display (widgets in a kernel, text elsewhere), and in a
+kernel it registers the hooks that explain an out-of-memory error under its traceback and tell
+``tl.progress`` bars that their cell ended.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
-
-from .train.display import set_display as _set_display
-from .widgets import oom_display as _oom_display
-from .widgets.fit_display import notebook_display as _notebook_display
+from typing import Any
 
 __version__ = "0.1.0"
 
-# fit(progress=True) shows the notebook display; tl.launch's workers and use_display() override it
-_set_display(_notebook_display)
-# in a kernel: an out-of-memory error is explained below its traceback (nothing runs otherwise)
-_oom_display.install()
-
-__all__ = [
-    "Callback",
-    "FitState",
-    "History",
-    "LaunchError",
-    "ResNet9",
-    "TutorialNet",
-    "__version__",
-    "cifar10",
-    "copy_tutorial",
-    "describe_device",
-    "evaluate",
-    "fit",
-    "free_memory",
-    "launch",
-    "load_checkpoint",
-    "monitor",
-    "pick_device",
-    "progress",
-    "save_checkpoint",
-    "tutorial_path",
-]
-
-# public name -> module that defines it (imported on first use)
-_LAZY = {
+#: the public names, each with the module that defines it (imported on first use); ``__all__``
+#: is made from this one list
+_PUBLIC = {
     "Callback": "jupyter_torchlab.train.callbacks",
     "FitState": "jupyter_torchlab.train.callbacks",
-    "pick_device": "jupyter_torchlab.train.device",
-    "describe_device": "jupyter_torchlab.train.device",
-    "cifar10": "jupyter_torchlab.train.data",
-    "TutorialNet": "jupyter_torchlab.train.models",
+    "History": "jupyter_torchlab.train.history",
+    "LaunchError": "jupyter_torchlab.train.parallel.launch",
     "ResNet9": "jupyter_torchlab.train.models",
+    "TutorialNet": "jupyter_torchlab.train.models",
+    "cifar10": "jupyter_torchlab.train.data",
+    "copy_tutorial": "jupyter_torchlab.tutorial",
+    "describe_device": "jupyter_torchlab.train.device",
+    "evaluate": "jupyter_torchlab.train.fit.evaluate",
     "fit": "jupyter_torchlab.train.fit.loop",
     "free_memory": "jupyter_torchlab.train.oom",
-    "evaluate": "jupyter_torchlab.train.fit.evaluate",
-    "History": "jupyter_torchlab.train.history",
     "launch": "jupyter_torchlab.train.parallel.launch",
-    "LaunchError": "jupyter_torchlab.train.parallel.launch",
-    "save_checkpoint": "jupyter_torchlab.train.fit.checkpoint",
     "load_checkpoint": "jupyter_torchlab.train.fit.checkpoint",
+    "monitor": "jupyter_torchlab.widgets.kernel_monitor",
+    "pick_device": "jupyter_torchlab.train.device",
     "progress": "jupyter_torchlab.widgets.progress",
-    "monitor": "jupyter_torchlab.widgets.monitor",
+    "save_checkpoint": "jupyter_torchlab.train.fit.checkpoint",
     "tutorial_path": "jupyter_torchlab.tutorial",
-    "copy_tutorial": "jupyter_torchlab.tutorial",
 }
 
-if TYPE_CHECKING:
-    from .train.callbacks import Callback, FitState
-    from .train.data import cifar10
-    from .train.device import describe_device, pick_device
-    from .train.fit.checkpoint import load_checkpoint, save_checkpoint
-    from .train.fit.evaluate import evaluate
-    from .train.fit.loop import fit
-    from .train.history import History
-    from .train.models import ResNet9, TutorialNet
-    from .train.oom import free_memory
-    from .train.parallel.launch import LaunchError, launch
-    from .tutorial import copy_tutorial, tutorial_path
-    from .widgets.monitor import monitor
-    from .widgets.progress import progress
+__all__ = ["__version__", "load_ipython_extension", *_PUBLIC]
+
+_set_up = False
+
+
+def _set_up_kernel_side() -> None:
+    """Set fit's default display and register the IPython hooks, once per process."""
+    global _set_up
+    if _set_up:
+        return
+    _set_up = True
+    from .train.display import set_default_display
+    from .widgets import _cell, oom_display
+    from .widgets.fit_display import notebook_display
+
+    set_default_display(notebook_display)
+    oom_display.install()  # in a kernel: an out-of-memory error is explained below its traceback
+    _cell.hook_shell()  # in a kernel: tl.progress bars hear that their cell ended
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Set up the kernel side at ``%load_ext jupyter_torchlab`` (before any name is used)."""
+    _set_up_kernel_side()
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'jupyter_torchlab' has no attribute {name!r}")
+    _set_up_kernel_side()
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

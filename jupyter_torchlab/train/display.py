@@ -1,14 +1,15 @@
 """Which progress display ``fit(progress=True)`` uses: handed in, never registered by an import.
 
-The display in use is a factory held in a :class:`~contextvars.ContextVar`. The package root sets
-it once, explicitly, to the notebook display (widgets in a kernel, text elsewhere); code that
-needs another display for a stretch of work says so with :func:`use_display` (``tl.launch``'s
-workers send events to the notebook instead of drawing). Without either, fit prints text.
+The display in use is the module default, which the kernel-side setup of the package root sets to
+the notebook display (widgets in a kernel, text elsewhere), unless a temporary override is in
+force: :func:`use_display` sets one for a stretch of work (``tl.launch``'s workers send events to
+the notebook instead of drawing). Without either, fit prints text.
 
-A context variable rather than a module global: a nested ``use_display`` restores the outer
-display when it ends, and threads or tasks that set their own display do not change anyone
-else's. A thread started with a fresh context (``threading.Thread`` does that) sees the text
-display until it calls ``use_display``.
+The override is a :class:`~contextvars.ContextVar`, so a nested ``use_display`` restores the outer
+display when it ends, and threads or tasks that override theirs change no one else's. The default
+is a plain module global: it does not depend on the kernel carrying a context across cells (which
+ipykernel has not always done for cells that ``await``), and a thread started with a fresh context
+sees it too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = [
     "DisplayFactory",
     "current_display",
     "resolve_progress",
-    "set_display",
+    "set_default_display",
     "text_display",
     "use_display",
 ]
@@ -43,16 +44,18 @@ def text_display() -> Callback:
 
 
 _DISPLAY: ContextVar[DisplayFactory | None] = ContextVar("jupyter_torchlab_display", default=None)
+_default: DisplayFactory | None = None
 
 
 def current_display() -> DisplayFactory:
     """Return the factory of the display in use here (the text display when none was set)."""
-    return _DISPLAY.get() or text_display
+    return _DISPLAY.get() or _default or text_display
 
 
-def set_display(factory: DisplayFactory | None) -> None:
-    """Make ``factory`` the display of the current context (None: back to text)."""
-    _DISPLAY.set(factory)
+def set_default_display(factory: DisplayFactory | None) -> None:
+    """Make ``factory`` the display everywhere no override is in force (None: back to text)."""
+    global _default
+    _default = factory
 
 
 @contextlib.contextmanager

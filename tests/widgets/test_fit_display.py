@@ -74,11 +74,11 @@ def test_the_hint_joins_what_the_kernel_monitor_measured_of_the_gpu(monkeypatch)
     fp._device = "cuda:0"
     loader = torch.utils.data.DataLoader(Transformed(), batch_size=32)
     cuda = torch.device("cuda:0")
-    monkeypatch.setattr("jupyter_torchlab.widgets.monitor.gpu_waiting", lambda: None)
+    monkeypatch.setattr("jupyter_torchlab.widgets.kernel_monitor.gpu_waiting", lambda: None)
     assert "Input-bound" not in fp._footer_text(state(2.0, 8.0, device=cuda, loader=loader))
     # the monitor saw the GPU nearly idle for 70 s: said even where the data wait looks small
     waited = Starved(seconds=70.0, utilization=4.2)
-    monkeypatch.setattr("jupyter_torchlab.widgets.monitor.gpu_waiting", lambda: waited)
+    monkeypatch.setattr("jupyter_torchlab.widgets.kernel_monitor.gpu_waiting", lambda: waited)
     footer = fp._footer_text(state(2.0, 8.0, device=cuda, loader=loader))
     assert "Input-bound: the GPU stayed 4% busy for 1 min 10 s. Try num_workers=3" in footer
     footer = fp._footer_text(state(6.0, 4.0, device=cuda, loader=loader))

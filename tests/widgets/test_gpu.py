@@ -88,7 +88,7 @@ def test_a_data_starved_fit_on_cuda_is_called_input_bound(kernel: Kernel):
 def test_a_real_cuda_oom_names_the_variable_and_free_memory_gives_it_back(kernel: Kernel):
     """On a GPU: a cell that cannot allocate is explained, and tl.free_memory() returns memory."""
     msgs = kernel.execute(
-        "import torch\nimport jupyter_torchlab as tl\n"
+        "%load_ext jupyter_torchlab\nimport torch\nimport jupyter_torchlab as tl\n"
         "big = torch.empty(int(torch.cuda.mem_get_info()[1] * 0.6), dtype=torch.uint8, "
         "device='cuda')\n"
         "def step():\n"

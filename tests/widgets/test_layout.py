@@ -11,9 +11,9 @@ import pytest
 
 from jupyter_torchlab.train.callbacks import FitState
 from jupyter_torchlab.widgets.fit_display import FitProgress
-from jupyter_torchlab.widgets.monitor import KernelActivity, render_monitor
+from jupyter_torchlab.widgets.kernel_monitor import KernelActivity, render_monitor
 
-from .test_monitor import snapshot
+from .test_kernel_monitor import snapshot
 
 CHROMIUM = os.environ.get("TORCHLAB_CHROMIUM", "/usr/bin/chromium")
 #: a long reason like the real one from the GPU sampler on a machine without a driver

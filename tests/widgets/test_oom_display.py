@@ -9,6 +9,7 @@ from .conftest import Kernel, displays
 pytestmark = pytest.mark.slow
 
 CELL = """
+%load_ext jupyter_torchlab
 import torch
 import jupyter_torchlab as tl
 model = torch.nn.Linear(512, 512)

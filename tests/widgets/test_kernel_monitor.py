@@ -10,7 +10,7 @@ from jupyter_torchlab.metrics.gpu import GpuProcess, GpuSnapshot
 from jupyter_torchlab.metrics.host import HostSnapshot
 from jupyter_torchlab.metrics.process import ProcessTreeSnapshot
 from jupyter_torchlab.metrics.sampler import Snapshot
-from jupyter_torchlab.widgets.monitor import KernelActivity, render_monitor
+from jupyter_torchlab.widgets.kernel_monitor import KernelActivity, render_monitor
 
 from .conftest import Kernel, comm_updates, displays, kernel_threads_and_widgets, widget_ids
 
@@ -120,7 +120,7 @@ def test_monitor_in_a_kernel_busy_idle_same_widget_and_clean_close(kernel: Kerne
 
     # record which thread writes the widget's value: it must only ever be the monitor's own
     kernel.execute(
-        "import threading\nfrom jupyter_torchlab.widgets import monitor as _m\n_writers = set()\n"
+        "import threading\nfrom jupyter_torchlab.widgets import kernel_monitor as _m\n_writers = set()\n"
         "_m._current._html.observe("
         "lambda ch: _writers.add(threading.current_thread().name), 'value')"
     )
@@ -188,7 +188,7 @@ class FlakySampler:
 def test_monitor_thread_survives_a_failing_tick_and_stops_on_close(caplog):
     import threading
 
-    from jupyter_torchlab.widgets.monitor import KernelMonitor
+    from jupyter_torchlab.widgets.kernel_monitor import KernelMonitor
 
     sampler = FlakySampler()
     mon = KernelMonitor(sampler=sampler, interval=0.01)
@@ -237,7 +237,7 @@ def test_a_nearly_full_gpu_says_so():
 
 def test_a_restarted_kernel_says_how_the_previous_one_died(tmp_path):
     from jupyter_torchlab._runtime_files import write_deaths, write_kernels
-    from jupyter_torchlab.widgets.monitor import previous_death
+    from jupyter_torchlab.widgets.kernel_monitor import previous_death
 
     connection = tmp_path / "kernel-abc123.json"
     connection.write_text("{}")
@@ -286,7 +286,7 @@ def test_a_busy_kernel_whose_gpu_mostly_waits_says_so():
     """The real sampler over the fake NVML: this process holds GPU memory, keeps it ~idle."""
     from jupyter_torchlab.metrics import GpuSampler, HostSampler, Sampler
     from jupyter_torchlab.metrics.starvation import STARVED_AFTER
-    from jupyter_torchlab.widgets.monitor import KernelMonitor
+    from jupyter_torchlab.widgets.kernel_monitor import KernelMonitor
     from tests.metrics.fake_nvml import FakeNvml, device, proc, sample
 
     me = os.getpid()
