@@ -120,7 +120,8 @@ def test_monitor_in_a_kernel_busy_idle_same_widget_and_clean_close(kernel: Kerne
 
     # record which thread writes the widget's value: it must only ever be the monitor's own
     kernel.execute(
-        "import threading\nfrom jupyter_torchlab.widgets import kernel_monitor as _m\n_writers = set()\n"
+        "import threading\nfrom jupyter_torchlab.widgets import kernel_monitor as _m\n"
+        "_writers = set()\n"
         "_m._current._html.observe("
         "lambda ch: _writers.add(threading.current_thread().name), 'value')"
     )
