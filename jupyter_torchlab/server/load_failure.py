@@ -30,8 +30,9 @@ __all__ = [
     "unavailable_handlers",
 ]
 
-#: the oldest jupyter_server with every API the routes use (``ws_authenticated``, in stream.py)
-JUPYTER_SERVER_FLOOR = "2.13"
+#: the oldest jupyter_server the package declares (pyproject's dependency; a test holds them
+#: equal): ``ws_authenticated`` (2.13) for the stream, ``untracked_message_types`` (2.15)
+JUPYTER_SERVER_FLOOR = "2.15"
 
 #: the page config key that tells the lab extension, at page load, why there is no data
 PAGE_CONFIG_KEY = "torchlabLoadError"

@@ -27,7 +27,7 @@ from .conftest import server_config
 
 BAD_INTERVAL = "TorchlabExtension.sample_interval must be between 0.05 and 3600 seconds, got -1.0"
 SETTING_FIX = "Correct c.TorchlabExtension.sample_interval where it is set"
-UPGRADE = "Upgrade jupyter_server to 2.13 or later"
+UPGRADE = "Upgrade jupyter_server to 2.15 or later"
 SAMPLER_THREAD = "torchlab-metrics-sampler"
 
 
@@ -186,7 +186,8 @@ class TestAnUnexpectedFailureHalfwayThrough:
     [
         ("2.4.0", UPGRADE),
         ("2.12.0rc1", UPGRADE),
-        ("2.13.0", "this jupyter-torchlab does not work with jupyter_server 2.13.0"),
+        ("2.14.2", UPGRADE),
+        ("2.15.0", "this jupyter-torchlab does not work with jupyter_server 2.15.0"),
         ("3.0.0", "this jupyter-torchlab does not work with jupyter_server 3.0.0"),
     ],
 )
@@ -208,3 +209,17 @@ def test_a_setting_of_the_wrong_type_names_the_setting() -> None:
     failure = explain(raised.value)
     assert "Correct c.TorchlabExtension.sample_interval where it is set" in failure.message
     assert not failure.unexpected
+
+
+def test_the_fix_names_the_floor_the_package_declares() -> None:
+    import re
+    from pathlib import Path
+
+    import tomllib
+
+    from jupyter_torchlab.server.load_failure import JUPYTER_SERVER_FLOOR
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    (server,) = [d for d in dependencies if re.match(r"jupyter[_-]server\b", d)]
+    assert f">={JUPYTER_SERVER_FLOOR}" in server.replace(" ", "")
