@@ -230,8 +230,8 @@ class KernelRegistry:
             stamp = _iso_time(_trait(kernel, "last_activity"))
             executions = Executions(since=stamp if stamp is not None else now)
         entry = self._watched[kid] = _Watched(kernel, executions)
-        # until our own subscription has heard from the kernel, follow jupyter_server's state:
-        # refresh() subscribes once the kernel is up (a first cell may run before that)
+        # until our own subscription has heard from the kernel, follow jupyter_server's state (a
+        # first cell may run before a new subscription is connected); the caller subscribes
         self._observe(kid, entry)
 
     def _observe(self, kid: str, entry: _Watched) -> None:
