@@ -139,7 +139,14 @@ def _labextension_installed() -> bool:
     )
 
 
-def _start(app: str, tmp_path: Path) -> Iterator[Server]:
+def _start(
+    app: str, tmp_path: Path, extra_args: tuple[str, ...] = (), torchlab_routes: bool = True
+) -> Iterator[Server]:
+    """Start ``jupyter <app>`` in fresh directories; ``extra_args`` come last (and win).
+
+    It is ready once ``api/status`` answers and, with ``torchlab_routes``, our metrics route too
+    (a server whose extension did not load answers 503 there for good).
+    """
     if not _labextension_installed():
         pytest.fail(
             "the jupyter-torchlab labextension is not installed in this environment: run "
@@ -187,6 +194,9 @@ def _start(app: str, tmp_path: Path) -> Iterator[Server]:
     ]
     if app == "lab":
         args.append("--LabApp.expose_app_in_browser=True")
+    # an option given twice is refused: the caller's replaces ours
+    given = {arg.split("=", 1)[0] for arg in extra_args}
+    args = [arg for arg in args if arg.split("=", 1)[0] not in given] + list(extra_args)
     if os.geteuid() == 0:
         args.append("--allow-root")
     with log.open("wb") as out:
@@ -201,7 +211,8 @@ def _start(app: str, tmp_path: Path) -> Iterator[Server]:
                 pytest.fail(f"jupyter {app} exited with {process.returncode}:\n{server.tail_log()}")
             try:
                 server.api("GET", "api/status")
-                server.api("GET", "torchlab/api/metrics")
+                if torchlab_routes:
+                    server.api("GET", "torchlab/api/metrics")
                 break
             except (urllib.error.URLError, ConnectionError):
                 if time.monotonic() > deadline:

@@ -7,12 +7,7 @@ reason at ERROR, and the status item and the monitor panel show the cause and th
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
-import subprocess
-import sys
-import time
 import urllib.error
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import SERVER_START_TIMEOUT, Server, _free_port, _labextension_installed, _stop
+from .conftest import Server, _start
 
 pytestmark = pytest.mark.browser
 
@@ -31,59 +26,12 @@ FIX = "Correct c.TorchlabExtension.sample_interval where it is set"
 @pytest.fixture(scope="module")
 def broken_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`jupyter lab` with ``--TorchlabExtension.sample_interval=-1``, in its own directories."""
-    if not _labextension_installed():
-        pytest.fail("the jupyter-torchlab labextension is not installed: run `pip install -e .`")
-    tmp = tmp_path_factory.mktemp("broken")
-    root, home = tmp / "root", tmp / "home"
-    root.mkdir()
-    for sub in ("config", "settings", "workspaces", "runtime"):
-        (home / sub).mkdir(parents=True)
-    news = home / "settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text(json.dumps({"fetchNews": "false"}))
-    token, port = secrets.token_hex(16), _free_port()
-    env = dict(
-        os.environ,
-        JUPYTER_CONFIG_DIR=str(home / "config"),
-        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
-        IPYTHONDIR=str(home / "ipython"),
-        PYTHONWARNINGS="ignore",
+    yield from _start(
+        "lab",
+        tmp_path_factory.mktemp("broken"),
+        extra_args=("--TorchlabExtension.sample_interval=-1",),
+        torchlab_routes=False,
     )
-    args = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        f"--port={port}",
-        "--ip=127.0.0.1",
-        f"--ServerApp.token={token}",
-        f"--ServerApp.root_dir={root}",
-        "--ServerApp.port_retries=0",
-        "--TorchlabExtension.sample_interval=-1",
-    ]
-    if os.geteuid() == 0:
-        args.append("--allow-root")
-    log = tmp / "lab.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            args, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    server = Server(f"http://127.0.0.1:{port}/", token, root, process, log)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            assert process.poll() is None, f"jupyter lab exited:\n{server.tail_log()}"
-            try:
-                server.api("GET", "api/status")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, f"no answer in time:\n{server.tail_log()}"
-                time.sleep(0.25)
-        yield server
-    finally:
-        _stop(process)
 
 
 def test_the_server_log_says_why_at_error(broken_lab: Server) -> None:
