@@ -27,6 +27,19 @@ PAGE_REQUESTS = [
 ]
 
 
+@pytest.fixture
+def open_notebook(jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any) -> Any:
+    """Start a kernel, connect to it as a page does, and wait until it reads idle."""
+
+    async def open_(path: str | None = None) -> tuple[str, Any]:
+        kid = await start_kernel(path=path)
+        ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+        await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
+        return kid, ws
+
+    return open_
+
+
 async def busy_line(jp_fetch: Any, kid: str) -> float | None:
     """Return torchlab_kernel_busy for the kernel on the server's Prometheus /metrics."""
     r = await jp_fetch("metrics")
@@ -37,11 +50,9 @@ async def busy_line(jp_fetch: Any, kid: str) -> float | None:
 
 
 async def test_a_cell_stays_busy_through_subshell_and_control_requests_then_goes_idle(
-    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any, get_metrics: Any
+    jp_fetch: Any, open_notebook: Any, wait_metrics: Any, get_metrics: Any
 ) -> None:
-    kid = await start_kernel(path="train.ipynb")
-    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
-    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
+    kid, ws = await open_notebook("train.ipynb")
 
     await ws.write_message(execute_request("import time; time.sleep(5)"))
     doc = await wait_metrics(lambda d: kernel_entry(d, kid)["execution_state"] == "busy")
@@ -79,11 +90,9 @@ async def test_a_cell_stays_busy_through_subshell_and_control_requests_then_goes
 
 
 async def test_queued_cells_are_one_busy_stretch_and_a_request_alone_never_makes_busy(
-    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any, monitor: Any
+    open_notebook: Any, monitor: Any
 ) -> None:
-    kid = await start_kernel()
-    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
-    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
+    kid, ws = await open_notebook()
 
     # page requests on an idle kernel: never busy, idle_since unmoved
     before = monitor.registry.view()[kid]
@@ -113,11 +122,9 @@ async def test_queued_cells_are_one_busy_stretch_and_a_request_alone_never_makes
 
 
 async def test_interrupt_ends_a_running_cell(
-    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any
+    jp_fetch: Any, open_notebook: Any, wait_metrics: Any
 ) -> None:
-    kid = await start_kernel()
-    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
-    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
+    kid, ws = await open_notebook()
     await ws.write_message(execute_request("import time; time.sleep(60)"))
     await ws.write_message(execute_request("import time; time.sleep(60)"))  # queued, aborted
     await wait_metrics(lambda d: kernel_entry(d, kid)["execution_state"] == "busy")
@@ -129,11 +136,9 @@ async def test_interrupt_ends_a_running_cell(
 
 
 async def test_a_restart_during_a_cell_ends_it(
-    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any, monitor: Any
+    jp_fetch: Any, jp_ws_fetch: Any, open_notebook: Any, wait_metrics: Any, monitor: Any
 ) -> None:
-    kid = await start_kernel()
-    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
-    await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
+    kid, ws = await open_notebook()
     await ws.write_message(execute_request("import time; time.sleep(60)"))
     doc = await wait_metrics(lambda d: kernel_entry(d, kid)["execution_state"] == "busy")
     old_pid = kernel_entry(doc, kid)["pid"]
