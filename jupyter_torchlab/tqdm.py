@@ -1,9 +1,9 @@
 """A one-line swap for tqdm: ``from jupyter_torchlab.tqdm import tqdm, trange``.
 
-``tqdm`` is :class:`jupyter_torchlab.widgets.progress.Progress` (also ``tl.progress``): it takes
-tqdm's parameters and methods, draws a widget in a notebook and tqdm-style text elsewhere, and
-keeps tensors given to ``set_postfix`` as tensors until a refresh, so the loop never waits for
-the GPU. See that module for what is honoured and what is accepted and ignored.
+``tqdm`` is :class:`jupyter_torchlab.widgets.progress.Progress` (also ``tl.progress``), a subclass
+of tqdm.auto's class outside a notebook (``tqdm.asyncio.tqdm_asyncio``) that changes only the
+display: a rate-budgeted widget in a notebook, tqdm's own text elsewhere, and tensors given to
+``set_postfix`` or ``log`` read only when the bar is redrawn, so the loop never waits for the GPU.
 """
 
 from __future__ import annotations

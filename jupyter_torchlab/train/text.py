@@ -1,4 +1,8 @@
-"""Plain-text training progress: one rewritten line on a terminal, sparse plain lines in a log."""
+r"""Plain-text training progress: one rewritten line on a terminal, sparse plain lines in a log.
+
+On a terminal the line is drawn by tqdm's ``status_printer`` (``\r``, the text, padding over a
+longer previous line), the same writer as every tqdm bar.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import IO
 
 from .._format import format_duration, format_rate
 from .._rate import Rate
-from .._terminal import LineWriter, is_tty
+from .._terminal import is_tty
 from .callbacks import Callback, FitState, as_number
 from .history import epoch_line
 
@@ -39,7 +43,9 @@ class TextProgress(Callback):
         self._timer = timer
         self._next = 0.0
         self._epoch_start = 0.0
-        self._writer: LineWriter | None = None
+        self._printer: Callable[[str], None] | None = None  # tqdm's, for the stream it is on
+        self._printer_stream: IO[str] | None = None
+        self._live = False  # a live line is on a terminal's screen
         # batches per second for the ETA, a slow start (CUDA, compile, workers) left out
         self._rate = Rate(min_gap=0.02)
 
@@ -61,13 +67,22 @@ class TextProgress(Callback):
         return 0.2 if self.dynamic else 10.0
 
     def _write(self, text: str, *, final: bool) -> None:
-        writer = self._writer
-        if writer is None or writer.stream is not self.stream:
-            writer = self._writer = LineWriter(self.stream, dynamic=self.dynamic)
+        stream = self.stream
+        if not self.dynamic:  # a pipe or a log: whole lines, no control characters
+            stream.write(text + "\n")
+            stream.flush()
+            return
+        if self._printer is None or self._printer_stream is not stream:
+            # here: importing fit's text display stays cheap
+            from tqdm.std import tqdm  # type: ignore[import-untyped]
+
+            self._printer, self._printer_stream = tqdm.status_printer(stream), stream
+        self._printer(text)
+        self._live = not final
         if final:
-            writer.finish(text)
-        else:
-            writer.live(text)
+            stream.write("\n")
+            stream.flush()
+            self._printer = None  # the next line starts on a fresh one
 
     def on_fit_start(self, state: FitState) -> None:
         """Start the throttle clock."""
@@ -118,7 +133,7 @@ class TextProgress(Callback):
     def on_fit_end(self, state: FitState) -> None:
         """Say how fit ended when it did not simply finish."""
         if state.status == "done":
-            if self._writer is not None and self._writer.has_live_line:
+            if self._live:
                 self._write("", final=True)
             return
         self._write(f"training {state.status} at {state.where()}{state.stop_reason()}", final=True)

@@ -5,14 +5,13 @@ tensors). Between two refreshes it keeps at most :data:`WINDOW_SAMPLES` values p
 at a stride that adapts to the log rate, so memory and refresh cost stay bounded; a refresh
 converts them with one ``.tolist()`` (one device sync), averages them, and keeps an exponential
 moving average of those window means (:data:`SMOOTHING` = weight of the newest window).
-:class:`Series` bounds a sparkline's points however long a run is.
+:class:`Series` bounds a sparkline's points however long a run is. (tqdm smooths the rate and
+the ETA; this is about the values a loop logs, which tqdm would read at every step.)
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from .._format import format_number
 
 __all__ = [
     "SMOOTHING",
@@ -20,7 +19,7 @@ __all__ = [
     "WINDOW_SAMPLES",
     "Metrics",
     "Series",
-    "postfix_text",
+    "tensors_to_numbers",
     "to_floats",
 ]
 
@@ -44,6 +43,14 @@ def to_floats(values: list[Any]) -> list[float]:
     flat = torch.stack([t.detach().float().mean() for t in tensors]).tolist()
     it = iter(flat)
     return [next(it) if hasattr(v, "detach") else float(v) for v in values]
+
+
+def tensors_to_numbers(values: list[Any]) -> list[Any]:
+    """Replace the tensors among ``values`` by floats (one device sync for all); keep the rest."""
+    if not any(hasattr(v, "detach") for v in values):
+        return values
+    floats = iter(to_floats([v for v in values if hasattr(v, "detach")]))
+    return [next(floats) if hasattr(v, "detach") else v for v in values]
 
 
 class Metrics:
@@ -140,32 +147,3 @@ class Series:
     def values(self) -> list[float]:
         """Return the points, the partly filled last bucket included."""
         return self.points + ([self._acc / self._k] if self._k else [])
-
-
-def _numeric(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int | float) or (hasattr(value, "detach") and hasattr(value, "tolist"))
-
-
-def postfix_text(
-    postfix: dict[str, Any], text: str, smoothed: dict[str, float]
-) -> tuple[str, dict[str, Any]]:
-    """Return a bar's postfix as shown, and the postfix with its tensors turned into numbers.
-
-    ``postfix``: what ``set_postfix`` got (references; tensors are read here, with one sync for
-    all of them); ``text``: ``set_postfix_str``'s; ``smoothed``: ``log``'s metrics.
-    """
-    parts = []
-    if postfix:
-        keys = list(postfix)
-        numeric = [k for k in keys if _numeric(postfix[k])]
-        floats = dict(zip(numeric, to_floats([postfix[k] for k in numeric]), strict=True))
-        for k in keys:
-            parts.append(f"{k}={format_number(floats[k])}" if k in floats else f"{k}={postfix[k]}")
-        # numbers now: the references (an autograd graph, a GPU buffer) are let go
-        postfix = {k: floats.get(k, postfix[k]) for k in keys}
-    elif text:
-        parts.append(text)
-    parts += [f"{k}={format_number(v)}" for k, v in smoothed.items()]
-    return ", ".join(parts), postfix

@@ -1,15 +1,20 @@
 """``fit``'s notebook display: epoch and batch bars, an epoch table, a live loss curve.
 
-Per batch it stores the loss tensor and counts; everything else happens at a refresh, within the
-kernel's shared refresh budget (:mod:`._budget`). Its rate and ETA leave out a slow start
+Per batch it stores the loss tensor and counts a tqdm bar of its own that draws nothing: tqdm's
+``update`` (its ``mininterval`` set to this display's share of the kernel's budget,
+:mod:`._budget`, its dynamic ``miniters``) decides when fit's widgets refresh, and the bars' text
+is tqdm's ``format_meter``. Its rate and ETA leave out a slow start
 (:mod:`jupyter_torchlab._rate`). When fit ends, the widgets are replaced by a static record of the
 result (HTML and text), so a saved notebook shows it without a kernel.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
+
+from tqdm.std import tqdm as std_tqdm  # type: ignore[import-untyped]
 
 from .._format import (
     format_bytes,
@@ -19,11 +24,12 @@ from .._format import (
     format_rate,
     format_span,
 )
+from .._rate import Rate
 from ..train.callbacks import Callback
 from ..train.display import text_display
 from ..train.history import EPOCH_HEADERS, epoch_cells
 from . import render
-from ._budget import Throttle, get_budget
+from ._budget import get_budget
 from ._frontend import close_tree, replace, show, use_widgets
 from ._smoothing import Metrics, Series
 
@@ -56,6 +62,40 @@ def _text_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in table)
 
 
+class _Ticker(std_tqdm):
+    """tqdm's counter and throttle, drawing nothing itself: each redraw it makes is fit's."""
+
+    # fit refreshes at each epoch's end anyway; tqdm's monitor thread would redraw from a thread
+    # of its own while the loop runs
+    monitor_interval = 0
+
+    def __init__(self, redraw: Callable[[], None], mininterval: float, timer: Callable[[], float]):
+        self._redraw = redraw
+        super().__init__(gui=True, mininterval=mininterval, total=None)
+        self._time = timer
+        self.start_t = self.last_print_t = timer()
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        self._redraw()
+        return True
+
+    def clear(self, nolock: bool = False) -> None:
+        """Nothing to clear (``tqdm.write`` clears the bars on its stream; this one draws none)."""
+
+
+def _stats(n: int, total: int | None, elapsed: float, rate: float | None, extra: str | None) -> str:
+    """Return ``n/total [elapsed<remaining, rate, extra]`` as tqdm formats it, for HTML.
+
+    ``extra=None`` leaves the rate out (the epoch bar).
+    """
+    fmt = "{n_fmt}/{total_fmt} [{elapsed}<{remaining}" if total else "{n_fmt} [{elapsed}"
+    fmt += "]" if extra is None else ", {rate_fmt}{postfix}]"
+    text = std_tqdm.format_meter(
+        n, total, elapsed, rate=rate, bar_format=fmt, postfix=extra or None
+    )
+    return render.escape(text)
+
+
 class FitProgress(Callback):
     """``fit``'s notebook display: epoch and batch bars, an epoch table, a live loss curve.
 
@@ -64,10 +104,11 @@ class FitProgress(Callback):
     """
 
     def __init__(self, *, timer: Callable[[], float] | None = None) -> None:
-        budget = get_budget()
-        self._budget = budget
-        self._timer = timer or budget.timer
-        self._throttle: Throttle | None = None
+        self._timer = timer or time.monotonic
+        self._ticker: _Ticker | None = None
+        self._state: Any = None
+        #: batches per second for the ETA, a slow start (CUDA, compile, workers) left out
+        self._rate = Rate()
         self._metrics = Metrics()
         self._loss_series = Series()
         self._n = 0
@@ -84,7 +125,9 @@ class FitProgress(Callback):
         """Build and show the widgets."""
         import ipywidgets as w
 
-        self._throttle = self._budget.throttle(self._timer)
+        self._state = state
+        share = get_budget().register(self)
+        self._ticker = _Ticker(lambda: self._refresh(self._state), share, self._timer)
         self._fit_t0 = self._epoch_t0 = self._last_epoch_end = self._timer()
         self._device = state.device_label or str(state.device)
         world = getattr(state, "world_size", 1)
@@ -136,10 +179,9 @@ class FitProgress(Callback):
     def on_epoch_start(self, state: Any) -> None:
         """Reset the batch bar."""
         self._epoch_t0 = self._timer()
-        if self._throttle is not None:
-            # batches per second from this epoch's start: validation and worker start-up before
-            # it are not part of the pace
-            self._throttle.rate.reset(self._n, self._epoch_t0)
+        # batches per second from this epoch's start: validation and worker start-up before it
+        # are not part of the pace
+        self._rate.reset(self._n, self._epoch_t0)
         with self._batch_bar.hold_sync():
             self._batch_bar.max = max(state.batches or 1, 1)
             self._batch_bar.value = 0
@@ -150,9 +192,9 @@ class FitProgress(Callback):
         if state.loss is not None:
             self._metrics.log({"loss": state.loss})
         self._n += 1
-        throttle = self._throttle
-        if throttle is not None and self._n >= throttle.next_check and throttle.due(self._n):
-            self._refresh(state)
+        self._state = state
+        if self._ticker is not None:
+            self._ticker.update()  # tqdm decides whether this batch refreshes
 
     def on_epoch_end(self, state: Any) -> None:
         """Add the epoch's row and move the epoch bar."""
@@ -170,8 +212,9 @@ class FitProgress(Callback):
         if self._finished or self._handle is None:
             return
         self._finished = True
-        if self._throttle is not None:
-            self._throttle.release()
+        get_budget().release(self)
+        if self._ticker is not None:
+            self._ticker.close()
         self._flush_loss()
         rows = _epoch_rows(state.history)
         html = (
@@ -200,6 +243,7 @@ class FitProgress(Callback):
 
     def _refresh(self, state: Any) -> None:
         now = self._timer()
+        self._rate.mark(self._n, now)
         self._flush_loss()
         if state.batches:
             self._batch_bar.value = min(state.batch, state.batches)
@@ -242,24 +286,14 @@ class FitProgress(Callback):
         # at the pace of the latest epoch, not the average: the first carries the warm-up
         seconds = self._epoch_seconds
         eta = seconds * (state.epochs - done) if seconds is not None else None
-        return (
-            f'<span style="white-space:nowrap">{done}/{state.epochs} '
-            f"[{format_duration(elapsed)} &lt; {format_duration(eta)}]</span>"
-        )
+        rate = (state.epochs - done) / eta if eta else None
+        return f'<span style="white-space:nowrap">{_stats(done, state.epochs, elapsed, rate, None)}</span>'  # noqa: E501
 
     def _batch_html(self, state: Any, now: float) -> str:
         elapsed = now - self._epoch_t0
-        total = f"/{state.batches}" if state.batches else ""
-        eta = ""
-        rate = self._throttle.rate.per_second() if self._throttle is not None else None
-        if state.batches and rate:
-            eta = f" &lt; {format_duration((state.batches - state.batch) / rate)}"
+        rate = self._rate.per_second()
         images = state.images_per_s(rate, elapsed)
-        parts = [
-            f"{state.batch}{total} [{format_duration(elapsed)}{eta}, "
-            f"{render.escape(format_rate(rate, 'it'))}, "
-            f"{render.escape(format_rate(images, 'img'))}]"
-        ]
+        parts = [_stats(state.batch, state.batches, elapsed, rate, format_rate(images, "img"))]
         loss = self._metrics.smoothed.get("loss")
         if loss is not None:
             parts.append(f"loss {render.escape(format_number(loss))}")
@@ -292,7 +326,7 @@ class FitProgress(Callback):
         on_gpu = not str(device).startswith("cpu")
         # the kernel monitor, when shown, measures the GPU's own share (NVML, per process); imported
         # here so that importing the package (the server does) does not load the monitor
-        from .monitor import gpu_waiting
+        from .kernel_monitor import gpu_waiting
 
         waiting = gpu_waiting() if on_gpu else None
         if (share is None or share <= INPUT_BOUND) and waiting is None:

@@ -1,4 +1,4 @@
-"""Pure rendering for the progress displays and the monitor: the text line, HTML, SVG.
+"""Pure rendering for the displays and the monitor: HTML, SVG (a bar's text line is tqdm's).
 
 Nothing here imports ipywidgets, IPython or torch, and nothing reads a clock: every function maps
 plain values to a string. Numbers, durations, rates and sizes come from
@@ -11,8 +11,6 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 
-from .._format import format_count, format_duration, format_rate
-
 __all__ = [
     "PRESSURE_COLORS",
     "STATUS_COLORS",
@@ -21,8 +19,8 @@ __all__ = [
     "escape",
     "html_table",
     "pressure",
-    "progress_line",
     "sparkline_svg",
+    "status_label",
 ]
 
 #: colours of a finished or running display; "stopped" (a ``break``) is neutral, never red
@@ -56,60 +54,9 @@ def escape(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def timing(elapsed: float, remaining: float | None, rate_text: str, eta: bool = True) -> str:
-    """Return tqdm's timing block: ``"[0:05<0:10, 3.20it/s]"`` (no ``<ETA`` when ``eta`` is off)."""
-    left = f"<{format_duration(remaining)}" if eta else ""
-    return f"[{format_duration(elapsed)}{left}, {rate_text}]"
-
-
 def status_label(status: str, n_text: str) -> str:
     """Say how a bar ended: its status, with the count where it was interrupted."""
     return f"interrupted at {n_text}" if status == "interrupted" else status
-
-
-def progress_line(
-    *,
-    n: float,
-    total: float | None,
-    elapsed: float,
-    rate: float | None,
-    desc: str | None = None,
-    unit: str = "it",
-    postfix: str = "",
-    status: str = "running",
-    width: int = 20,
-    n_fmt: str | None = None,
-    total_fmt: str | None = None,
-    rate_fmt: str | None = None,
-    desc_raw: bool = False,
-) -> str:
-    """Return one plain-ASCII progress line (no control characters), laid out like tqdm's.
-
-    ``n_fmt``/``total_fmt``/``rate_fmt`` replace the plain numbers (tqdm's ``unit_scale``);
-    ``desc_raw`` shows the description without the ``:`` after it (``set_description_str``).
-    """
-    parts = []
-    if desc:
-        parts.append(desc if desc_raw else f"{desc}:")
-    shown_n = n_fmt if n_fmt is not None else format_count(n, separators=False)
-    rate_text = rate_fmt if rate_fmt is not None else format_rate(rate, unit)
-    if total:
-        frac = min(max(n / total, 0.0), 1.0)
-        filled = int(frac * width)
-        pct = f"{int(frac * 100)}%"  # floor, like tqdm: 100% only when done
-        parts.append(f"{pct:>4} |{'#' * filled}{'.' * (width - filled)}|")
-        shown_total = total_fmt if total_fmt is not None else format_count(total, separators=False)
-        parts.append(f"{shown_n}/{shown_total}")
-        remaining = (total - n) / rate if rate and n <= total and status == "running" else None
-        parts.append(timing(elapsed, remaining, rate_text, eta=status == "running"))
-    else:
-        parts.append(f"{shown_n}{unit}")
-        parts.append(timing(elapsed, None, rate_text, eta=False))
-    if postfix:
-        parts.append(postfix)
-    if status != "running":
-        parts.append(status_label(status, shown_n))
-    return " ".join(parts)
 
 
 def decimate(values: Sequence[float], max_points: int) -> list[float]:

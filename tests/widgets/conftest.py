@@ -123,10 +123,13 @@ def widget_ids(msgs: list[dict]) -> list[str]:
     ]
 
 
+# tqdm's monitor thread (one per bar class, started with its first bar, as with tqdm.auto) stays,
+# asleep, for the kernel's life: it is tqdm's, and not counted as left behind
 LEAK_CHECK = """
 import threading as _th
 from ipywidgets.widgets.widget import _instances as _wi
-print(repr(sorted(t.name for t in _th.enumerate()), ) + "|" + repr(len(_wi)))
+_ours = [t.name for t in _th.enumerate() if type(t).__name__ != "TMonitor"]
+print(repr(sorted(_ours)) + "|" + repr(len(_wi)))
 """
 
 
