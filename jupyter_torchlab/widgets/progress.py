@@ -92,6 +92,7 @@ class Progress(tqdm_asyncio):
     _recent: Rate | None = None
     _closing = False
     mininterval: float  # tqdm's, set by its __init__
+    iterable: Any
 
     def __init__(
         self,
@@ -120,7 +121,18 @@ class Progress(tqdm_asyncio):
                 kwargs["disable"] = False  # None is about text on a pipe; a widget shows
         if skip_warmup:
             self._recent = Rate()
-        super().__init__(iterable, desc, total, leave, *args, **kwargs)
+        # tqdm_asyncio's __init__ calls iter() on a plain iterable at once, for ``async for``: a
+        # DataLoader would start its workers there and again for the loop. It gets no iterable
+        # (the total is taken from len() here, as tqdm would), and the iterator for ``async for``
+        # is made when that asks for it (__getattr__)
+        lazy = not (hasattr(iterable, "__anext__") or hasattr(iterable, "__aiter__"))
+        if lazy and total is None and iterable is not None:
+            try:
+                total = len(iterable)  # type: ignore[arg-type]
+            except (TypeError, AttributeError):
+                total = None
+        super().__init__(None if lazy else iterable, desc, total, leave, *args, **kwargs)
+        self.iterable = iterable
         if self.disable:
             return
         if timer is not None:
@@ -135,6 +147,14 @@ class Progress(tqdm_asyncio):
                 self._draw(force=True)
 
     # --- the loop -------------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "iterable_next" and self.__dict__.get("iterable") is not None:
+            iterable = self.iterable  # a plain iterable under ``async for``: its iterator, now
+            step = iterable.__next__ if hasattr(iterable, "__next__") else iter(iterable).__next__
+            self.iterable_next = step
+            return step
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __iter__(self) -> Any:
         if self.disable:  # nothing counted or drawn: the iterable's own iterator, no generator

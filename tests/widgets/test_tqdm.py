@@ -120,6 +120,32 @@ def test_truthiness_and_an_infinite_total_behave_as_in_tqdm():
         assert sorted(reversed(tqdm(range(3), **quiet))) == [0, 1, 2]
 
 
+def test_a_loader_is_iterated_once_per_loop_and_async_for_still_works():
+    """tqdm.asyncio's class calls iter() when built: a DataLoader would start its workers twice."""
+    import asyncio
+
+    class Loader:
+        iterators = 0
+
+        def __len__(self):
+            return 3
+
+        def __iter__(self):
+            Loader.iterators += 1
+            return iter([1, 2, 3])
+
+    bar, _ = text(Loader())
+    assert (Loader.iterators, bar.total) == (0, 3)
+    assert list(bar) == [1, 2, 3]
+    assert Loader.iterators == 1
+
+    async def consume():
+        return [x async for x in tqdm(Loader(), widget=False, file=io.StringIO())]
+
+    assert asyncio.run(consume()) == [1, 2, 3]
+    assert Loader.iterators == 2
+
+
 def test_disable_none_turns_text_bars_off_where_there_is_no_terminal():
     log = io.StringIO()
     bar = tqdm(range(3), disable=None, widget=False, file=log)
