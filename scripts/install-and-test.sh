@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs (Python packages, Node packages, Debian's Chromium) into
 # this checkout, then run every check: ruff, mypy, the architecture contracts (lint-imports), and
-# pytest (browser tests included).
+# pytest (browser tests included), then the minimum-versions job (scripts/test-min-versions.sh: the
+# wheel at the lowest versions we declare, in .venv-min; TORCHLAB_MIN_VERSIONS=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +27,7 @@ PY=${PYTHON:-python3}
 .venv/bin/ruff format --no-cache --check jupyter_torchlab tests benchmarks
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+if [ "${TORCHLAB_MIN_VERSIONS:-1}" != 0 ]; then
+    bash scripts/test-min-versions.sh
+fi

@@ -31,8 +31,9 @@ __all__ = [
 ]
 
 #: the oldest jupyter_server the package declares (pyproject's dependency; a test holds them
-#: equal): ``ws_authenticated`` (2.13) for the stream, ``untracked_message_types`` (2.15)
-JUPYTER_SERVER_FLOOR = "2.15"
+#: equal): ``ws_authenticated`` (2.13) for the stream, ``untracked_message_types`` (2.15), the
+#: websocket nudge that waits for the kernel's first status (2.18; pyproject says why)
+JUPYTER_SERVER_FLOOR = "2.18"
 
 #: the page config key that tells the lab extension, at page load, why there is no data
 PAGE_CONFIG_KEY = "torchlabLoadError"

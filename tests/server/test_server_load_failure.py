@@ -27,7 +27,7 @@ from .conftest import server_config
 
 BAD_INTERVAL = "TorchlabExtension.sample_interval must be between 0.05 and 3600 seconds, got -1.0"
 SETTING_FIX = "Correct c.TorchlabExtension.sample_interval where it is set"
-UPGRADE = "Upgrade jupyter_server to 2.15 or later"
+UPGRADE = "Upgrade jupyter_server to 2.18 or later"
 SAMPLER_THREAD = "torchlab-metrics-sampler"
 
 
@@ -187,7 +187,8 @@ class TestAnUnexpectedFailureHalfwayThrough:
         ("2.4.0", UPGRADE),
         ("2.12.0rc1", UPGRADE),
         ("2.14.2", UPGRADE),
-        ("2.15.0", "this jupyter-torchlab does not work with jupyter_server 2.15.0"),
+        ("2.17.0", UPGRADE),
+        ("2.18.0", "this jupyter-torchlab does not work with jupyter_server 2.18.0"),
         ("3.0.0", "this jupyter-torchlab does not work with jupyter_server 3.0.0"),
     ],
 )
