@@ -57,13 +57,6 @@ skip=(
     # the test watches the kernel's sockets with psutil's net_connections (new in psutil 6.0);
     # our code needs nothing newer than psutil 5.9, the floor installed here
     --deselect tests/server/test_server_usage.py::test_a_kernel_no_client_has_connected_to_stays_starting
-    # kernel state from executions (server/kernels.py, being reworked) fails one of these in about
-    # half the runs at jupyter_server 2.18 + ipykernel 6.20.1 and in none on the newest releases
-    # (2026-12-06: state_source "server" where "executions" was expected, or busy/idle one step
-    # behind): reported to the owner of kernels.py; back in when that passes here
-    --deselect tests/server/test_server_execution_state.py::test_a_cell_stays_busy_through_subshell_and_control_requests_then_goes_idle
-    --deselect tests/server/test_server_execution_state.py::test_queued_cells_are_one_busy_stretch_and_a_request_alone_never_makes_busy
-    --deselect tests/server/test_server_execution_state.py::test_a_restart_during_a_cell_ends_it
 )
 status=0
 "$venv/bin/python" -m pytest -p no:cacheprovider -W default -m "not browser or minversions" \

@@ -62,9 +62,6 @@ _KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 # ipykernel publishes status (and execute_input) under "kernel.<uuid>.<type>": subscribing to
 # this prefix leaves out stream output, display data and comm messages
 _KERNEL_TOPIC = b"kernel."
-# a subscription that has heard nothing this long (seconds) is replaced, at most _HEAR_TRIES times
-_HEAR_WITHIN = 3.0
-_HEAR_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -99,8 +96,6 @@ class _Watched:
     session: Any = None  # to check and read its messages
     narrowed: bool = False  # subscribed to _KERNEL_TOPIC only
     heard: bool = False  # our subscription has delivered a message: it is connected
-    subscribed_at: float = 0.0  # monotonic time of the current subscription
-    tries: int = 0  # subscriptions replaced for not hearing anything
     pid: int | None = None
     settle_at: float | None = None  # when the timer for a pending idle was set
 
@@ -255,27 +250,18 @@ class KernelRegistry:
             entry.observer = None
 
     def _check_subscription(self, kid: str, entry: _Watched) -> None:
-        """Subscribe to a launched kernel; subscribe anew if ours has heard nothing for long.
+        """Subscribe to a launched kernel that has no subscription of ours yet.
 
-        A subscription is known to work once a message comes through it. ipykernel 7 greets each
+        A subscription is known to work once a message comes through it: ipykernel 7 greets each
         new topic a subscriber asks for (``iopub_welcome``), and ours is the only one to ask for
-        ``kernel.``, so the greeting arrives as soon as it is connected. One made while the
-        kernel process was still binding its sockets can miss that greeting; if nothing came
-        after :data:`_HEAR_WITHIN` seconds it is replaced, a few times at most (an older kernel
-        that does not greet is heard at its first status). Meanwhile jupyter_server's own state
-        stands in.
+        ``kernel.``, so the greeting arrives as soon as it is connected (ZMQ resends the
+        subscription if the kernel was still binding its socket). An older kernel is heard at
+        its first status. Until then jupyter_server's own state stands in. (Replacing a
+        subscription that has not heard yet loses what is published during the swap, so a
+        subscription is never replaced while its kernel process lives.)
         """
         if entry.stream is None:
-            if self._subscribe(kid, entry):
-                entry.subscribed_at = time.monotonic()
-            return
-        if entry.heard or entry.tries >= _HEAR_TRIES:
-            return
-        if time.monotonic() - entry.subscribed_at >= _HEAR_WITHIN:
-            entry.tries += 1
-            self._drop_subscription(kid, entry)
-            if self._subscribe(kid, entry):
-                entry.subscribed_at = time.monotonic()
+            self._subscribe(kid, entry)
 
     def _subscribe(self, kid: str, entry: _Watched) -> bool:
         """Open our IOPub subscription to a launched ZMQ kernel; return whether there is one."""
@@ -383,7 +369,6 @@ class KernelRegistry:
         elif action == "restart" and kid in self._watched:
             entry = self._watched[kid]
             entry.executions.reset(self._wall())
-            entry.tries = 0
             self._guard("restart", self._drop_subscription, kid, entry)
             self._guard("restart", self._update, kid)
 
@@ -411,7 +396,6 @@ class KernelRegistry:
         executions = entry.executions
         if pid is not None and entry.pid is not None and pid != entry.pid:
             executions.reset(self._wall())  # a new process: nothing of the old one runs
-            entry.tries = 0
             self._drop_subscription(kid, entry)
         entry.pid = pid
         from_executions = entry.heard
