@@ -151,8 +151,8 @@ export function gpu(index: number, overrides: Partial<IGpu> = {}): IGpu {
 
 export const REASON =
   'jupyter_torchlab did not load: jupyter_server 2.12.0 is older than jupyter-torchlab needs ' +
-  "(cannot import name 'ws_authenticated'). Upgrade jupyter_server to 2.15 or later " +
-  "(pip install --upgrade 'jupyter_server>=2.15'), then restart the Jupyter server.";
+  "(cannot import name 'ws_authenticated'). Upgrade jupyter_server to 2.18 or later " +
+  "(pip install --upgrade 'jupyter_server>=2.18'), then restart the Jupyter server.";
 
 /** What the routes of an extension that did not load answer. */
 export const notLoaded = (message = REASON) =>
