@@ -22,25 +22,20 @@ import {
 import type { IKernel, IKernelDeath, ISnapshot } from '../src/types';
 // the same cases tests/test_format.py checks the Python side against: one vocabulary
 import cases from './format-cases.json';
+import { kernel as baseKernel } from './fixtures';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 
+/** A busy-looking training kernel: the shared fixture with this file's figures. */
 function kernel(overrides: Partial<IKernel> = {}): IKernel {
-  return {
-    id: 'k1',
-    name: 'python3',
-    execution_state: 'idle',
-    last_activity: null,
-    busy_since: null,
+  return baseKernel({
     pid: 1234,
     cpu_percent: 97.6,
     memory: 512 * MiB,
-    gpu_memory: null,
     path: 'work/train.ipynb',
-    reason: null,
     ...overrides
-  };
+  });
 }
 
 describe('the vocabulary shared with the Python side', () => {
