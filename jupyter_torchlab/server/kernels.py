@@ -97,7 +97,7 @@ class _Watched:
     narrowed: bool = False  # subscribed to _KERNEL_TOPIC only
     heard: bool = False  # our subscription has delivered a message: it is connected
     pid: int | None = None
-    settle_at: float | None = None  # when the timer for a pending idle was set
+    settling: bool = False  # a timer waits QUEUE_GAP to let a pending idle take effect
 
 
 class KernelRegistry:
@@ -235,7 +235,7 @@ class KernelRegistry:
             return
 
         def on_state(change: dict[str, Any]) -> None:
-            self._guard("state", self._on_state, kid, change["old"], change["new"])
+            self._guard("state", self._on_state, kid, change["new"])
 
         try:
             entry.kernel.observe(on_state, names="execution_state")
@@ -322,8 +322,8 @@ class KernelRegistry:
         parent = msg.get("parent_header") or {}
         now = self._wall()
         change = entry.executions.status(state, parent.get("msg_type"), parent.get("msg_id"), now)
-        if entry.executions.pending_idle and entry.settle_at is None:
-            entry.settle_at = now
+        if entry.executions.pending_idle and not entry.settling:
+            entry.settling = True
             IOLoop.current().call_later(QUEUE_GAP, self._settle, kid)
         shown = self._view.get(kid)
         # a change, a new process, or the first status of a kernel shown as starting
@@ -338,22 +338,25 @@ class KernelRegistry:
         entry = self._watched.get(kid)
         if entry is None:
             return
-        entry.settle_at = None
+        entry.settling = False
         # QUEUE_GAP has passed on the loop's clock: no queued cell started, or it cleared this
         if entry.executions.settle() is not None:
             self._guard("settle", self._update, kid)
 
-    def _on_state(self, kid: str, old: str, new: str) -> None:
+    def _on_state(self, kid: str, new: str) -> None:
         """Follow the server's own state for a kernel our subscription does not hear (yet)."""
         entry = self._watched.get(kid)
         if entry is None or entry.heard:
             return
-        now = self._wall()
-        if new == "busy" and old != "busy":
-            entry.executions = Executions(busy=True, since=now)
-        elif new == "idle" and old != "idle":
-            entry.executions = Executions(since=now)
+        self._follow_server(entry, new)
         self._update(kid)
+
+    def _follow_server(self, entry: _Watched, server_state: str) -> None:
+        """Take jupyter_server's busy or idle as ours, timed now, where it differs."""
+        if server_state == "busy" and entry.executions.state != "busy":
+            entry.executions = Executions(busy=True, since=self._wall())
+        elif server_state == "idle" and entry.executions.state != "idle":
+            entry.executions = Executions(since=self._wall())
 
     async def _on_action(self, logger: Any, schema_id: str, data: Mapping[str, Any]) -> None:
         """Watch a kernel as soon as it has started: its first cell may follow at once."""
@@ -408,10 +411,8 @@ class KernelRegistry:
         elif from_executions or entry.observer is not None:
             state = executions.state
         else:  # no observer at all: follow what refresh() sees
-            if server_state == "busy" and executions.state != "busy":
-                entry.executions = executions = Executions(busy=True, since=self._wall())
-            elif server_state == "idle" and executions.state != "idle":
-                entry.executions = executions = Executions(since=self._wall())
+            self._follow_server(entry, server_state)
+            executions = entry.executions
             state = server_state if server_state in ("busy", "idle") else executions.state
         return KernelInfo(
             id=kid,
