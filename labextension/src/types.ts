@@ -81,6 +81,54 @@ export interface IKernel {
   source?: 'process' | 'kernel' | null;
   /** Seconds since the kernel-reported figures arrived (source 'kernel'), else null. */
   usage_age?: number | null;
+  /**
+   * The kernel's published runs (tl.progress, tqdm drop-in bars, tl.fit): running ones and the
+   * most recently ended. Absent from servers older than this field.
+   */
+  runs?: IRun[];
+}
+
+export type RunState = 'running' | 'finished' | 'failed' | 'interrupted';
+
+/**
+ * One run a kernel published (its runs file beside the connection file), as the server serves
+ * it: in the snapshot per kernel, and at GET torchlab/api/runs. Keyed by (kernel_id, id).
+ */
+export interface IRun {
+  /** Unique within the kernel process ("<pid>-<counter>"). */
+  id: string;
+  kind: 'progress' | 'fit';
+  /** The bar's description ('' when none; "fit" for tl.fit). */
+  desc: string;
+  n: number;
+  total: number | null;
+  /** "it", "batch", ... */
+  unit: string;
+  /** Units per second. */
+  rate: number | null;
+  /** Seconds left. */
+  eta: number | null;
+  elapsed: number;
+  /** Unix seconds. */
+  started: number;
+  updated: number;
+  ended: number | null;
+  state: RunState;
+  /** The exception's first line, for 'failed'. */
+  error: string | null;
+  /** The latest loss/accuracy/postfix numbers. */
+  metrics: { [name: string]: number };
+  epoch: number | null;
+  epochs: number | null;
+  /** tqdm's own text line for the bar (format_meter), so a page can draw it without the widget. */
+  line: string;
+  /** The notebook cell that runs it (the execute_request's cellId), when known. */
+  cell_id: string | null;
+  /** The execute_request that runs it. */
+  msg_id: string | null;
+  kernel_id: string;
+  /** The notebook path, or null. */
+  path: string | null;
 }
 
 /** A kernel process that died, as the server explains it (GET torchlab/api/events). */
