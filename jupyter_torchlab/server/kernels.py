@@ -111,8 +111,13 @@ class KernelRegistry:
         wall: Callable[[], float] = time.time,
         log: logging.Logger | None = None,
         event_logger: Any = None,
+        on_execution: Callable[[str, str, str, float], None] | None = None,
     ) -> None:
         self._km = kernel_manager
+        # called with (kernel id, execute request's msg_id, "start" or "end", unix time) at each
+        # execute request's own busy and idle status, as our subscription hears them (queued
+        # cells each have their own pair; the time is the kernel's header date where it has one)
+        self._on_execution = on_execution
         self._sm = session_manager
         self._wall = wall
         self._log = log or logging.getLogger(__name__)
@@ -322,6 +327,15 @@ class KernelRegistry:
         parent = msg.get("parent_header") or {}
         now = self._wall()
         change = entry.executions.status(state, parent.get("msg_type"), parent.get("msg_id"), now)
+        if (
+            self._on_execution is not None
+            and parent.get("msg_type") == "execute_request"
+            and parent.get("msg_id")
+            and state in ("busy", "idle")
+        ):
+            stamp = _iso_time(msg["header"].get("date"))
+            edge = "start" if state == "busy" else "end"
+            self._guard("execution", self._on_execution, kid, parent["msg_id"], edge, stamp or now)
         if entry.executions.pending_idle and not entry.settling:
             entry.settling = True
             IOLoop.current().call_later(QUEUE_GAP, self._settle, kid)
