@@ -17,6 +17,7 @@ __all__ = [
     "format_bytes",
     "format_count",
     "format_duration",
+    "format_eta",
     "format_metrics",
     "format_number",
     "format_percent",
@@ -64,6 +65,24 @@ def format_span(seconds: float) -> str:
     if hours:
         return f"{hours} h {minutes:02d} min"
     return f"{minutes} min {secs:02d} s"
+
+
+def format_eta(seconds: float | None) -> str:
+    """Format the time left of a run for a glance: ``45 -> "45 s"``, ``719 -> "12 min"``.
+
+    Whole minutes from a minute on (an estimate has no seconds to offer); None -> ``"?"``. The
+    lab extension's status bar and run list read ``formatEta``, the same rule.
+    """
+    if not _known(seconds) or seconds < 0:  # type: ignore[operator]
+        return "?"
+    total = math.floor(seconds + 0.5)  # type: ignore[operator]
+    if total < 60:
+        return f"{total} s"
+    minutes = math.floor(total / 60 + 0.5)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def format_bytes(n: float | None) -> str:

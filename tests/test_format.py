@@ -9,6 +9,7 @@ from jupyter_torchlab._format import (
     format_bytes,
     format_count,
     format_duration,
+    format_eta,
     format_metrics,
     format_number,
     format_percent,
@@ -20,7 +21,14 @@ from jupyter_torchlab._format import (
 CASES = json.loads(
     (Path(__file__).parents[1] / "labextension" / "test" / "format-cases.json").read_text()
 )
-FUNCTIONS = {"duration": format_duration, "span": format_span, "bytes": format_bytes}
+FUNCTIONS = {
+    "duration": format_duration,
+    "span": format_span,
+    "bytes": format_bytes,
+    "eta": format_eta,
+    "rate": format_rate,
+    "number": format_number,
+}
 
 
 @pytest.mark.parametrize(

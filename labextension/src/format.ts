@@ -285,3 +285,83 @@ export function stretchEnded(key: string, kernels: IKernel[]): boolean {
   }
   return kernel.execution_state !== 'idle' || (kernel.gpu_memory ?? null) !== null;
 }
+
+/**
+ * Format the time left of a run for a glance (the status bar, a list): "45 s", "12 min",
+ * "1 h 12 min". Whole minutes from a minute on: an estimate has no seconds to offer.
+ */
+export function formatEta(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !isFinite(seconds) || seconds < 0) {
+    return '?';
+  }
+  const total = Math.floor(seconds + 0.5);
+  if (total < 60) {
+    return `${total} s`;
+  }
+  const minutes = Math.floor(total / 60 + 0.5);
+  if (minutes < 60) {
+    return `${minutes} min`;
+  }
+  return `${Math.floor(minutes / 60)} h ${(minutes % 60).toString().padStart(2, '0')} min`;
+}
+
+const SI_PREFIXES = ['', 'k', 'M', 'G', 'T', 'P', 'E', 'Z', 'Y'];
+
+/**
+ * Format a rate as tqdm does: 12.345 -> "12.35it/s", 2500 img/s -> "2.50kimg/s"; slower than one
+ * per second it flips to seconds per unit (0.25 -> "4.00s/it"); unknown or zero reads "?it/s".
+ */
+export function formatRate(perSecond: number | null | undefined, unit = 'it'): string {
+  if (perSecond === null || perSecond === undefined || !isFinite(perSecond) || perSecond <= 0) {
+    return `?${unit}/s`;
+  }
+  if (perSecond < 1) {
+    return `${(1 / perSecond).toFixed(2)}s/${unit}`;
+  }
+  let value = perSecond;
+  let prefix = 0;
+  while (value >= 999.995 && prefix < SI_PREFIXES.length - 1) {
+    value /= 1000;
+    prefix++;
+  }
+  return `${value.toFixed(2)}${SI_PREFIXES[prefix]}${unit}/s`;
+}
+
+/** Python's exponent style: "1.235e+4" -> "1.235e+04". */
+function pythonExponent(text: string): string {
+  return text.replace(/e([+-])(\d)$/, 'e$10$2');
+}
+
+/**
+ * Format a metric compactly, as the Python side's format_number: whole numbers as they are, 4
+ * significant digits, scientific when tiny or huge: 0.83215 -> "0.8322", 12345.6 -> "1.235e+04".
+ */
+export function formatNumber(value: number | null | undefined): string {
+  if (value === null || value === undefined) {
+    return MISSING;
+  }
+  if (Number.isNaN(value)) {
+    return 'nan';
+  }
+  if (!isFinite(value)) {
+    return value > 0 ? 'inf' : '-inf';
+  }
+  if (Number.isInteger(value) && Math.abs(value) < 1e6) {
+    return value.toString();
+  }
+  const size = Math.abs(value);
+  if (size >= 1e-3 && size < 1e5) {
+    // Python's "{:.4g}": trailing zeros dropped
+    const [mantissa, exponent] = value.toPrecision(4).split('e');
+    const trimmed = mantissa.includes('.') ? mantissa.replace(/\.?0+$/, '') : mantissa;
+    return exponent === undefined ? trimmed : pythonExponent(`${trimmed}e${exponent}`);
+  }
+  return pythonExponent(value.toExponential(3));
+}
+
+/** Format metrics as "loss=0.83 · acc=0.91", in their order. */
+export function formatMetrics(metrics: { [name: string]: number } | null | undefined, sep = ' · '): string {
+  return Object.entries(metrics ?? {})
+    .map(([name, value]) => `${name}=${formatNumber(value)}`)
+    .join(sep);
+}

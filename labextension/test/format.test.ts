@@ -4,6 +4,10 @@ import {
   formatBytes,
   formatClock,
   formatDuration,
+  formatEta,
+  formatMetrics,
+  formatNumber,
+  formatRate,
   formatSpan,
   longCellMessage,
   formatPercent,
@@ -42,7 +46,10 @@ describe('the vocabulary shared with the Python side', () => {
   const functions: { [kind: string]: (value: number) => string } = {
     duration: formatDuration,
     span: formatSpan,
-    bytes: formatBytes
+    bytes: formatBytes,
+    eta: formatEta,
+    rate: (value: number) => formatRate(value),
+    number: formatNumber
   };
   for (const kind of Object.keys(functions)) {
     const table = (cases as unknown as { [kind: string]: [number, string][] })[kind];
@@ -50,6 +57,22 @@ describe('the vocabulary shared with the Python side', () => {
       expect(functions[kind](value)).toBe(expected);
     });
   }
+});
+
+describe('run figures', () => {
+  it('says an unknown time left or rate plainly', () => {
+    expect(formatEta(null)).toBe('?');
+    expect(formatEta(-1)).toBe('?');
+    expect(formatRate(null, 'batch')).toBe('?batch/s');
+    expect(formatRate(8.91, 'batch')).toBe('8.91batch/s');
+  });
+
+  it('writes metrics in their order, compactly', () => {
+    expect(formatMetrics({ loss: 0.83215, acc: 0.5 })).toBe('loss=0.8321 · acc=0.5');
+    expect(formatMetrics({})).toBe('');
+    expect(formatNumber(NaN)).toBe('nan');
+    expect(formatNumber(-Infinity)).toBe('-inf');
+  });
 });
 
 describe('formatBytes', () => {
