@@ -98,6 +98,7 @@ class _Watched:
     heard: bool = False  # our subscription has delivered a message: it is connected
     pid: int | None = None
     settling: bool = False  # a timer waits QUEUE_GAP to let a pending idle take effect
+    ended_at: float = 0.0  # the loop's time the last execution ended (the gap counts from it)
 
 
 class KernelRegistry:
@@ -185,6 +186,8 @@ class KernelRegistry:
             if kid not in self._watched:
                 self._watch(kid)
             if kid in self._watched:
+                # a new process first (it drops the old process's subscription), then subscribe
+                self._check_process(kid, self._watched[kid])
                 self._check_subscription(kid, self._watched[kid])
         for kid in set(self._watched) - set(ids):
             self._unwatch(kid)
@@ -254,6 +257,15 @@ class KernelRegistry:
                 entry.kernel.unobserve(entry.observer, names="execution_state")
             entry.observer = None
 
+    def _check_process(self, kid: str, entry: _Watched) -> None:
+        """End everything of a process that was replaced (a restart we did not hear of)."""
+        pid, _ = _local_pid(entry.kernel)
+        if pid is not None and entry.pid is not None and pid != entry.pid:
+            entry.executions.reset(self._wall())  # nothing of the old process runs
+            self._drop_subscription(kid, entry)
+        if pid is not None:
+            entry.pid = pid
+
     def _check_subscription(self, kid: str, entry: _Watched) -> None:
         """Subscribe to a launched kernel that has no subscription of ours yet.
 
@@ -286,11 +298,12 @@ class KernelRegistry:
             if _is_ipykernel(kernel):
                 _narrow(stream)
                 entry.narrowed = True
-            stream.on_recv(lambda frames: self._guard("iopub", self._on_iopub, kid, frames))
+            stream.on_recv(lambda frames: self._guard("iopub", self._on_iopub, kid, stream, frames))
         except Exception as e:  # noqa: BLE001 - the kernel keeps the server's own state
             self._warn_once("iopub", "cannot subscribe to a kernel's IOPub (%s)", e)
             return False
         entry.stream, entry.session = stream, session
+        self._log.debug("torchlab: subscribed to kernel %s's IOPub", kid)
         return True
 
     def _drop_subscription(self, kid: str, entry: _Watched) -> None:
@@ -299,6 +312,7 @@ class KernelRegistry:
             with contextlib.suppress(Exception):
                 entry.stream.close()
         entry.stream, entry.narrowed, entry.heard = None, False, False
+        self._log.debug("torchlab: dropped kernel %s's IOPub subscription", kid)
         self._observe(kid, entry)
 
     def _unwatch(self, kid: str) -> None:
@@ -308,13 +322,14 @@ class KernelRegistry:
             with contextlib.suppress(Exception):
                 entry.stream.close()
 
-    def _on_iopub(self, kid: str, frames: list[Any]) -> None:
+    def _on_iopub(self, kid: str, stream: Any, frames: list[Any]) -> None:
         entry = self._watched.get(kid)
-        if entry is None or entry.session is None:
-            return
+        if entry is None or entry.session is None or stream is not entry.stream:
+            return  # a message of a subscription already dropped: its process is gone
         if not entry.heard:  # connected: from now on every status reaches us
             entry.heard = True
             self._unobserve(entry)
+            self._log.debug("torchlab: heard kernel %s (%s)", kid, entry.executions.state)
         idents, fed = entry.session.feed_identities(frames)
         msg = entry.session.deserialize(fed, content=False)
         if msg["header"].get("msg_type") != "status":
@@ -326,6 +341,7 @@ class KernelRegistry:
         state = entry.session.unpack(fed[4]).get("execution_state")
         parent = msg.get("parent_header") or {}
         now = self._wall()
+        was_pending = entry.executions.pending_idle
         change = entry.executions.status(state, parent.get("msg_type"), parent.get("msg_id"), now)
         if (
             self._on_execution is not None
@@ -336,9 +352,15 @@ class KernelRegistry:
             stamp = _iso_time(msg["header"].get("date"))
             edge = "start" if state == "busy" else "end"
             self._guard("execution", self._on_execution, kid, parent["msg_id"], edge, stamp or now)
-        if entry.executions.pending_idle and not entry.settling:
-            entry.settling = True
-            IOLoop.current().call_later(QUEUE_GAP, self._settle, kid)
+        self._log.debug(
+            "torchlab: kernel %s status %s for %s: %s", kid, state, parent.get("msg_type"), change
+        )
+        if entry.executions.pending_idle and not was_pending:  # the last execution just ended
+            loop = IOLoop.current()
+            entry.ended_at = loop.time()
+            if not entry.settling:
+                entry.settling = True
+                loop.call_later(QUEUE_GAP, self._settle, kid)
         shown = self._view.get(kid)
         # a change, a new process, or the first status of a kernel shown as starting
         if (
@@ -353,6 +375,11 @@ class KernelRegistry:
         if entry is None:
             return
         entry.settling = False
+        left = entry.ended_at + QUEUE_GAP - IOLoop.current().time()
+        if left > 0:  # a queued cell ran and ended since the timer was set: wait for its gap
+            entry.settling = True
+            IOLoop.current().call_later(left, self._settle, kid)
+            return
         # QUEUE_GAP has passed on the loop's clock: no queued cell started, or it cleared this
         if entry.executions.settle() is not None:
             self._guard("settle", self._update, kid)
@@ -363,6 +390,7 @@ class KernelRegistry:
         if entry is None or entry.heard:
             return
         self._follow_server(entry, new)
+        self._log.debug("torchlab: kernel %s: server says %s", kid, new)
         self._update(kid)
 
     def _follow_server(self, entry: _Watched, server_state: str) -> None:
@@ -411,10 +439,6 @@ class KernelRegistry:
         server_state = model.get("execution_state") or "unknown"
         pid, reason = _local_pid(kernel)
         executions = entry.executions
-        if pid is not None and entry.pid is not None and pid != entry.pid:
-            executions.reset(self._wall())  # a new process: nothing of the old one runs
-            self._drop_subscription(kid, entry)
-        entry.pid = pid
         from_executions = entry.heard
         if server_state in _LIFE_STATES:
             # "starting" lasts until jupyter_server reads the kernel's first status after a
