@@ -3,7 +3,7 @@
  * ones, a transport the test drives by hand, and snapshots.
  */
 import type { IStreamHandlers, ITransport } from '../src/connection';
-import type { IGpu, IKernel, ISnapshot } from '../src/types';
+import type { IGpu, IKernel, IRun, ISnapshot } from '../src/types';
 import { describeFailure } from '../src/unavailable';
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -160,3 +160,31 @@ export const notLoaded = (message = REASON) =>
     message,
     reason: 'jupyter_torchlab did not load'
   });
+
+export function run(overrides: Partial<IRun> = {}): IRun {
+  return {
+    id: '42-1',
+    kind: 'progress',
+    desc: 'train',
+    n: 45,
+    total: 100,
+    unit: 'it',
+    rate: 8.91,
+    eta: 719,
+    elapsed: 5,
+    started: 1000,
+    updated: 1005,
+    ended: null,
+    state: 'running',
+    error: null,
+    metrics: {},
+    epoch: null,
+    epochs: null,
+    line: 'train:  45%|####5     | 45/100 [00:05<00:06,  8.91it/s]',
+    cell_id: 'cell0',
+    msg_id: 'msg-1',
+    kernel_id: 'k1',
+    path: 'a.ipynb',
+    ...overrides
+  };
+}
