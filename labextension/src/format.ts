@@ -128,6 +128,8 @@ export function basename(path: string | null | undefined): string {
 export interface IStatusOptions {
   /** Show GPU memory (only when the kernel reports a number for it). */
   showGpu: boolean;
+  /** What the kernel runs, in place of its state ("train 45% · ETA 12 min", runs.ts). */
+  runText?: string | null;
 }
 
 /** True when the server has no figures for a kernel: not local, and it did not report any. */
@@ -150,14 +152,17 @@ export function usageOrigin(kernel: IKernel): string {
 
 /**
  * Compose the status bar text for one kernel:
- * "busy 0:05 · CPU 98% · Mem 512 MiB · GPU 1.2 GiB", or "idle · not local".
+ * "busy 0:05 · CPU 98% · Mem 512 MiB · GPU 1.2 GiB", or "idle · not local"; while it runs a
+ * published run, the run in place of the state: "train 45% · ETA 12 min · CPU 98% · ...".
  */
 export function statusText(
   kernel: IKernel,
   busySeconds: number | null,
   options: IStatusOptions
 ): string {
-  const parts = [kernelState(kernel, busySeconds)];
+  const parts = [
+    options.runText && !kernel.stopped ? options.runText : kernelState(kernel, busySeconds)
+  ];
   if (isUnmeasured(kernel)) {
     parts.push('not local');
     return parts.join(' · ');
@@ -360,7 +365,10 @@ export function formatNumber(value: number | null | undefined): string {
 }
 
 /** Format metrics as "loss=0.83 · acc=0.91", in their order. */
-export function formatMetrics(metrics: { [name: string]: number } | null | undefined, sep = ' · '): string {
+export function formatMetrics(
+  metrics: { [name: string]: number } | null | undefined,
+  sep = ' · '
+): string {
   return Object.entries(metrics ?? {})
     .map(([name, value]) => `${name}=${formatNumber(value)}`)
     .join(sep);

@@ -7,7 +7,10 @@
  * - status: the status bar item (JupyterLab only: it needs the status bar);
  * - deaths: a notification that explains a kernel that died;
  * - long-cell: a notification when a long cell ends while its notebook is not in view;
- * - gpu-idle: a notification for kernels idle on GPU memory ("Free it"), and their culling.
+ * - gpu-idle: a notification for kernels idle on GPU memory ("Free it"), and their culling;
+ * - run-notify: a notification when a published run (tl.progress, tqdm, tl.fit) ends, fails or
+ *   is interrupted, with "Go to cell" (openRun.ts);
+ * - run-displays: a cell's run drawn again from the server's stream after a reload (runView.ts).
  * Every plugin but core degrades to what the host application offers.
  */
 import type { JupyterFrontEndPlugin } from '@jupyterlab/application';
@@ -17,6 +20,8 @@ import { deathsPlugin } from './plugins/deaths';
 import { gpuIdlePlugin } from './plugins/gpuIdle';
 import { longCellPlugin } from './plugins/longCell';
 import { panelPlugin } from './plugins/panel';
+import { runDisplaysPlugin } from './plugins/runDisplays';
+import { runNotifyPlugin } from './plugins/runNotify';
 import { statusPlugin } from './plugins/status';
 import { tutorialPlugin } from './plugins/tutorial';
 
@@ -29,7 +34,9 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   statusPlugin,
   deathsPlugin,
   longCellPlugin,
-  gpuIdlePlugin
+  gpuIdlePlugin,
+  runNotifyPlugin,
+  runDisplaysPlugin
 ];
 
 export default plugins;

@@ -8,7 +8,8 @@ import { torchlabIcon } from './icons';
 import type { IKernelActions } from './kernelActions';
 import { KernelTable } from './kernels';
 import type { MetricsModel } from './model';
-import type { IGpu, ISnapshot } from './types';
+import { RunList } from './runList';
+import type { IGpu, IRun, ISnapshot } from './types';
 
 export interface IMonitorPanelOptions {
   model: MetricsModel;
@@ -16,9 +17,11 @@ export interface IMonitorPanelOptions {
   showGpu: () => boolean;
   /** Called when the panel becomes visible or hidden, so the model can stand by. */
   onVisibilityChanged: (visible: boolean) => void;
+  /** Open a run's notebook at its cell. */
+  openRun: (run: IRun) => void;
 }
 
-/** Right-side panel: host CPU and memory, each GPU, and every kernel with actions. */
+/** Right-side panel: runs across notebooks, host CPU and memory, each GPU, every kernel. */
 export class MonitorPanel extends ReactWidget {
   constructor(options: IMonitorPanelOptions) {
     super();
@@ -76,6 +79,7 @@ export class MonitorPanel extends ReactWidget {
           </section>
         ) : snapshot ? (
           <>
+            <RunList snapshot={snapshot} openRun={this._options.openRun} />
             <HostSection model={model} snapshot={snapshot} />
             {showGpu && <GpuSection model={model} snapshot={snapshot} />}
             <KernelTable model={model} snapshot={snapshot} showGpu={showGpu} actions={actions} />

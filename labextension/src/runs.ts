@@ -7,7 +7,14 @@
  * one loop share it.
  */
 
-import { basename, formatEta, formatMetrics, formatPercent, formatRate, formatSpan } from './format';
+import {
+  basename,
+  formatEta,
+  formatMetrics,
+  formatPercent,
+  formatRate,
+  formatSpan
+} from './format';
 import type { IRun, ISnapshot } from './types';
 
 export function runKey(run: IRun): string {

@@ -17,6 +17,7 @@ const PRESSURE_NOTE: { [level: string]: string } = {
 };
 import { torchlabIcon } from './icons';
 import type { MetricsModel } from './model';
+import { currentRun, runFigures, runStatusText } from './runs';
 
 export interface IStatusItemOptions {
   model: MetricsModel;
@@ -61,10 +62,15 @@ export class KernelStatusItem extends ReactWidget {
     } else {
       const kernel = model.kernel(current.id);
       if (kernel) {
-        text = statusText(kernel, model.busySeconds(kernel), { showGpu: showGpu() });
+        const run = currentRun(kernel.runs);
+        text = statusText(kernel, model.busySeconds(kernel), {
+          showGpu: showGpu(),
+          runText: run ? runStatusText(run) : null
+        });
         pressure = memoryPressure(kernel, model.snapshot);
         const origin = usageOrigin(kernel);
-        detail = isUnmeasured(kernel) || kernel.stopped
+        const doing = run ? `${run.desc || run.kind}: ${runFigures(run)}. ` : '';
+        detail = doing + (isUnmeasured(kernel) || kernel.stopped
           ? `Kernel ${kernel.name}: ${kernel.reason}`
           : `Kernel ${kernel.name}${origin ? ` (${origin})` : ''}: CPU ${formatPercent(
               kernel.cpu_percent
@@ -76,7 +82,7 @@ export class KernelStatusItem extends ReactWidget {
                   'data (try more DataLoader workers, pin_memory=True, the data in memory, or a ' +
                   'larger batch)'
                 : ''
-            }`;
+            }`);
       } else {
         // Not in a snapshot yet (just started, or the stream is still connecting).
         text = current.status;

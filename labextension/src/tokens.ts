@@ -12,6 +12,7 @@ export interface ISettings {
   longCellNotification: boolean;
   longCellSeconds: number;
   longCellBrowserNotification: boolean;
+  runNotification: boolean;
 }
 
 export const DEFAULT_SETTINGS: ISettings = {
@@ -20,7 +21,8 @@ export const DEFAULT_SETTINGS: ISettings = {
   showStatusItem: true,
   longCellNotification: true,
   longCellSeconds: 60,
-  longCellBrowserNotification: true
+  longCellBrowserNotification: true,
+  runNotification: true
 };
 
 /**

@@ -60,6 +60,7 @@ export const corePlugin: JupyterFrontEndPlugin<ITorchlab> = {
         );
         settings.longCellBrowserNotification =
           composite.longCellBrowserNotification ?? DEFAULT_SETTINGS.longCellBrowserNotification;
+        settings.runNotification = composite.runNotification ?? DEFAULT_SETTINGS.runNotification;
         model.refreshInterval = settings.refreshInterval * 1000;
         changed.emit();
       };

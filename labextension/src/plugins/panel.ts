@@ -6,26 +6,29 @@ import {
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { IMainMenu } from '@jupyterlab/mainmenu';
+import { INotebookTracker } from '@jupyterlab/notebook';
 
 import { torchlabIcon } from '../icons';
 import { makeKernelActions } from '../kernelActions';
+import { openRun } from '../openRun';
 import { MonitorPanel } from '../panel';
 import { CommandIDs, ITorchlab } from '../tokens';
 
-/** The monitor panel (host, GPUs, every kernel) and the command that opens it. */
+/** The monitor panel (runs, host, GPUs, every kernel) and the command that opens it. */
 export const panelPlugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-torchlab:panel',
   description: 'A side panel with the host, every GPU and every kernel (interrupt, shut down).',
   autoStart: true,
   requires: [ITorchlab],
-  optional: [ICommandPalette, IMainMenu, ILayoutRestorer, ILabShell],
+  optional: [ICommandPalette, IMainMenu, ILayoutRestorer, ILabShell, INotebookTracker],
   activate: (
     app: JupyterFrontEnd,
     torchlab: ITorchlab,
     palette: ICommandPalette | null,
     mainMenu: IMainMenu | null,
     restorer: ILayoutRestorer | null,
-    labShell: ILabShell | null
+    labShell: ILabShell | null,
+    tracker: INotebookTracker | null
   ) => {
     const { commands, shell } = app;
     const { model, settings } = torchlab;
@@ -34,7 +37,8 @@ export const panelPlugin: JupyterFrontEndPlugin<void> = {
       model,
       actions,
       showGpu: () => settings.showGpu,
-      onVisibilityChanged: visible => model.setNeeded('panel', visible)
+      onVisibilityChanged: visible => model.setNeeded('panel', visible),
+      openRun: run => void openRun(app, tracker, run)
     });
     torchlab.settingsChanged.connect(() => panel.update());
     let panelAdded = false;

@@ -1,0 +1,72 @@
+import type { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { Notification } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
+
+import { openRun } from '../openRun';
+import { runEndMessage, RunWatch } from '../runs';
+import { ITorchlab } from '../tokens';
+import type { IRun, ISnapshot } from '../types';
+
+/**
+ * A notification when a run ends, fails (with its error line) or is interrupted, on every page
+ * that was open while it ran: its notebook need not be open in any tab. Once per run per page,
+ * with "Go to cell", which opens the notebook at the run's cell. Nothing while the user is
+ * looking at that notebook on this page: the cell says it there. (setting runNotification)
+ */
+export const runNotifyPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-torchlab:run-notify',
+  description: 'A notification when a training run or progress bar ends, fails or is interrupted.',
+  autoStart: true,
+  requires: [ITorchlab],
+  optional: [INotebookTracker],
+  activate: (app: JupyterFrontEnd, torchlab: ITorchlab, tracker: INotebookTracker | null) => {
+    const { model, settings } = torchlab;
+    const watch = new RunWatch();
+    let last: ISnapshot | null = null;
+    model.changed.connect(() => {
+      const snapshot = model.snapshot;
+      if (!snapshot || snapshot === last) {
+        return;
+      }
+      last = snapshot;
+      for (const run of watch.update(snapshot)) {
+        if (settings.runNotification && !inView(app, tracker, run)) {
+          notify(run);
+        }
+      }
+    });
+
+    function notify(run: IRun): void {
+      const post =
+        run.state === 'finished'
+          ? Notification.success
+          : run.state === 'failed'
+            ? Notification.error
+            : Notification.warning;
+      const actions: Notification.IAction[] = run.path
+        ? [{ label: 'Go to cell', callback: () => void openRun(app, tracker, run) }]
+        : [];
+      post(runEndMessage(run), { autoClose: false, actions });
+    }
+
+    // listen on every page with a notebook (in Notebook 7 each notebook has its own page), and
+    // while a run is watched
+    const needed = () => model.setNeeded('run-notify', tracker ? tracker.size > 0 : true);
+    tracker?.widgetAdded.connect(needed);
+    tracker?.currentChanged.connect(needed);
+    needed();
+  }
+};
+
+/** Whether the user is looking at the run's notebook on this page now. */
+function inView(app: JupyterFrontEnd, tracker: INotebookTracker | null, run: IRun): boolean {
+  const panel = tracker?.currentWidget;
+  return (
+    !!panel &&
+    panel.context.path === run.path &&
+    app.shell.currentWidget === panel &&
+    panel.isVisible &&
+    document.visibilityState === 'visible' &&
+    document.hasFocus()
+  );
+}
