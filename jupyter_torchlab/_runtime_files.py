@@ -1,9 +1,11 @@
-"""The files the Jupyter server writes for its kernels: names, format, writing and reading.
+"""The files beside the kernels' connection files: names, format, writing and reading.
 
 They live in the server's runtime dir (``jupyter --runtime-dir``), beside the kernels' connection
 files, which are named after the kernel ids (``kernel-<id>.json``); a kernel finds them from its
-own connection file. The server writes them atomically (a reader sees the old file or the new
-one); kernels only read them. This module is their one home: nothing else opens them.
+own connection file. Every file is written atomically (a reader sees the old file or the new
+one). This module is their one home: nothing else opens them.
+
+The server writes two kinds, which kernels read:
 
 - :data:`DEATHS_FILE`: the recent kernel deaths (:class:`DeathRecord`, oldest first), so a
   restarted kernel's monitor can say how the process before it ended.
@@ -11,13 +13,21 @@ one); kernels only read them. This module is their one home: nothing else opens 
   (:class:`KernelRecord`), so a kernel's out-of-memory report can name the notebooks whose
   kernels hold the same GPU.
 
+Each kernel writes one kind, which the server reads:
+
+- :func:`runs_file_name` (``torchlab-runs-<kernel id>.json``): the kernel's progress bars and
+  fits, running and recently ended (:class:`RunsFile` of :class:`RunRecord`), so the server can
+  show every run without a page open (``widgets/_runs.py`` writes it, ``server/runs.py`` reads).
+
 Reads never raise: a missing, partial or foreign file reads as nothing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
@@ -26,18 +36,29 @@ from ._files import atomic_write
 __all__ = [
     "DEATHS_FILE",
     "KERNELS_FILE",
+    "RUNS_FILE_PREFIX",
+    "RUN_STATES",
     "DeathRecord",
     "KernelRecord",
+    "RunRecord",
+    "RunsFile",
+    "kernel_runs_file",
     "read_deaths",
     "read_kernels",
+    "read_runs",
+    "runs_file_name",
     "write_deaths",
     "write_kernels",
+    "write_runs",
 ]
 
 DEATHS_FILE = "torchlab-deaths.json"
 KERNELS_FILE = "torchlab-kernels.json"
+RUNS_FILE_PREFIX = "torchlab-runs-"
 #: the deaths kept in DEATHS_FILE (the newest)
 DEATHS_KEPT = 20
+#: what a run can be: the first while it runs, one of the others once it ended
+RUN_STATES = ("running", "finished", "failed", "interrupted")
 
 
 class KernelRecord(TypedDict):
@@ -68,6 +89,45 @@ class DeathRecord(TypedDict, total=False):
     busy_for: float | None
 
 
+class RunRecord(TypedDict):
+    """One progress bar or fit of a kernel, as of its latest refresh (its runs file's entry)."""
+
+    id: str  # unique within the kernel's process: "<pid>-<counter>"
+    kind: str  # "progress" (tl.progress, the tqdm drop-in) or "fit"
+    desc: str  # the bar's description ("" when none); "fit" for a fit
+    n: float  # items done (a fit: batches of this epoch)
+    total: float | None  # items expected (None: unknown)
+    unit: str  # "it", "batch", ...
+    fraction: float | None  # share done in [0, 1] (a fit: of all its epochs); None: unknown
+    rate: float | None  # units a second
+    eta: float | None  # seconds left (a fit: of the whole fit)
+    elapsed: float  # seconds since the run started
+    started: float  # unix time
+    updated: float  # unix time of this record
+    ended: float | None  # unix time, None while running
+    state: str  # one of RUN_STATES
+    error: str | None  # "failed": the exception's first line ("ValueError: bad input")
+    metrics: dict[str, float]  # the latest numbers (postfix, logged metrics, fit's loss)
+    epoch: int | None  # a fit: the epoch in progress, 1-based (the last one once ended)
+    epochs: int | None  # a fit: epochs in all
+    line: str  # the bar's own text line (tqdm's format_meter), to draw without the widget
+    cell_id: str | None  # the notebook cell that started it (the execute request's cellId)
+    msg_id: str | None  # that execute request's msg_id
+
+
+class RunsFile(TypedDict):
+    """A kernel's runs file: its process and its runs, running and recently ended."""
+
+    version: int
+    pid: int
+    runs: list[RunRecord]
+
+
+def runs_file_name(kernel_id: str) -> str:
+    """Return the name of the runs file of kernel ``kernel_id``."""
+    return f"{RUNS_FILE_PREFIX}{kernel_id}.json"
+
+
 # --- the server writes (raises OSError: the caller logs it) ---------------------------------------
 
 
@@ -81,6 +141,65 @@ def write_deaths(runtime_dir: str | os.PathLike[str], deaths: Sequence[DeathReco
     """Write the newest :data:`DEATHS_KEPT` deaths, oldest first."""
     data = json.dumps(list(deaths)[-DEATHS_KEPT:]).encode()
     atomic_write(os.path.join(runtime_dir, DEATHS_FILE), lambda f: f.write(data))
+
+
+# --- a kernel writes, the server reads ------------------------------------------------------------
+
+
+def kernel_runs_file(connection_file: str | None = None) -> str | None:
+    """Return this kernel's runs file path, or None outside a kernel started with a connection file.
+
+    A script or a torchrun worker has none, so it publishes nothing.
+    """
+    found = _kernel(connection_file)
+    if found is None:
+        return None
+    folder, kernel_id = found
+    return os.path.join(folder, runs_file_name(kernel_id))
+
+
+def write_runs(path: str, pid: int, runs: Sequence[RunRecord]) -> None:
+    """Write a kernel's runs (raises OSError: the caller decides).
+
+    Not fsynced: the file describes a live process, and a crash that loses it loses nothing the
+    next refresh would not rewrite.
+    """
+    content = RunsFile(version=1, pid=pid, runs=list(runs))
+    try:
+        data = json.dumps(content, allow_nan=False).encode()
+    except ValueError:  # a NaN loss: JSON has no spelling for it, null says "not a number"
+        data = json.dumps(_finite(content)).encode()
+    atomic_write(path, lambda f: f.write(data), durable=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def read_runs(path: str) -> RunsFile | None:
+    """Return a kernel's runs file, or None where it is missing, torn or foreign."""
+    try:
+        with open(path, "rb") as f:
+            found = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(found, dict) or found.get("version") != 1:
+        return None
+    pid, runs = found.get("pid"), found.get("runs")
+    if not isinstance(pid, int) or not isinstance(runs, list):
+        return None
+    kept: list[RunRecord] = [
+        r  # type: ignore[misc]  # checked where it matters: an id and a known state
+        for r in runs
+        if isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("state") in RUN_STATES
+    ]
+    return RunsFile(version=1, pid=pid, runs=kept)
 
 
 # --- a kernel reads (never raises) ----------------------------------------------------------------
@@ -113,7 +232,22 @@ def read_deaths(connection_file: str | None = None) -> tuple[str, list[DeathReco
 
 def _read(connection_file: str | None, name: str) -> tuple[str, Any] | None:
     """Return (this kernel's id, the parsed file ``name`` beside its connection file)."""
+    found = _kernel(connection_file)
+    if found is None:
+        return None
+    folder, kernel_id = found
+    try:
+        with open(os.path.join(folder, name), "rb") as f:
+            return kernel_id, json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _kernel(connection_file: str | None) -> tuple[str, str] | None:
+    """Return (the runtime dir, this kernel's id) from its connection file ``kernel-<id>.json``."""
     if connection_file is None:
+        if "ipykernel" not in sys.modules:  # not in a kernel (and no import to find that out)
+            return None
         try:
             from ipykernel.connect import get_connection_file
 
@@ -123,8 +257,4 @@ def _read(connection_file: str | None, name: str) -> tuple[str, Any] | None:
     base = os.path.basename(connection_file)
     if not (base.startswith("kernel-") and base.endswith(".json")):
         return None
-    try:
-        with open(os.path.join(os.path.dirname(connection_file), name), "rb") as f:
-            return base[len("kernel-") : -len(".json")], json.loads(f.read())
-    except (OSError, ValueError):
-        return None
+    return os.path.dirname(connection_file), base[len("kernel-") : -len(".json")]

@@ -2,8 +2,9 @@
 
 An iterated bar cannot tell a ``break`` from an exception in the loop's body: both close it. So
 a bar closed that way first says "stopped", and when the cell then ends with an exception that
-passed through the loop's frame it is corrected to "interrupted" or "failed". The cell's end
-also ends what ``tqdm.write`` placed above its bars (:mod:`._notes`).
+passed through the loop's frame it is corrected to "interrupted" or "failed"; only then is the
+bar's end published to the server (:mod:`._runs`). The cell's end also ends what ``tqdm.write``
+placed above its bars (:mod:`._notes`).
 """
 
 from __future__ import annotations
@@ -28,17 +29,18 @@ def _post_run_cell(result: Any) -> None:
     error = getattr(result, "error_in_exec", None)
     closed = list(pending)
     pending.clear()
-    if error is None:
-        return
-    frames = set()
-    tb = error.__traceback__
-    while tb is not None:
-        frames.add(id(tb.tb_frame))
-        tb = tb.tb_next
-    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-    for bar, frame in closed:
-        if id(frame) in frames:
-            bar._relabel(status)
+    if error is not None:
+        frames = set()
+        tb = error.__traceback__
+        while tb is not None:
+            frames.add(id(tb.tb_frame))
+            tb = tb.tb_next
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        for bar, frame in closed:
+            if id(frame) in frames:
+                bar._relabel(status, error)
+    for bar, _ in closed:
+        bar._end_run()  # published once, as it ended for good
 
 
 def hook_shell() -> None:

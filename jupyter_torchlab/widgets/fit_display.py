@@ -5,7 +5,8 @@ Per batch it stores the loss tensor and counts a tqdm bar of its own that draws 
 :mod:`._budget`, its dynamic ``miniters``) decides when fit's widgets refresh, and the bars' text
 is tqdm's ``format_meter``. Its rate and ETA leave out a slow start
 (:mod:`jupyter_torchlab._rate`). When fit ends, the widgets are replaced by a static record of the
-result (HTML and text), so a saved notebook shows it without a kernel.
+result (HTML and text), so a saved notebook shows it without a kernel. Each refresh also
+publishes the fit as one run to the Jupyter server (:mod:`._runs`), with the figures it just read.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .._rate import Rate
 from ..train.callbacks import Callback
 from ..train.display import text_display
 from ..train.history import EPOCH_HEADERS, epoch_cells
-from . import render
+from . import _runs, render
 from ._budget import get_budget
 from ._frontend import close_tree, replace, show, use_widgets
 from ._smoothing import Metrics, Series
@@ -120,6 +121,7 @@ class FitProgress(Callback):
         #: seconds the latest finished epoch took, from the end of the one before (or fit's start)
         self._epoch_seconds: float | None = None
         self._device = ""
+        self._run: _runs.Run | None = None
 
     def on_fit_start(self, state: Any) -> None:
         """Build and show the widgets."""
@@ -175,6 +177,9 @@ class FitProgress(Callback):
             ]
         )
         self._handle = show(self._box, f"training on {self._device}")
+        self._run = _runs.start_run(
+            kind="fit", desc="fit", unit="batch", started=time.time(), **self._run_fields(state)
+        )
 
     def on_epoch_start(self, state: Any) -> None:
         """Reset the batch bar."""
@@ -230,6 +235,12 @@ class FitProgress(Callback):
         )
         replace(self._handle, html, text)
         close_tree(self._box)
+        if self._run is not None:
+            state_name = {"done": "finished", "stopped": "finished", "interrupted": "interrupted"}
+            ended = state_name.get(state.status, "failed")
+            error = _runs.error_line(state.error) if ended == "failed" else None
+            self._run.end(ended, error, **self._run_fields(state))
+            self._run = None
 
     # rendering
 
@@ -250,6 +261,19 @@ class FitProgress(Callback):
         self._batch_stats.value = self._batch_html(state, now)
         self._footer.value = self._footer_html(state)
         self._update_header(state)
+        if self._run is not None:
+            self._run.update(**self._run_fields(state, now))
+
+    def _run_fields(self, state: Any, now: float | None = None) -> dict[str, Any]:
+        """Return the published run's figures as of this refresh (numbers read already)."""
+        now = self._timer() if now is None else now
+        return _runs.fit_fields(
+            state,
+            rate=self._rate.per_second(),
+            metrics=dict(self._metrics.smoothed),
+            elapsed=now - self._fit_t0,
+            epoch_elapsed=now - self._epoch_t0,
+        )
 
     def _update_header(self, state: Any) -> None:
         """Advance the header's elapsed time (a message only when the shown second changes)."""

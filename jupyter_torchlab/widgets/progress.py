@@ -18,6 +18,8 @@ overrides only the display side, as ``tqdm.notebook`` does:
   (:mod:`jupyter_torchlab._rate`, tqdm#967) instead of tqdm's moving average.
 - ``status`` says how the bar ended: ``"done"``, ``"stopped"`` (a ``break``), ``"interrupted"``
   or ``"failed"``; a notebook record shows it.
+- A notebook bar is also published to the Jupyter server (:mod:`._runs`) at each of its redraws
+  and once at its end, with the figures that redraw read: the server shows it with no page open.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from tqdm.asyncio import tqdm_asyncio  # type: ignore[import-untyped]
 from tqdm.std import tqdm as std_tqdm  # type: ignore[import-untyped]
 
 from .._rate import Rate
-from . import _cell, _notes, render
+from . import _cell, _notes, _runs, render
 from ._bar_views import WidgetView, record_html
 from ._budget import get_budget
 from ._frontend import use_widgets
@@ -91,6 +93,10 @@ class Progress(tqdm_asyncio):
     _postfix: Any = None
     _recent: Rate | None = None
     _closing = False
+    _run: _runs.Run | None = None
+    _postfix_numbers: dict[str, float] | None = None
+    _drawn: dict[str, Any] = {}  # noqa: RUF012 - replaced, never changed: tqdm's figures at the last redraw
+    _view_text = ""
     mininterval: float  # tqdm's, set by its __init__
     iterable: Any
 
@@ -212,6 +218,7 @@ class Progress(tqdm_asyncio):
     def postfix(self, value: Any) -> None:
         self._pending = None
         self._postfix = value
+        self._postfix_numbers = None
 
     def _format_pending(self) -> None:
         assert self._pending is not None
@@ -227,6 +234,8 @@ class Progress(tqdm_asyncio):
             refresh=False,
             **{k: numbers[k] for k in kwargs},
         )
+        # the numbers as numbers, for the published run (read here, with the redraw's read)
+        self._postfix_numbers = {k: float(v) for k, v in numbers.items() if _is_number(v)}
 
     @property
     def format_dict(self) -> dict[str, Any]:
@@ -300,11 +309,25 @@ class Progress(tqdm_asyncio):
             _cell.hook_shell()
         else:
             self._view.refresh(html, text)
+        self._publish(text)
         return True
+
+    def _publish(self, text: str, end: bool = False) -> None:
+        """Hand the figures this redraw read to the server's record of the bar (:mod:`._runs`)."""
+        metrics = {**(self._postfix_numbers or {}), **(self.metrics if self._metrics else {})}
+        fields = _runs.meter_fields(self._drawn, str(self.desc or ""), metrics, text)
+        leave = getattr(self, "_leave", True)
+        status = self.status if end else None
+        self._run = _runs.publish(self._run, fields, status, self.error, leave)
+
+    def _end_run(self) -> None:
+        """Publish how the bar ended (once: at close, or at the cell's end when that decides)."""
+        if self._run is not None:
+            self._publish(self._view_text, end=True)
 
     def _record(self) -> tuple[str, str]:
         """Return the bar as HTML and as text, both from tqdm's format_meter."""
-        d = self.format_dict
+        d = self._drawn = self.format_dict
         text = self.format_meter(**d)
         d["bar_format"] = (d["bar_format"] or "{l_bar}<bar/>{r_bar}").replace("{bar}", "<bar/>")
         meter = self.format_meter(**d)
@@ -313,6 +336,7 @@ class Progress(tqdm_asyncio):
         fraction = None if not total else min(max(self.n / total, 0.0), 1.0)
         if self.status != "running":
             text = f"{text} {render.status_label(self.status, f'{self.n:g}')}"
+        self._view_text = text
         has_bar = "<bar/>" in meter and (fraction is not None or self.status != "running")
         return record_html(left, right, fraction, self.status, self.n, bar=has_bar), text
 
@@ -361,11 +385,14 @@ class Progress(tqdm_asyncio):
         self._leave = leave
         view.finish(html, text, leave)
         if frame is not None:
-            _cell.pending.append((self, frame))
+            _cell.pending.append((self, frame))  # the cell's end decides, then publishes
+        else:
+            self._end_run()
 
-    def _relabel(self, status: str) -> None:
+    def _relabel(self, status: str, error: BaseException | None = None) -> None:
         """Correct the final status (the cell ended with an exception through the loop)."""
         self.status = status
+        self.error = error
         if self._view is not None:
             html, text = self._record()
             self._view.relabel(html, text, getattr(self, "_leave", True))
