@@ -31,8 +31,11 @@ export function runLabel(run: IRun): string {
   return run.desc.trim() || run.kind;
 }
 
-/** How far the run is, 0-100, or null without a total. */
+/** How far the run is, 0-100 (a fit: of all its epochs), or null without a total. */
 export function runPercent(run: IRun): number | null {
+  if (run.fraction !== null && run.fraction !== undefined && isFinite(run.fraction)) {
+    return Math.min(100, Math.max(0, 100 * run.fraction));
+  }
   return run.total ? Math.min(100, (100 * run.n) / run.total) : null;
 }
 

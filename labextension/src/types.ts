@@ -104,9 +104,14 @@ export interface IRun {
   total: number | null;
   /** "it", "batch", ... */
   unit: string;
+  /**
+   * The share done, 0-1 (progress: n/total; fit: of all its epochs, while n/total counts the
+   * batches of the epoch in progress); null when unknown.
+   */
+  fraction?: number | null;
   /** Units per second. */
   rate: number | null;
-  /** Seconds left. */
+  /** Seconds left (fit: of the whole fit); null once ended. */
   eta: number | null;
   elapsed: number;
   /** Unix seconds. */

@@ -103,6 +103,11 @@ describe('the words for a run', () => {
       'fit 45% · epoch 3/10 · ETA 12 min'
     );
     expect(runStatusText(run({ desc: '', eta: null }))).toBe('progress 45%');
+    // a fit's share is of all its epochs, while n/total counts the batches of this one
+    const fit = run({ kind: 'fit', desc: 'fit', n: 5, total: 6, fraction: 0.283 });
+    fit.epoch = 3;
+    fit.epochs = 10;
+    expect(runStatusText(fit)).toBe('fit 28% · epoch 3/10 · ETA 12 min');
     expect(runStatusText(ended(run(), 'failed', 2))).toBe('train 45% · failed');
   });
 
