@@ -24,6 +24,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, TraitError, default, validate
 
+from .hub_activity import BusyActivity
 from .load_failure import (
     PAGE_CONFIG_KEY,
     ExtensionNotLoaded,
@@ -156,6 +157,7 @@ class TorchlabExtension(ExtensionApp):
         return "jupyter_torchlab_config"
 
     monitor: ServerMonitor | None = None
+    busy_activity: BusyActivity | None = None
     tutorial: TutorialWriter | None = None
     #: why the extension did not load; None when it did (or has not tried yet)
     load_failure: LoadFailure | None = None
@@ -254,6 +256,9 @@ class TorchlabExtension(ExtensionApp):
         self.tutorial = TutorialWriter(server.contents_manager)
         self.settings["torchlab_monitor"] = self.monitor
         self.monitor.start()
+        # a quiet cell that runs for hours is activity for JupyterHub's culler (see .hub_activity)
+        self.busy_activity = BusyActivity(self.monitor.registry.view, server.web_app.settings)
+        self.busy_activity.start()
         self.log.info(
             "torchlab: sampling every %.2g s, history %.0f s, GPU %s, Prometheus %s",
             self.sample_interval,
@@ -291,5 +296,7 @@ class TorchlabExtension(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Stop the sampler and close every stream (called on server shutdown)."""
+        if self.busy_activity is not None:
+            self.busy_activity.stop()
         if self.monitor is not None:
             self.monitor.stop()

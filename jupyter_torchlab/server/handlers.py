@@ -19,6 +19,7 @@ from tornado import web
 
 from jupyter_torchlab._format import quote
 
+from .hub_auth import HubReadable
 from .monitor import ServerMonitor
 from .stream import AUTH_RESOURCE, StreamHandler
 from .tutorial_copy import TutorialWriter
@@ -38,8 +39,8 @@ class _MonitorHandler(APIHandler):
         self.set_header("Cache-Control", "no-store")
 
 
-class MetricsHandler(_MonitorHandler):
-    """``GET torchlab/api/metrics``: the latest snapshot."""
+class MetricsHandler(HubReadable, _MonitorHandler):
+    """``GET torchlab/api/metrics``: the latest snapshot (also for the hub service's token)."""
 
     @web.authenticated
     @authorized
