@@ -54,10 +54,12 @@ def _set_up_kernel_side() -> None:
     from .train.display import set_default_display
     from .widgets import _cell, oom_display
     from .widgets.fit_display import notebook_display
+    from .widgets.memory_guard_note import install as guard_note
 
     set_default_display(notebook_display)
     oom_display.install()  # in a kernel: an out-of-memory error is explained below its traceback
     _cell.hook_shell()  # in a kernel: tl.progress bars hear that their cell ended
+    guard_note()  # in a kernel: a cell the server's memory guard interrupted says why
 
 
 def load_ipython_extension(ipython: Any) -> None:

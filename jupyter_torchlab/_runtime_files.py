@@ -12,6 +12,8 @@ The server writes two kinds, which kernels read:
 - :data:`KERNELS_FILE`: each live kernel's pid, id, kernel name and notebook
   (:class:`KernelRecord`), so a kernel's out-of-memory report can name the notebooks whose
   kernels hold the same GPU.
+- :data:`GUARD_FILE`: the memory guard's latest interrupt of each kernel (:class:`GuardRecord`,
+  by kernel id), written just before the interrupt, so the interrupted cell can say why.
 
 Each kernel writes one kind, which the server reads:
 
@@ -35,25 +37,30 @@ from ._files import atomic_write
 
 __all__ = [
     "DEATHS_FILE",
+    "GUARD_FILE",
     "KERNELS_FILE",
     "RUNS_FILE_PREFIX",
     "RUN_STATES",
     "DeathRecord",
+    "GuardRecord",
     "KernelRecord",
     "RunRecord",
     "RunsFile",
     "kernel_runs_file",
     "read_deaths",
+    "read_guard",
     "read_kernels",
     "read_runs",
     "runs_file_name",
     "write_deaths",
+    "write_guard",
     "write_kernels",
     "write_runs",
 ]
 
 DEATHS_FILE = "torchlab-deaths.json"
 KERNELS_FILE = "torchlab-kernels.json"
+GUARD_FILE = "torchlab-memory-guard.json"
 RUNS_FILE_PREFIX = "torchlab-runs-"
 #: the deaths kept in DEATHS_FILE (the newest)
 DEATHS_KEPT = 20
@@ -128,6 +135,23 @@ def runs_file_name(kernel_id: str) -> str:
     return f"{RUNS_FILE_PREFIX}{kernel_id}.json"
 
 
+class GuardRecord(TypedDict):
+    """One interrupt by the memory guard in :data:`GUARD_FILE` (the server's guard event)."""
+
+    id: str
+    kernel_id: str
+    name: str
+    path: str | None
+    time: float  # unix time the server decided to interrupt
+    pid: int
+    memory: int  # bytes, what the guard compared (see server/memory_guard.py)
+    memory_limit: int  # bytes, the limit it compared it with
+    limit_source: str  # "cgroup" (the kernel's memory cgroup) or "host" (physical memory)
+    measure: str  # "cgroup" (its cgroup's unreclaimable charge) or "tree" (its process tree)
+    fraction: float  # TorchlabExtension.memory_guard
+    reason: str  # the sentence the notebook shows
+
+
 # --- the server writes (raises OSError: the caller logs it) ---------------------------------------
 
 
@@ -135,6 +159,12 @@ def write_kernels(runtime_dir: str | os.PathLike[str], kernels: Mapping[int, Ker
     """Write every live kernel's record, by pid."""
     data = json.dumps({str(pid): record for pid, record in kernels.items()}).encode()
     atomic_write(os.path.join(runtime_dir, KERNELS_FILE), lambda f: f.write(data))
+
+
+def write_guard(runtime_dir: str | os.PathLike[str], records: Mapping[str, GuardRecord]) -> None:
+    """Write each kernel's latest interrupt by the memory guard, by kernel id."""
+    data = json.dumps(dict(records)).encode()
+    atomic_write(os.path.join(runtime_dir, GUARD_FILE), lambda f: f.write(data))
 
 
 def write_deaths(runtime_dir: str | os.PathLike[str], deaths: Sequence[DeathRecord]) -> None:
@@ -228,6 +258,20 @@ def read_deaths(connection_file: str | None = None) -> tuple[str, list[DeathReco
         return None
     kernel_id, events = found
     return kernel_id, [e for e in events if isinstance(e, dict)]  # type: ignore[misc]
+
+
+def read_guard(connection_file: str | None = None) -> GuardRecord | None:
+    """Return the memory guard's latest interrupt of this kernel (None: there was none)."""
+    found = _read(connection_file, GUARD_FILE)
+    if found is None or not isinstance(found[1], dict):
+        return None
+    kernel_id, records = found
+    record = records.get(kernel_id)
+    if not isinstance(record, dict) or not isinstance(record.get("reason"), str):
+        return None
+    if not isinstance(record.get("time"), (int, float)):
+        return None
+    return record  # type: ignore[return-value]
 
 
 def _read(connection_file: str | None, name: str) -> tuple[str, Any] | None:

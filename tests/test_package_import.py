@@ -70,6 +70,12 @@ def test_in_a_kernel_load_ext_registers_the_hooks_once(tmp_path):
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     printed = [cell.outputs[-1]["text"].strip() for cell in nb.cells]
     assert printed[0] == "[]"  # the import alone registered nothing
-    hooks = "['jupyter_torchlab.widgets._cell', 'jupyter_torchlab.widgets.oom_display']"
+    hooks = str(
+        [
+            "jupyter_torchlab.widgets._cell",
+            "jupyter_torchlab.widgets.memory_guard_note",
+            "jupyter_torchlab.widgets.oom_display",
+        ]
+    )
     assert printed[1] == hooks
     assert printed[2] == hooks  # once: using a name afterwards adds none

@@ -4,12 +4,15 @@ from .gpu import GpuProcess, GpuReading, GpuSampler, GpuSnapshot
 from .host import CgroupLimits, HostSampler, HostSnapshot, read_cgroup_limits
 from .memory_cgroup import (
     MemoryCgroup,
+    limit_is_own,
     locate_memory_cgroup,
     process_leaving,
+    read_members,
     read_memory_limit,
     read_oom_kills,
+    read_unreclaimable,
 )
-from .process import ProcessTreeSampler, ProcessTreeSnapshot
+from .process import ProcessTreeSampler, ProcessTreeSnapshot, read_rss
 from .sampler import Sampler, Snapshot
 from .starvation import STARVED_BELOW, GpuStarvation, Starved
 from .ticker import Ticker
@@ -31,9 +34,13 @@ __all__ = [
     "Snapshot",
     "Starved",
     "Ticker",
+    "limit_is_own",
     "locate_memory_cgroup",
     "process_leaving",
     "read_cgroup_limits",
+    "read_members",
     "read_memory_limit",
     "read_oom_kills",
+    "read_rss",
+    "read_unreclaimable",
 ]

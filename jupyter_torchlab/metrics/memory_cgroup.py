@@ -7,7 +7,9 @@ memory cgroup (its files stay readable after the process is gone); :func:`read_o
 the count and :func:`read_memory_limit` the limit that applies (the tightest of the cgroup's and
 its ancestors'). A rise between two readings means the OOM killer struck in that cgroup in
 between; :func:`process_leaving` tells whether a reading was taken before the process was killed.
-Reads never raise.
+For the server's memory guard, :func:`read_unreclaimable` reads the cgroup's charge that reclaim
+cannot give back (usage minus file cache), :func:`read_members` the processes in it and
+:func:`limit_is_own` whether the limit that applies is the cgroup's own. Reads never raise.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from .host import _chain, _read_memory_limit
 
 __all__ = [
     "MemoryCgroup",
+    "limit_is_own",
     "locate_memory_cgroup",
     "parse_counts",
     "process_leaving",
+    "read_members",
     "read_memory_limit",
     "read_oom_kills",
+    "read_unreclaimable",
 ]
 
 #: PF_EXITING in the flags of /proc/<pid>/stat: the process has begun to exit
@@ -69,6 +74,51 @@ def read_memory_limit(cgroup: MemoryCgroup | None) -> int | None:
     if cgroup is None:
         return None
     return _read_memory_limit(cgroup.version, cgroup.limit_files)
+
+
+def limit_is_own(cgroup: MemoryCgroup | None) -> bool:
+    """Return whether the tightest limit over that cgroup is set on the cgroup itself."""
+    if cgroup is None or not cgroup.limit_files:
+        return False
+    own = cgroup.limit_files[0]
+    if os.path.dirname(own) != os.path.dirname(cgroup.oom_file):
+        return False  # the cgroup has no limit file of its own (v2 without the controller there)
+    limit = read_memory_limit(cgroup)
+    return limit is not None and limit == _read_memory_limit(cgroup.version, (own,))
+
+
+def read_members(cgroup: MemoryCgroup | None) -> set[int] | None:
+    """Return the pids of the processes in that cgroup itself (None: unknown)."""
+    if cgroup is None:
+        return None
+    text = read_text(os.path.join(os.path.dirname(cgroup.oom_file), "cgroup.procs"))
+    if text is None:
+        return None
+    return {int(p) for p in text.split() if p.isdigit()}
+
+
+def read_unreclaimable(cgroup: MemoryCgroup | None) -> int | None:
+    """Return the cgroup's charge that reclaim cannot give back, in bytes (None: unknown).
+
+    That is its usage (v1 ``memory.usage_in_bytes``, v2 ``memory.current``, both counting its
+    sub-cgroups) minus the file cache on the LRU lists (``active_file`` + ``inactive_file`` of
+    ``memory.stat``, the hierarchical ``total_*`` keys in v1): what is left is anonymous memory,
+    shared memory and tmpfs (on the anonymous lists), and kernel memory, which the OOM killer
+    frees by killing.
+    """
+    if cgroup is None:
+        return None
+    folder = os.path.dirname(cgroup.oom_file)
+    usage_name, prefix = (
+        ("memory.usage_in_bytes", "total_") if cgroup.version == 1 else ("memory.current", "")
+    )
+    try:
+        usage = int((read_text(os.path.join(folder, usage_name)) or "").split()[0])
+    except (ValueError, IndexError):
+        return None
+    stat = parse_counts(read_text(os.path.join(folder, "memory.stat")))
+    cache = stat.get(prefix + "active_file", 0) + stat.get(prefix + "inactive_file", 0)
+    return max(0, usage - cache)
 
 
 def locate_memory_cgroup(

@@ -37,7 +37,7 @@ import psutil
 
 from ._util import read_bytes
 
-__all__ = ["STOPPED", "ProcessTreeSampler", "ProcessTreeSnapshot"]
+__all__ = ["STOPPED", "ProcessTreeSampler", "ProcessTreeSnapshot", "read_rss"]
 
 #: the reason a stopped process is reported with (the pid and how to resume it follow)
 STOPPED = "process stopped (SIGSTOP?): it runs nothing until it is resumed"
@@ -107,6 +107,30 @@ class _Pss:
 _LINUX = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if _LINUX else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if _LINUX else 4096
+
+
+def read_rss(pids: Iterable[int]) -> int | None:
+    """Return the summed resident set of these processes now (None: none is readable).
+
+    One small read per process (``/proc/<pid>/statm``, psutil elsewhere): for a caller that
+    watches one tree closely between samples, without the tree walk and CPU figures.
+    """
+    total, found = 0, False
+    for pid in pids:
+        if _LINUX:
+            data = read_bytes(f"/proc/{pid}/statm")
+            try:
+                total += int(data.split()[1]) * _PAGE if data else 0
+                found = found or bool(data)
+            except (IndexError, ValueError):
+                continue
+        else:
+            try:
+                total += psutil.Process(pid).memory_info().rss
+                found = True
+            except (psutil.Error, OSError):
+                continue
+    return total if found else None
 
 
 def _read_linux(pid: int) -> _Member | None:

@@ -67,6 +67,7 @@ def build_document(
     events: Sequence[Mapping[str, object]] | None = None,
     flags: Mapping[str, Flags] | None = None,
     gpu_actions: list[dict[str, Any]] | None = None,
+    memory_guard: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Build the document of one tick.
 
@@ -77,6 +78,7 @@ def build_document(
     the sampler's. ``events``: recent kernel deaths (:mod:`.deaths`), oldest first.
     ``flags``: this tick's idle-holder and waiting-GPU flags (:mod:`.gpu_use`);
     ``gpu_actions``: recent warnings and shutdowns of idle GPU holders, oldest first.
+    ``memory_guard``: recent interrupts by the memory guard (:mod:`.memory_guard`), oldest first.
     """
     flags = flags or {}
     host = snap.host
@@ -103,6 +105,7 @@ def build_document(
         "errors": {**snap.errors, **(errors or {})},
         "events": list(events or []),
         "gpu_actions": list(gpu_actions or []),
+        "memory_guard": list(memory_guard or []),
     }
 
 

@@ -31,6 +31,7 @@ from .deaths import DeathWatch, KernelDeath
 from .document import build_document, encode
 from .gpu_use import GpuUse, IdleCuller
 from .kernels import KernelInfo, KernelRegistry
+from .memory_guard import MemoryGuard
 from .usage import KernelUsage, UsagePoller
 
 __all__ = ["EVENT_WINDOW", "USAGE_WAIT_MAX", "ServerMonitor", "Subscriber", "usage_wait"]
@@ -79,6 +80,7 @@ class ServerMonitor:
         runtime_dir: str | None = None,
         gpu_idle_warn: float = 1800.0,
         gpu_idle_cull: float = 0.0,
+        memory_guard: float = 0.0,
     ) -> None:
         self.log = log or logging.getLogger(__name__)
         self.interval = interval
@@ -100,6 +102,18 @@ class ServerMonitor:
             runtime_dir=runtime_dir,
         )
         self.gpu_use = GpuUse(gpu_idle_warn)
+        # opt-in: interrupt a kernel near its memory limit (None: off)
+        self.guard: MemoryGuard | None = None
+        if memory_guard > 0:
+            self.guard = MemoryGuard(
+                kernel_manager,
+                memory_guard,
+                wall=wall,
+                log=self.log,
+                on_interrupt=self._on_guard,
+                runtime_dir=runtime_dir,
+                close_interval=min(interval, 0.05),
+            )
         self._runtime_dir = runtime_dir
         self._kernels_written: dict[int, KernelRecord] | None = None
         self.culler: IdleCuller | None = None
@@ -154,6 +168,8 @@ class ServerMonitor:
         """Start watching kernels and sampling."""
         self._loop.add_callback(self._refresh)
         self._refresher.start()
+        if self.guard is not None:
+            self.guard.start()
         self.ticker.start()
 
     def stop(self) -> None:
@@ -179,6 +195,8 @@ class ServerMonitor:
         self._subscribers.clear()
         self.registry.close()
         self.deaths.close()
+        if self.guard is not None:
+            self.guard.close()
         if self._exporter is not None:
             self._exporter.close()
 
@@ -221,9 +239,13 @@ class ServerMonitor:
         return b'{"snapshots":[' + b",".join(data for _, data in items) + b"]}"
 
     def events(self, since: float | None = None) -> bytes:
-        """Return ``{"events": [...]}``: the kernel deaths kept (after ``since`` if given)."""
+        """Return ``{"events": [...], "memory_guard": [...]}``: kernel deaths and guard interrupts.
+
+        Both kept lists, oldest first (those after ``since`` if given).
+        """
         events = [e.to_dict() for e in self.deaths.events(since)]
-        return encode({"events": events})
+        guard = [] if self.guard is None else self.guard.events(since)
+        return encode({"events": events, "memory_guard": guard})
 
     def add_subscriber(self, sub: Subscriber) -> None:
         """Send every new snapshot to ``sub`` until it is removed."""
@@ -253,6 +275,9 @@ class ServerMonitor:
         usage, usage_error = self.poll_usage()
         snap = self.sampler.sample_once(targets)
         self.deaths.observe(kernels, snap.trees)
+        if self.guard is not None:
+            host_memory = snap.host.memory_total if snap.host is not None else None
+            self.guard.observe(kernels, snap.trees, host_memory)
         flags = self.gpu_use.observe(kernels, snap.trees, snap.time)
         culler = self.culler
         if culler is not None:
@@ -280,6 +305,9 @@ class ServerMonitor:
                 events=[e.to_dict() for e in self.deaths.events(snap.time - EVENT_WINDOW)],
                 flags=flags,
                 gpu_actions=self._recent_actions(snap.time - EVENT_WINDOW),
+                memory_guard=(
+                    [] if self.guard is None else self.guard.events(snap.time - EVENT_WINDOW)
+                ),
             )
             data = encode(doc)
         except Exception as e:  # noqa: BLE001 - a bad snapshot must not stop the sampler
@@ -347,6 +375,14 @@ class ServerMonitor:
                 self._exporter.count_death(death.cause)
             except Exception as e:  # noqa: BLE001 - the event is still served
                 self._warn_once("prometheus-deaths", "cannot count a kernel death: %s", e)
+
+    def _on_guard(self, record: Mapping[str, Any]) -> None:
+        """Count an interrupt by the memory guard (event loop; the next tick carries the event)."""
+        if self._exporter is not None:
+            try:
+                self._exporter.count_guard_interrupt(str(record["measure"]))
+            except Exception as e:  # noqa: BLE001 - the interrupt itself is logged already
+                self._warn_once("prometheus-guard", "cannot count a guard interrupt: %s", e)
 
     def _on_idle_action(self, action: str, kid: str, detail: dict[str, Any]) -> None:
         """Keep and count a warning or shutdown of an idle GPU holder (event loop)."""

@@ -81,12 +81,21 @@ _lock = threading.Lock()
 _gauges: dict[str, Gauge] = {}
 _DEATHS = "torchlab_kernel_deaths"  # exposed as torchlab_kernel_deaths_total
 _IDLE_ACTIONS = "torchlab_kernel_idle_gpu_actions"  # exposed with _total
+_GUARD = "torchlab_memory_guard_interrupts"  # exposed with _total
 _COUNTERS = {
     _DEATHS: ("Kernel processes that died, by cause: oom_killer, signal, exit, unknown", "reason"),
     _IDLE_ACTIONS: (
         "Idle kernels holding GPU memory that TorchlabExtension.gpu_idle_cull warned (warned) "
         "or shut down (culled)",
         "action",
+    ),
+    # by measure, not by kernel: kernel ids are new with every kernel, so a per-kernel counter
+    # would grow without bound; the events (GET torchlab/api/events) name each kernel
+    _GUARD: (
+        "Kernels interrupted by TorchlabExtension.memory_guard near their memory limit, by the "
+        "memory compared: cgroup (the kernel's own cgroup's unreclaimable charge) or tree (its "
+        "process tree)",
+        "measure",
     ),
 }
 _counters: dict[str, Counter] = {}
@@ -127,6 +136,7 @@ class PrometheusExporter:
         self._gauges = _shared_gauges()
         self._deaths = _counter(_DEATHS)
         self._idle_actions = _counter(_IDLE_ACTIONS)
+        self._guard = _counter(_GUARD)
         self._labels: dict[str, set[tuple[str, ...]]] = {name: set() for name in _SPECS}
 
     def update(self, doc: Mapping[str, Any]) -> None:
@@ -192,6 +202,10 @@ class PrometheusExporter:
     def count_idle_action(self, action: str) -> None:
         """Count one warning or shutdown (``torchlab_kernel_idle_gpu_actions_total{action}``)."""
         self._idle_actions.labels(action).inc()
+
+    def count_guard_interrupt(self, measure: str) -> None:
+        """Count one guard interrupt (``torchlab_memory_guard_interrupts_total{measure}``)."""
+        self._guard.labels(measure).inc()
 
     def close(self) -> None:
         """Remove every label set this exporter set, and blank the unlabelled gauges."""

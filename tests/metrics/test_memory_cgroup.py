@@ -11,11 +11,14 @@ import pytest
 
 from jupyter_torchlab.metrics.memory_cgroup import (
     MemoryCgroup,
+    limit_is_own,
     locate_memory_cgroup,
     parse_counts,
     process_leaving,
+    read_members,
     read_memory_limit,
     read_oom_kills,
+    read_unreclaimable,
 )
 
 from .cgroup_files import POD_KERNEL, cgroup_line, pod, stat_line, write_files
@@ -155,3 +158,57 @@ def test_real_processes_running_and_killed():
         child.kill()
         child.wait()
     assert process_leaving(child.pid)  # reaped: gone
+
+
+# --- what the memory guard reads --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_unreclaimable_charge_leaves_out_the_file_cache(tmp_path, version):
+    root = pod(tmp_path / "cgroup", version, 8 * GiB, 3 * GiB)
+    folder = root / ("memory" if version == 1 else "") / POD_KERNEL.lstrip("/")
+    # 2.5 GiB charged, of which 1 GiB is a dataset's file cache (half of it read twice: active)
+    usage, prefix = ("memory.usage_in_bytes", "total_") if version == 1 else ("memory.current", "")
+    stat = (
+        f"{prefix}anon {int(1.4 * GiB)}\n{prefix}active_file {512 * MiB}\n"
+        f"{prefix}inactive_file {512 * MiB}\n{prefix}shmem {40 * MiB}\n"
+    )
+    if version == 1:  # v1 also lists the cgroup's own (non-hierarchical) keys: not these
+        stat = f"active_file {GiB}\ninactive_file {GiB}\n" + stat
+    write_files(
+        folder, {usage: f"{int(2.5 * GiB)}\n", "memory.stat": stat, "cgroup.procs": "42\n43\n"}
+    )
+    cgroup = locate_memory_cgroup(
+        42, root=root, proc=_proc(tmp_path, 42, cgroup_line(version, POD_KERNEL))
+    )
+    assert read_unreclaimable(cgroup) == int(2.5 * GiB) - GiB
+    assert read_members(cgroup) == {42, 43}
+    assert limit_is_own(cgroup)  # 3 GiB on the kernel's cgroup, 8 GiB on the pod
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_limit_set_on_an_ancestor_is_not_the_cgroup_s_own(tmp_path, version):
+    root = pod(tmp_path / "cgroup", version, 3 * GiB, None)
+    cgroup = locate_memory_cgroup(
+        42, root=root, proc=_proc(tmp_path, 42, cgroup_line(version, POD_KERNEL))
+    )
+    assert read_memory_limit(cgroup) == 3 * GiB
+    assert not limit_is_own(cgroup)
+    # a looser limit of its own: the pod's tighter one applies, and is not its own
+    root = pod(tmp_path / "cgroup2", version, 3 * GiB, 4 * GiB)
+    cgroup = locate_memory_cgroup(
+        42, root=root, proc=_proc(tmp_path, 42, cgroup_line(version, POD_KERNEL))
+    )
+    assert not limit_is_own(cgroup)
+
+
+def test_unreadable_charge_and_members_are_unknown(tmp_path):
+    assert read_unreclaimable(None) is None
+    assert read_members(None) is None
+    assert not limit_is_own(None)
+    root = pod(tmp_path / "cgroup", 2, None, GiB)  # no memory.current, no cgroup.procs
+    cgroup = locate_memory_cgroup(
+        42, root=root, proc=_proc(tmp_path, 42, cgroup_line(2, POD_KERNEL))
+    )
+    assert read_unreclaimable(cgroup) is None
+    assert read_members(cgroup) is None

@@ -237,3 +237,15 @@ def test_a_stopped_root_is_reported_and_clears_when_it_continues(make_tree, port
         assert time.monotonic() < deadline, "the continue never showed"
         time.sleep(0.02)
     assert snap.reason is None or not snap.reason.startswith("process stopped")
+
+
+def test_read_rss_sums_the_resident_sets_of_live_processes():
+    from jupyter_torchlab.metrics.process import read_rss
+
+    with open("/proc/self/status") as f:
+        vm_rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    own = read_rss([os.getpid()])
+    assert own is not None
+    assert abs(own - vm_rss) < 8 << 20
+    assert read_rss([os.getpid(), 2**22 + 1]) == read_rss([os.getpid()])  # a gone pid adds 0
+    assert read_rss([2**22 + 1]) is None

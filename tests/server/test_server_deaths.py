@@ -7,9 +7,7 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,8 @@ from jupyter_torchlab.server.kernels import KernelInfo
 from tests.metrics.cgroup_files import POD_KERNEL, cgroup_line, pod, stat_line, write_files
 
 from .conftest import execute_request, kernel_entry
+from .limited_cgroup import limited_cgroup as limited
+from .limited_cgroup import limited_kernelspec, oom_kills, open_notebook
 
 MiB, GiB = 1 << 20, 1 << 30
 
@@ -168,88 +168,24 @@ GROW = (
 )
 
 
-def _own_memory_cgroup() -> Path | None:
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            base = Path("/sys/fs/cgroup/memory")
-            rel = Path(path.lstrip("/"))
-            while rel.parts and not (base / rel).is_dir():
-                rel = rel.parent
-            return base / rel
-        if controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").is_file():
-            return Path("/sys/fs/cgroup") / path.lstrip("/")
-    return None
-
-
 @pytest.fixture
 def limited_cgroup() -> Any:
     """A child memory cgroup limited to LIMIT (root only; skipped where it cannot be made)."""
-    if os.geteuid() != 0:
-        pytest.skip("creating a memory cgroup needs root")
-    parent = _own_memory_cgroup()
-    if parent is None:
-        pytest.skip("no memory cgroup controller here")
-    child = parent / f"torchlab-oom-{uuid.uuid4().hex[:8]}"
-    try:
-        child.mkdir()
-        limit = str(LIMIT)
-        if (child / "memory.limit_in_bytes").exists():  # v1
-            (child / "memory.limit_in_bytes").write_text(limit)
-            if (child / "memory.memsw.limit_in_bytes").exists():
-                (child / "memory.memsw.limit_in_bytes").write_text(limit)
-        else:  # v2
-            (child / "memory.max").write_text(limit)
-            if (child / "memory.swap.max").exists():
-                (child / "memory.swap.max").write_text("0")
-    except OSError as e:
-        if child.exists():
-            child.rmdir()
-        pytest.skip(f"cannot create a limited memory cgroup here ({e})")
-    yield child
-    for _ in range(50):  # the cgroup can be removed once its processes are gone
-        try:
-            child.rmdir()
-            break
-        except OSError:
-            time.sleep(0.1)
-
-
-def _oom_kills(cgroup: Path) -> int:
-    """The cgroup's OOM-kill count, read the way a person would: cat the file."""
-    name = "memory.oom_control" if (cgroup / "memory.oom_control").exists() else "memory.events"
-    return parse_counts((cgroup / name).read_text()).get("oom_kill", 0)
+    with limited(LIMIT) as cgroup:
+        yield cgroup
 
 
 @pytest.fixture
 def oom_kernelspec(jp_kernel_dir: Path, limited_cgroup: Path) -> str:
     """A python3 kernel that moves itself into the limited cgroup before it starts."""
-    name = "python3-limited"
-    folder = jp_kernel_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    procs = limited_cgroup / "cgroup.procs"
-    shell = f'echo $$ > "{procs}" && exec "{sys.executable}" -m ipykernel_launcher -f "$0"'
-    spec = {
-        "argv": ["/bin/sh", "-c", shell, "{connection_file}"],
-        "display_name": name,
-        "language": "python",
-    }
-    (folder / "kernel.json").write_text(json.dumps(spec))
-    return name
-
-
-async def _open_notebook(jp_fetch: Any, kernelspec: str, path: str) -> str:
-    """Start a session with a kernel of ``kernelspec`` for the notebook ``path``; return its id."""
-    body = {"path": path, "name": path, "type": "notebook", "kernel": {"name": kernelspec}}
-    r = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
-    return json.loads(r.body)["kernel"]["id"]
+    return limited_kernelspec(jp_kernel_dir, limited_cgroup)
 
 
 @pytest.mark.slow
 async def test_a_kernel_over_its_cgroup_limit_is_reported_as_killed_by_the_oom_killer(
     jp_fetch: Any, jp_ws_fetch: Any, oom_kernelspec: str, wait_metrics: Any
 ) -> None:
-    kid = await _open_notebook(jp_fetch, oom_kernelspec, "big.ipynb")
+    kid = await open_notebook(jp_fetch, oom_kernelspec, "big.ipynb")
     ws = await jp_ws_fetch("api", "kernels", kid, "channels")
     await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["pid"] and k["memory"], 60)
     # touch 1 GiB page by page: far past the limit
@@ -278,8 +214,8 @@ async def test_two_kernels_in_one_limited_cgroup_each_die_of_their_own_cause(
 ) -> None:
     # a user server in a pod: two kernels share one limited cgroup (the server is not in it). One
     # grows until the OOM killer takes it; the other is SIGKILLed by hand 3 s later
-    grow = await _open_notebook(jp_fetch, oom_kernelspec, "grow.ipynb")
-    small = await _open_notebook(jp_fetch, oom_kernelspec, "small.ipynb")
+    grow = await open_notebook(jp_fetch, oom_kernelspec, "grow.ipynb")
+    small = await open_notebook(jp_fetch, oom_kernelspec, "small.ipynb")
     ws = None
     try:
         both = (grow, small)
@@ -288,11 +224,11 @@ async def test_two_kernels_in_one_limited_cgroup_each_die_of_their_own_cause(
             60,
         )
         small_pid = kernel_entry(doc, small)["pid"]  # type: ignore[index]
-        kills = _oom_kills(limited_cgroup)
+        kills = oom_kills(limited_cgroup)
         ws = await jp_ws_fetch("api", "kernels", grow, "channels")
         ws.write_message(execute_request(GROW))
         deadline = time.monotonic() + 60
-        while _oom_kills(limited_cgroup) == kills:
+        while oom_kills(limited_cgroup) == kills:
             assert time.monotonic() < deadline, "the OOM killer did not strike within 60 s"
             await asyncio.sleep(0.05)
         await asyncio.sleep(3)
