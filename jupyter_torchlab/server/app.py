@@ -10,6 +10,8 @@ Configuration (any jupyter_server config file, or the command line)::
     c.TorchlabExtension.usage_timeout = 1.0      # after this long without a reply: "did not answer"
     c.TorchlabExtension.gpu_idle_warn = 1800.0   # flag kernels idle this long on a GPU (0: off)
     c.TorchlabExtension.gpu_idle_cull = 0.0      # then shut down this long after warning (0: off)
+    c.TorchlabExtension.memory_guard = 0.0       # interrupt a kernel at this share of its memory
+                                                 # limit, e.g. 0.95 (0: off; see .memory_guard)
 
 How the data flows is in :mod:`.monitor`; the routes are in :mod:`.handlers` and :mod:`.stream`.
 An extension that cannot load (a bad setting above, a jupyter_server too old for the routes) says
@@ -32,6 +34,7 @@ from .load_failure import (
     explain,
     unavailable_handlers,
 )
+from .memory_guard import check_fraction
 from .monitor import ServerMonitor
 from .tutorial_copy import TutorialWriter
 from .usage import UNTRACKED_TYPES
@@ -101,6 +104,25 @@ class TorchlabExtension(ExtensionApp):
         touches a busy kernel. Each action is logged and counted in
         torchlab_kernel_idle_gpu_actions_total.""",
     )
+
+    memory_guard = Float(
+        0.0,
+        config=True,
+        help="""Opt-in: interrupt a kernel that is running a cell when its memory reaches this
+        share of its memory limit (e.g. 0.95), before the out-of-memory killer takes it and every
+        variable with it; once per approach to the limit. The limit is the kernel's memory cgroup
+        limit, or the host's memory where there is none. The notebook says why. 0 (the default)
+        turns it off. It cannot catch one allocation larger than the headroom left above the
+        threshold. Each interrupt is logged, kept in GET torchlab/api/events and counted in
+        torchlab_memory_guard_interrupts_total.""",
+    )
+
+    @validate("memory_guard")
+    def _check_memory_guard(self, proposal: dict[str, Any]) -> float:
+        try:
+            return check_fraction(float(proposal["value"]))
+        except ValueError as e:
+            raise TraitError(str(e)) from None
 
     @validate("gpu_idle_warn", "gpu_idle_cull")
     def _check_idle(self, proposal: dict[str, Any]) -> float:
@@ -245,6 +267,7 @@ class TorchlabExtension(ExtensionApp):
             runtime_dir=getattr(server, "runtime_dir", None),
             gpu_idle_warn=self.gpu_idle_warn,
             gpu_idle_cull=self.gpu_idle_cull,
+            memory_guard=self.memory_guard,
         )
         if self.gpu_idle_cull and not self.gpu_idle_warn:
             self.log.warning(
