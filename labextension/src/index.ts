@@ -11,6 +11,7 @@
  * - run-notify: a notification when a published run (tl.progress, tqdm, tl.fit) ends, fails or
  *   is interrupted, with "Go to cell" (openRun.ts);
  * - run-displays: a cell's run drawn again from the server's stream after a reload (runView.ts).
+ * - memory-guard: where a notebook is open, why TorchlabExtension.memory_guard interrupted it.
  * Every plugin but core degrades to what the host application offers.
  */
 import type { JupyterFrontEndPlugin } from '@jupyterlab/application';
@@ -19,6 +20,7 @@ import { corePlugin } from './plugins/core';
 import { deathsPlugin } from './plugins/deaths';
 import { gpuIdlePlugin } from './plugins/gpuIdle';
 import { longCellPlugin } from './plugins/longCell';
+import { memoryGuardPlugin } from './plugins/memoryGuard';
 import { panelPlugin } from './plugins/panel';
 import { runDisplaysPlugin } from './plugins/runDisplays';
 import { runNotifyPlugin } from './plugins/runNotify';
@@ -35,6 +37,7 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   deathsPlugin,
   longCellPlugin,
   gpuIdlePlugin,
+  memoryGuardPlugin,
   runNotifyPlugin,
   runDisplaysPlugin
 ];

@@ -168,6 +168,29 @@ export interface ISnapshot {
   events?: IKernelDeath[];
   /** Recent warnings and shutdowns of idle GPU holders (gpu_idle_cull), oldest first. */
   gpu_actions?: IGpuAction[];
+  /** Recent interrupts by TorchlabExtension.memory_guard, oldest first. */
+  memory_guard?: IMemoryGuardEvent[];
+}
+
+/** A kernel the memory guard interrupted near its memory limit (server/memory_guard.py). */
+export interface IMemoryGuardEvent {
+  id: string;
+  kernel_id: string;
+  name: string;
+  path: string | null;
+  /** Unix seconds when the server decided to interrupt. */
+  time: number;
+  pid: number;
+  /** Bytes compared with the limit, and the limit. */
+  memory: number;
+  memory_limit: number;
+  /** 'cgroup': the kernel's memory cgroup limit; 'host': the host's memory. */
+  limit_source: 'cgroup' | 'host';
+  /** 'cgroup': its own cgroup's unreclaimable charge; 'tree': its process tree's memory. */
+  measure: 'cgroup' | 'tree';
+  fraction: number;
+  /** The sentence the notebook shows. */
+  reason: string;
 }
 
 /** TorchlabExtension.gpu_idle_cull warned a kernel, or shut it down. */
