@@ -67,6 +67,7 @@ def build_document(
     events: Sequence[Mapping[str, object]] | None = None,
     flags: Mapping[str, Flags] | None = None,
     gpu_actions: list[dict[str, Any]] | None = None,
+    runs: Mapping[str, list[dict[str, Any]]] | None = None,
     memory_guard: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Build the document of one tick.
@@ -78,6 +79,7 @@ def build_document(
     the sampler's. ``events``: recent kernel deaths (:mod:`.deaths`), oldest first.
     ``flags``: this tick's idle-holder and waiting-GPU flags (:mod:`.gpu_use`);
     ``gpu_actions``: recent warnings and shutdowns of idle GPU holders, oldest first.
+    ``runs``: each kernel's runs (:mod:`.runs`), running first.
     ``memory_guard``: recent interrupts by the memory guard (:mod:`.memory_guard`), oldest first.
     """
     flags = flags or {}
@@ -99,6 +101,7 @@ def build_document(
                 usage_on=usage is not None and not usage_off,
                 flags=flags.get(kid),
                 utilization_reason=snap.gpu_utilization_reason,
+                runs=None if runs is None else runs.get(kid),
             )
             for kid, info in kernels.items()
         ],
@@ -125,6 +128,7 @@ def _kernel_entry(
     usage_on: bool = False,
     flags: Flags | None = None,
     utilization_reason: str | None = None,
+    runs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Build one kernel's entry; ``usage`` is what the kernel reported, if it was asked.
 
@@ -187,6 +191,8 @@ def _kernel_entry(
         # where cpu_percent and memory come from: "process" (/proc), "kernel" (usage_request)
         "source": source,
         "usage_age": usage_age,  # seconds since a kernel-reported figure arrived
+        # its progress bars and fits, running first (:mod:`.runs`)
+        "runs": runs or [],
     }
 
 

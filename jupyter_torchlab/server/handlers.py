@@ -18,6 +18,7 @@ from jupyter_server.utils import url_escape, url_path_join
 from tornado import web
 
 from jupyter_torchlab._format import quote
+from jupyter_torchlab._runtime_files import RUN_STATES
 
 from .hub_auth import HubReadable
 from .monitor import ServerMonitor
@@ -85,6 +86,23 @@ class EventsHandler(_MonitorHandler):
             example="1764259200",
         )
         self.finish(self.monitor.events(since))
+
+
+class RunsHandler(_MonitorHandler):
+    """``GET torchlab/api/runs?state=S``: every kernel's runs, running first, then latest ended."""
+
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        """Write the runs of the latest tick (only those in ``state`` when given)."""
+        state = self.get_argument("state", None) or None
+        if state is not None and state not in RUN_STATES:
+            raise web.HTTPError(
+                400,
+                f"state must be one of {', '.join(RUN_STATES)}, e.g. ?state=running; "
+                f"got {quote(state)}",
+            )
+        self.finish(self.monitor.runs(state))
 
 
 class TutorialHandler(APIHandler):
@@ -169,6 +187,7 @@ def make_handlers(
         (r"/torchlab/api/metrics", MetricsHandler, {"monitor": monitor}),
         (r"/torchlab/api/metrics/history", HistoryHandler, {"monitor": monitor}),
         (r"/torchlab/api/events", EventsHandler, {"monitor": monitor}),
+        (r"/torchlab/api/runs", RunsHandler, {"monitor": monitor}),
         (r"/torchlab/api/stream", StreamHandler, {"monitor": monitor}),
         (r"/torchlab/api/tutorial", TutorialHandler, {"writer": writer}),
     ]

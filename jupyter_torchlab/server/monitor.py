@@ -32,6 +32,7 @@ from .document import build_document, encode
 from .gpu_use import GpuUse, IdleCuller
 from .kernels import KernelInfo, KernelRegistry
 from .memory_guard import MemoryGuard
+from .runs import RunInfo, RunsWatch, sort_runs
 from .usage import KernelUsage, UsagePoller
 
 __all__ = ["EVENT_WINDOW", "USAGE_WAIT_MAX", "ServerMonitor", "Subscriber", "usage_wait"]
@@ -102,6 +103,11 @@ class ServerMonitor:
             runtime_dir=runtime_dir,
         )
         self.gpu_use = GpuUse(gpu_idle_warn)
+        # each kernel's progress bars and fits, from the files kernels write (None: no runtime dir)
+        self.runs_watch: RunsWatch | None = (
+            None if runtime_dir is None else RunsWatch(runtime_dir, wall=wall)
+        )
+        self._runs_latest: list[RunInfo] = []  # every kernel's, sorted; guarded by _lock
         # opt-in: interrupt a kernel near its memory limit (None: off)
         self.guard: MemoryGuard | None = None
         if memory_guard > 0:
@@ -195,6 +201,8 @@ class ServerMonitor:
         self._subscribers.clear()
         self.registry.close()
         self.deaths.close()
+        if self.runs_watch is not None:
+            self.runs_watch.close()
         if self.guard is not None:
             self.guard.close()
         if self._exporter is not None:
@@ -275,6 +283,7 @@ class ServerMonitor:
         usage, usage_error = self.poll_usage()
         snap = self.sampler.sample_once(targets)
         self.deaths.observe(kernels, snap.trees)
+        runs = self._observe_runs(kernels, snap)
         if self.guard is not None:
             host_memory = snap.host.memory_total if snap.host is not None else None
             self.guard.observe(kernels, snap.trees, host_memory)
@@ -305,6 +314,7 @@ class ServerMonitor:
                 events=[e.to_dict() for e in self.deaths.events(snap.time - EVENT_WINDOW)],
                 flags=flags,
                 gpu_actions=self._recent_actions(snap.time - EVENT_WINDOW),
+                runs=runs,
                 memory_guard=(
                     [] if self.guard is None else self.guard.events(snap.time - EVENT_WINDOW)
                 ),
@@ -333,6 +343,32 @@ class ServerMonitor:
             self._warn_once("kernels-file", "cannot write %s: %s", KERNELS_FILE, e)
             return
         self._kernels_written = table
+
+    def runs(self, state: str | None = None) -> bytes:
+        """Return ``{"runs": [...]}``: every kernel's runs, running first (or only ``state``)."""
+        with self._lock:
+            runs = self._runs_latest
+        if state is not None:
+            runs = [r for r in runs if r.get("state") == state]
+        return encode({"runs": runs})
+
+    def _observe_runs(
+        self, kernels: Mapping[str, KernelInfo], snap: Any
+    ) -> dict[str, list[RunInfo]]:
+        """Read the kernels' runs files that changed; keep every kernel's runs for GET runs."""
+        if self.runs_watch is None:
+            return {}
+        # a kernel whose process this tick did not find has died (unless sampling failed)
+        alive = None if "process" in snap.errors else snap.trees
+        try:
+            by_kernel = self.runs_watch.observe(kernels, alive)
+        except Exception as e:  # noqa: BLE001 - the rest of the tick must go on
+            self._warn_once("runs", "cannot read the kernels' runs: %s", e)
+            return {}
+        every = sort_runs(run for runs in by_kernel.values() for run in runs)
+        with self._lock:
+            self._runs_latest = every
+        return by_kernel
 
     def poll_usage(self) -> tuple[Mapping[str, KernelUsage] | None, str | None]:
         """Ask kernels that are not local processes for their usage; return (replies, error)."""
@@ -370,6 +406,8 @@ class ServerMonitor:
 
     def _on_death(self, death: KernelDeath) -> None:
         """Count a kernel's death (event loop; the next tick's document carries the event)."""
+        if self.runs_watch is not None:
+            self.runs_watch.kernel_died(death.kernel_id, death.pid)  # its running runs failed
         if self._exporter is not None:
             try:
                 self._exporter.count_death(death.cause)

@@ -26,6 +26,9 @@ __all__ = ["PrometheusExporter"]
 # the number of kernels (a renamed notebook replaces its series)
 _KERNEL_LABELS = ("kernel_id", "kernel_name", "path")
 _GPU_LABELS = ("gpu", "name", "uuid")
+# a running progress bar or fit (:mod:`.runs`): its kernel, notebook and description; bounded by
+# the running runs (an ended run's series is removed)
+_RUN_LABELS = ("kernel", "path", "desc")
 
 # name -> (help, labels)
 _SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -69,6 +72,19 @@ _SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Age of the CPU and memory figures a non-local kernel reported through usage_request "
         "(only kernels measured that way have this series)",
         _KERNEL_LABELS,
+    ),
+    "torchlab_run_progress_ratio": (
+        "Share done of a running progress bar or fit (0-1; a fit: of all its epochs); "
+        "only runs with a known total",
+        _RUN_LABELS,
+    ),
+    "torchlab_run_eta_seconds": (
+        "Seconds a running progress bar or fit has left at its recent pace (a fit: all of it)",
+        _RUN_LABELS,
+    ),
+    "torchlab_run_items_per_second": (
+        "Units a second of a running progress bar (a fit: batches a second)",
+        _RUN_LABELS,
     ),
     "torchlab_gpu_utilization_percent": ("GPU compute utilisation", _GPU_LABELS),
     "torchlab_gpu_memory_used_bytes": ("GPU memory in use", _GPU_LABELS),
@@ -182,6 +198,17 @@ class PrometheusExporter:
             if k.get("source") == "kernel":
                 put("torchlab_kernel_usage_age_seconds", k.get("usage_age"), klabels)
 
+        for k in kernels:
+            named: set[str] = set()
+            for run in k.get("runs") or []:
+                if run.get("state") != "running":
+                    continue
+                desc = _unique(str(run.get("desc") or ""), named)
+                rlabels = (str(k["id"]), str(k.get("path") or ""), desc)
+                put("torchlab_run_progress_ratio", run.get("fraction"), rlabels)
+                put("torchlab_run_eta_seconds", run.get("eta"), rlabels)
+                put("torchlab_run_items_per_second", run.get("rate"), rlabels)
+
         for g in doc.get("gpus") or []:
             labels = (str(g.get("index")), str(g.get("name") or ""), str(g.get("uuid") or ""))
             put("torchlab_gpu_utilization_percent", g.get("utilization_gpu"), labels)
@@ -221,6 +248,16 @@ class PrometheusExporter:
         # KeyError: already gone (another exporter in this process removed it)
         with contextlib.suppress(KeyError):
             self._gauges[name].remove(*labels)
+
+
+def _unique(desc: str, named: set[str]) -> str:
+    """Return ``desc``, numbered (``"train #2"``) if a running run of the kernel already has it."""
+    label, n = desc, 1
+    while label in named:
+        n += 1
+        label = f"{desc} #{n}"
+    named.add(label)
+    return label
 
 
 def _nan_if_none(value: Any) -> float:

@@ -30,6 +30,7 @@ ROUTES = [
     ("GET", ("torchlab", "api", "metrics")),
     ("GET", ("torchlab", "api", "metrics", "history")),
     ("GET", ("torchlab", "api", "events")),
+    ("GET", ("torchlab", "api", "runs")),
     ("POST", ("torchlab", "api", "tutorial")),
 ]
 
