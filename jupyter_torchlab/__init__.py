@@ -52,13 +52,14 @@ def _set_up_kernel_side() -> None:
         return
     _set_up = True
     from .train.display import set_default_display
-    from .widgets import _cell, oom_display
+    from .widgets import _cell, _cell_cost, oom_display
     from .widgets.fit_display import notebook_display
     from .widgets.memory_guard_note import install as guard_note
 
     set_default_display(notebook_display)
     oom_display.install()  # in a kernel: an out-of-memory error is explained below its traceback
     _cell.hook_shell()  # in a kernel: tl.progress bars hear that their cell ended
+    _cell_cost.hook_shell()  # in a kernel: each cell's exact GPU peak, for the server
     guard_note()  # in a kernel: a cell the server's memory guard interrupted says why
 
 

@@ -15,8 +15,10 @@ import math
 __all__ = [
     "MISSING",
     "format_bytes",
+    "format_change",
     "format_count",
     "format_duration",
+    "format_elapsed",
     "format_eta",
     "format_metrics",
     "format_number",
@@ -101,6 +103,31 @@ def format_bytes(n: float | None) -> str:
         return f"{int(value)} B"
     text = f"{value:.1f}" if abs(value) < 9.95 else f"{value:.0f}"
     return f"{text} {_BYTE_UNITS[unit]}"
+
+
+def format_elapsed(seconds: float) -> str:
+    """Format how long something took, to the precision that matters: a cell's time.
+
+    ``0.004 -> "4 ms"``, ``2.03 -> "2.0 s"``, ``45 -> "45 s"``, and from a minute on as
+    :func:`format_span` (``133 -> "2 min 13 s"``).
+    """
+    value = max(0.0, float(seconds)) if _known(seconds) else 0.0
+    ms = math.floor(value * 1000 + 0.5)
+    if ms < 1000:
+        return f"{ms} ms"
+    tenths = math.floor(value * 10 + 0.5)
+    if tenths < 100:
+        return f"{tenths // 10}.{tenths % 10} s"
+    if value < 59.5:
+        return f"{math.floor(value + 0.5)} s"
+    return format_span(value)
+
+
+def format_change(n: float | None) -> str:
+    """Format a change of size with its sign: ``1.2 GiB more -> "+1.2 GiB"``, ``"-12 MiB"``."""
+    if not _known(n):
+        return MISSING
+    return ("-" if n < 0 else "+") + format_bytes(abs(n))  # type: ignore[arg-type,operator]
 
 
 def format_count(

@@ -7,8 +7,10 @@ import pytest
 
 from jupyter_torchlab._format import (
     format_bytes,
+    format_change,
     format_count,
     format_duration,
+    format_elapsed,
     format_eta,
     format_metrics,
     format_number,
@@ -28,6 +30,8 @@ FUNCTIONS = {
     "eta": format_eta,
     "rate": format_rate,
     "number": format_number,
+    "elapsed": format_elapsed,
+    "change": format_change,
 }
 
 

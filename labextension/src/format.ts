@@ -67,6 +67,32 @@ export function formatSpan(seconds: number): string {
   return `${m} min ${(total % 60).toString().padStart(2, '0')} s`;
 }
 
+/** Format how long something took, to the precision that matters (a cell's time):
+ * 0.004 -> "4 ms", 2.03 -> "2.0 s", 45 -> "45 s", 133 -> "2 min 13 s" (as formatSpan). */
+export function formatElapsed(seconds: number | null | undefined): string {
+  const value = seconds !== null && seconds !== undefined && isFinite(seconds) ? Math.max(0, seconds) : 0;
+  const ms = Math.floor(value * 1000 + 0.5);
+  if (ms < 1000) {
+    return `${ms} ms`;
+  }
+  const tenths = Math.floor(value * 10 + 0.5);
+  if (tenths < 100) {
+    return `${Math.floor(tenths / 10)}.${tenths % 10} s`;
+  }
+  if (value < 59.5) {
+    return `${Math.floor(value + 0.5)} s`;
+  }
+  return formatSpan(value);
+}
+
+/** Format a change of size with its sign: "+1.2 GiB", "-12 MiB". */
+export function formatChange(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined || !isFinite(bytes)) {
+    return MISSING;
+  }
+  return (bytes < 0 ? '-' : '+') + formatBytes(Math.abs(bytes));
+}
+
 /** Format a unix time as the local clock time a person reads on a notification: "14:05". */
 export function formatClock(unixSeconds: number): string {
   const date = new Date(unixSeconds * 1000);

@@ -11,11 +11,14 @@
  * - run-notify: a notification when a published run (tl.progress, tqdm, tl.fit) ends, fails or
  *   is interrupted, with "Go to cell" (openRun.ts);
  * - run-displays: a cell's run drawn again from the server's stream after a reload (runView.ts).
+ * - cell-cost: under each cell, what it cost (time, peak memory, GPU memory, CPU), kept in its
+ *   metadata; the panel lists the notebook's cells by cost (cellCosts.ts).
  * - memory-guard: where a notebook is open, why TorchlabExtension.memory_guard interrupted it.
  * Every plugin but core degrades to what the host application offers.
  */
 import type { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
+import { cellCostPlugin } from './plugins/cellCost';
 import { corePlugin } from './plugins/core';
 import { deathsPlugin } from './plugins/deaths';
 import { gpuIdlePlugin } from './plugins/gpuIdle';
@@ -31,6 +34,7 @@ export { CommandIDs, ITorchlab } from './tokens';
 
 const plugins: JupyterFrontEndPlugin<any>[] = [
   corePlugin,
+  cellCostPlugin,
   tutorialPlugin,
   panelPlugin,
   statusPlugin,

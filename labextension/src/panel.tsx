@@ -2,6 +2,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import React from 'react';
 
+import { CellCostList } from './cellCostList';
 import { Meter } from './charts';
 import { formatPercent, formatUsage, MISSING, ratioPercent } from './format';
 import { torchlabIcon } from './icons';
@@ -9,6 +10,7 @@ import type { IKernelActions } from './kernelActions';
 import { KernelTable } from './kernels';
 import type { MetricsModel } from './model';
 import { RunList } from './runList';
+import type { ICellCosts } from './tokens';
 import type { IGpu, IRun, ISnapshot } from './types';
 
 export interface IMonitorPanelOptions {
@@ -19,6 +21,8 @@ export interface IMonitorPanelOptions {
   onVisibilityChanged: (visible: boolean) => void;
   /** Open a run's notebook at its cell. */
   openRun: (run: IRun) => void;
+  /** What each cell cost (absent: the cell-cost plugin is not loaded). */
+  cellCosts?: ICellCosts | null;
 }
 
 /** Right-side panel: runs across notebooks, host CPU and memory, each GPU, every kernel. */
@@ -31,6 +35,7 @@ export class MonitorPanel extends ReactWidget {
     this.title.icon = torchlabIcon;
     this.title.caption = 'PyTorch kernel monitor';
     options.model.changed.connect(this._onModelChanged, this);
+    options.cellCosts?.changed.connect(this._onModelChanged, this);
   }
 
   dispose(): void {
@@ -80,6 +85,12 @@ export class MonitorPanel extends ReactWidget {
         ) : snapshot ? (
           <>
             <RunList snapshot={snapshot} openRun={this._options.openRun} />
+            {this._options.cellCosts && (
+              <CellCostList
+                cells={this._options.cellCosts.currentCells()}
+                showCell={id => void this._options.cellCosts?.showCell(id)}
+              />
+            )}
             <HostSection model={model} snapshot={snapshot} />
             {showGpu && <GpuSection model={model} snapshot={snapshot} />}
             <KernelTable model={model} snapshot={snapshot} showGpu={showGpu} actions={actions} />

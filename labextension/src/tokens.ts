@@ -2,6 +2,7 @@ import type { ServerConnection } from '@jupyterlab/services';
 import { Token } from '@lumino/coreutils';
 import type { ISignal } from '@lumino/signaling';
 
+import type { CellCosts } from './cellCosts';
 import type { MetricsModel } from './model';
 
 /** The user's settings of jupyter-torchlab (schema/plugin.json). */
@@ -13,6 +14,7 @@ export interface ISettings {
   longCellSeconds: number;
   longCellBrowserNotification: boolean;
   runNotification: boolean;
+  cellCost: boolean;
 }
 
 export const DEFAULT_SETTINGS: ISettings = {
@@ -22,7 +24,8 @@ export const DEFAULT_SETTINGS: ISettings = {
   longCellNotification: true,
   longCellSeconds: 60,
   longCellBrowserNotification: true,
-  runNotification: true
+  runNotification: true,
+  cellCost: true
 };
 
 /**
@@ -39,6 +42,14 @@ export interface ITorchlab {
 export const ITorchlab = new Token<ITorchlab>(
   'jupyter-torchlab:ITorchlab',
   'The shared metrics model and settings of jupyter-torchlab.'
+);
+
+/** What each cell cost (the cell-cost plugin): the monitor panel lists the current notebook's. */
+export type ICellCosts = CellCosts;
+
+export const ICellCosts = new Token<ICellCosts>(
+  'jupyter-torchlab:ICellCosts',
+  "What each cell cost: the current notebook's measured cells, and going to one."
 );
 
 export namespace CommandIDs {

@@ -2,8 +2,10 @@ import {
   basename,
   deathMessage,
   formatBytes,
+  formatChange,
   formatClock,
   formatDuration,
+  formatElapsed,
   formatEta,
   formatMetrics,
   formatNumber,
@@ -49,7 +51,9 @@ describe('the vocabulary shared with the Python side', () => {
     bytes: formatBytes,
     eta: formatEta,
     rate: (value: number) => formatRate(value),
-    number: formatNumber
+    number: formatNumber,
+    elapsed: formatElapsed,
+    change: formatChange
   };
   for (const kind of Object.keys(functions)) {
     const table = (cases as unknown as { [kind: string]: [number, string][] })[kind];

@@ -61,6 +61,7 @@ export const corePlugin: JupyterFrontEndPlugin<ITorchlab> = {
         settings.longCellBrowserNotification =
           composite.longCellBrowserNotification ?? DEFAULT_SETTINGS.longCellBrowserNotification;
         settings.runNotification = composite.runNotification ?? DEFAULT_SETTINGS.runNotification;
+        settings.cellCost = composite.cellCost ?? DEFAULT_SETTINGS.cellCost;
         model.refreshInterval = settings.refreshInterval * 1000;
         changed.emit();
       };

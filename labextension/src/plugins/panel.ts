@@ -12,7 +12,7 @@ import { torchlabIcon } from '../icons';
 import { makeKernelActions } from '../kernelActions';
 import { openRun } from '../openRun';
 import { MonitorPanel } from '../panel';
-import { CommandIDs, ITorchlab } from '../tokens';
+import { CommandIDs, ICellCosts, ITorchlab } from '../tokens';
 
 /** The monitor panel (runs, host, GPUs, every kernel) and the command that opens it. */
 export const panelPlugin: JupyterFrontEndPlugin<void> = {
@@ -20,7 +20,7 @@ export const panelPlugin: JupyterFrontEndPlugin<void> = {
   description: 'A side panel with the host, every GPU and every kernel (interrupt, shut down).',
   autoStart: true,
   requires: [ITorchlab],
-  optional: [ICommandPalette, IMainMenu, ILayoutRestorer, ILabShell, INotebookTracker],
+  optional: [ICommandPalette, IMainMenu, ILayoutRestorer, ILabShell, INotebookTracker, ICellCosts],
   activate: (
     app: JupyterFrontEnd,
     torchlab: ITorchlab,
@@ -28,7 +28,8 @@ export const panelPlugin: JupyterFrontEndPlugin<void> = {
     mainMenu: IMainMenu | null,
     restorer: ILayoutRestorer | null,
     labShell: ILabShell | null,
-    tracker: INotebookTracker | null
+    tracker: INotebookTracker | null,
+    cellCosts: ICellCosts | null
   ) => {
     const { commands, shell } = app;
     const { model, settings } = torchlab;
@@ -38,7 +39,8 @@ export const panelPlugin: JupyterFrontEndPlugin<void> = {
       actions,
       showGpu: () => settings.showGpu,
       onVisibilityChanged: visible => model.setNeeded('panel', visible),
-      openRun: run => void openRun(app, tracker, run)
+      openRun: run => void openRun(app, tracker, run),
+      cellCosts
     });
     torchlab.settingsChanged.connect(() => panel.update());
     let panelAdded = false;

@@ -1,0 +1,269 @@
+"""What each executed cell cost: wall time, CPU, peak memory and its change, peak GPU memory.
+
+A cell's boundaries are its execute request's own ``status: busy`` and ``status: idle``, which
+the registry's IOPub subscription hears (:class:`~.kernels.KernelRegistry`'s ``on_execution``
+hook); queued cells each have their own pair. No code runs in the kernel for the host figures.
+
+Which figures are exact and which are sampled (the record's ``exact`` lists the exact ones):
+
+- ``wall_s``: exact, the difference of the kernel's own timestamps on those two messages.
+- ``cpu_s`` (and ``cpu_percent``, its share of the wall time, 100 = one core): exact, the
+  difference of the kernel tree's cumulative CPU seconds read at the start and the end (children
+  reaped during the cell included).
+- ``memory_start`` / ``memory_delta``: the tree's RSS when the cell started, and the change to
+  its end. The server hears a cell start a few milliseconds after the kernel began it (more on a
+  loaded machine), long enough for a cell to have touched part of a large allocation; so where
+  the kernel ran nothing since the previous cell's end (read with the same counters), that
+  reading is the start: an idle kernel's memory does not move.
+- ``peak_memory``: on Linux each process's peak RSS is reset at that baseline reading and read at
+  the cell's end (:mod:`jupyter_torchlab.metrics.counters`): exact for a kernel of one process
+  (the peak since the previous cell ended, which for an idle kernel is the cell's). With child
+  processes it is the sum of their peaks (an upper bound), and never below the sampler's highest
+  reading in between; where the reset is refused it is that highest reading (sampled).
+- ``gpu_peak_memory``: exact where the kernel-side setup of jupyter_torchlab ran and torch used
+  CUDA in the cell: torch's allocator peak, reset at the cell's start (no device sync), per
+  device in ``gpu_devices``. Otherwise the highest NVML reading of the tree's GPU memory between
+  start and end (sampled; None without a GPU reading).
+
+The reads at the boundaries take a few /proc files per process; they run on one worker thread,
+in order, never on the event loop. Nothing is measured for a kernel until a client asks for its
+cells (:meth:`CellCosts.want`), so a page with the feature off costs nothing. Records are kept
+per kernel (the newest :data:`KEPT`) and served by ``GET torchlab/api/cells``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from jupyter_torchlab._runtime_files import cells_file_name, read_cell_gpu
+from jupyter_torchlab.metrics import ProcessTreeSnapshot, TreeCounters, read_counters
+
+from .kernels import KernelInfo
+
+__all__ = ["KEPT", "CellCosts"]
+
+#: the records kept per kernel (the newest)
+KEPT = 200
+
+
+@dataclass
+class _Running:
+    msg_id: str
+    start: float  # the kernel's time of the busy status
+    baseline: TreeCounters | None  # memory at the start, peaks reset there
+    cpu: float | None  # the tree's CPU seconds read when the start was heard
+    sampled_peak: int = 0  # the sampler's highest tree RSS since the start
+    sampled_gpu: int | None = None  # the sampler's highest tree GPU memory since the start
+
+
+class CellCosts:
+    """Measure each cell of the kernels a client asked about; serve the records."""
+
+    def __init__(
+        self,
+        view: Callable[[], Mapping[str, KernelInfo]],
+        *,
+        runtime_dir: str | None = None,
+        log: logging.Logger | None = None,
+        read: Callable[..., TreeCounters | None] = read_counters,
+    ) -> None:
+        self._view = view
+        self._runtime_dir = runtime_dir
+        self._log = log or logging.getLogger(__name__)
+        self._read = read
+        self._lock = threading.Lock()  # guards _running and _done (worker, sampler, loop)
+        self._running: dict[str, dict[str, _Running]] = {}  # kernel id -> msg_id -> cell
+        self._done: dict[str, deque[dict[str, Any]]] = {}
+        self._wanted: set[str] = set()
+        # kernel id -> the reading at its last cell's end (peaks reset), while nothing ran since
+        self._idle_from: dict[str, TreeCounters] = {}
+        self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned: set[str] = set()
+
+    # --- event loop ---------------------------------------------------------------------------
+
+    def want(self, kid: str) -> None:
+        """Measure the cells of kernel ``kid`` from now on."""
+        self._wanted.add(kid)
+
+    def on_execution(self, kid: str, msg_id: str, edge: str, when: float) -> None:
+        """Take one execute request's start or end (the registry's hook, on the event loop)."""
+        if kid not in self._wanted:
+            return
+        info = self._view().get(kid)
+        pid = None if info is None else info.pid
+        if self._pool is None:
+            self._loop = asyncio.get_running_loop()
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="torchlab-cells")
+        work = self._start if edge == "start" else self._end
+        self._pool.submit(self._guard, work, kid, msg_id, when, pid)
+
+    def records(self, kid: str) -> list[dict[str, Any]]:
+        """Return the kept records of kernel ``kid``, oldest first."""
+        with self._lock:
+            return list(self._done.get(kid, ()))
+
+    def find(self, kid: str, msg_id: str) -> dict[str, Any] | None:
+        """Return the record of one execute request, None while it runs or if unknown."""
+        with self._lock:
+            for record in reversed(self._done.get(kid, ())):
+                if record["msg_id"] == msg_id:
+                    return record
+        return None
+
+    async def wait(self, kid: str, msg_id: str, timeout: float) -> dict[str, Any] | None:
+        """Return the record of ``msg_id``, waiting up to ``timeout`` s for its end to be read."""
+        record = self.find(kid, msg_id)
+        if record is not None or timeout <= 0:
+            return record
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault((kid, msg_id), []).append(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            waiting = self._waiters.get((kid, msg_id), [])
+            if future in waiting:
+                waiting.remove(future)
+            if not waiting:
+                self._waiters.pop((kid, msg_id), None)
+        return self.find(kid, msg_id)
+
+    def forget(self, live: set[str]) -> None:
+        """Drop what is kept for kernels that are gone."""
+        self._wanted &= live
+        with self._lock:
+            for table in (self._running, self._done, self._idle_from):
+                for kid in set(table) - live:
+                    del table[kid]
+
+    def close(self) -> None:
+        """Stop the worker thread (what it is doing finishes)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _resolve(self, kid: str, msg_id: str) -> None:
+        for future in self._waiters.pop((kid, msg_id), []):
+            if not future.done():
+                future.set_result(None)
+
+    # --- sampler thread -----------------------------------------------------------------------
+
+    def observe(self, trees: Mapping[str, ProcessTreeSnapshot | None]) -> None:
+        """Fold one tick's readings into the cells running now (the sampled figures)."""
+        if not self._running:
+            return
+        with self._lock:
+            for kid, cells in self._running.items():
+                tree = trees.get(kid)
+                if tree is None:
+                    continue
+                for cell in cells.values():
+                    cell.sampled_peak = max(cell.sampled_peak, tree.rss)
+                    if tree.gpu_memory is not None:
+                        cell.sampled_gpu = max(cell.sampled_gpu or 0, tree.gpu_memory)
+
+    # --- worker thread ------------------------------------------------------------------------
+
+    def _start(self, kid: str, msg_id: str, when: float, pid: int | None) -> None:
+        with self._lock:
+            baseline = self._idle_from.pop(kid, None)
+            others = bool(self._running.get(kid))
+        if baseline is not None and (others or baseline.pids[0] != pid):
+            baseline = None  # another cell ran since (a subshell's), or a new process
+        now = None if pid is None else self._read(pid, reset_peak=baseline is None)
+        if baseline is None:
+            baseline = now
+        cell = _Running(msg_id, when, baseline, None if now is None else now.cpu)
+        with self._lock:
+            self._running.setdefault(kid, {})[msg_id] = cell
+
+    def _end(self, kid: str, msg_id: str, when: float, pid: int | None) -> None:
+        with self._lock:
+            cell = self._running.get(kid, {}).pop(msg_id, None)
+        if cell is None:
+            return  # its start was before the kernel was wanted
+        end = None if pid is None else self._read(pid, reset_peak=True)
+        gpu = self._kernel_gpu(kid, msg_id)
+        record = _record(kid, cell, when, end, gpu)
+        with self._lock:
+            self._done.setdefault(kid, deque(maxlen=KEPT)).append(record)
+            if end is not None and end.peak_reset and not self._running.get(kid):
+                self._idle_from[kid] = end  # the next cell's start, if nothing runs before it
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._resolve, kid, msg_id)
+
+    def _kernel_gpu(self, kid: str, msg_id: str) -> dict[str, int] | None:
+        """Return torch's allocator peak per device for this cell, from the kernel's file."""
+        if self._runtime_dir is None:
+            return None
+        cells = read_cell_gpu(os.path.join(self._runtime_dir, cells_file_name(kid)))
+        return cells.get(msg_id)
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - a failed reading must not stop the next ones
+            if fn.__name__ not in self._warned:
+                self._warned.add(fn.__name__)
+                self._log.warning("torchlab: measuring a cell failed (%r)", e)
+
+
+def _record(
+    kid: str,
+    cell: _Running,
+    when: float,
+    end: TreeCounters | None,
+    gpu: dict[str, int] | None,
+) -> dict[str, Any]:
+    """Build one cell's record (the shape the lab extension stores in the cell's metadata)."""
+    wall = max(0.0, when - cell.start)
+    exact = ["wall_s"]
+    start = cell.baseline
+    cpu_s = memory_start = memory_delta = None
+    peak: int | None = cell.sampled_peak or None
+    if cell.cpu is not None and end is not None:
+        cpu_s = max(0.0, end.cpu - cell.cpu)
+        exact.append("cpu_s")
+    if start is not None and end is not None:
+        memory_start, memory_delta = start.rss, end.rss - start.rss
+        exact.append("memory_delta")
+        if start.peak_reset and end.peak is not None:
+            peak = max(end.peak, peak or 0, start.rss, end.rss)
+            if start.pids == end.pids == (start.pids[0],):
+                exact.append("peak_memory")
+        else:
+            peak = max(peak or 0, start.rss, end.rss)
+    if gpu:
+        gpu_peak: int | None = sum(gpu.values())
+        exact.append("gpu_peak_memory")
+    else:
+        gpu_peak = cell.sampled_gpu
+    return {
+        "kernel_id": kid,
+        "msg_id": cell.msg_id,
+        "start": cell.start,
+        "end": when,
+        "wall_s": wall,
+        "cpu_s": cpu_s,
+        "cpu_percent": None if cpu_s is None or wall <= 0 else 100.0 * cpu_s / wall,
+        "peak_memory": peak,
+        "memory_start": memory_start,
+        "memory_delta": memory_delta,
+        "gpu_peak_memory": gpu_peak,
+        "gpu_devices": dict(gpu) if gpu else None,
+        "exact": exact,
+    }
