@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs (Python packages, Node packages, Debian's Chromium) into
+# Install everything the test suite needs (Python packages, Node packages, Debian's Chromium and
+# Prometheus, JupyterHub's proxy) into
 # this checkout, then run every check: ruff, mypy, the architecture contracts (lint-imports), and
 # pytest (browser tests included), then the minimum-versions job (scripts/test-min-versions.sh: the
 # wheel at the lowest versions we declare, in .venv-min; TORCHLAB_MIN_VERSIONS=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/bin/chromium ]; then
+# Debian's Chromium (browser tests) and Prometheus (the hub service's tests scrape with it)
+apt_needed=()
+[ -x /usr/bin/chromium ] || apt_needed+=(chromium)
+[ -x /usr/bin/prometheus ] || apt_needed+=(prometheus)
+if [ ${#apt_needed[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null
     else
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null
     fi
 fi
 
@@ -22,6 +27,9 @@ PY=${PYTHON:-python3}
 # That install built the JupyterLab extension (npm install + build in labextension/) unless an
 # up-to-date build was there already; then its unit tests (jest).
 (cd labextension && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test --silent)
+# configurable-http-proxy for the hub tests' real JupyterHub (tests/hub/hubenv.py looks here)
+[ -x .venv/hub-node/node_modules/.bin/configurable-http-proxy ] ||
+    npm install --no-audit --no-fund --silent --prefix .venv/hub-node configurable-http-proxy@5
 
 .venv/bin/ruff check --no-cache jupyter_torchlab tests benchmarks
 .venv/bin/ruff format --no-cache --check jupyter_torchlab tests benchmarks

@@ -1,0 +1,125 @@
+"""The service's pure parts: pairing servers with routes, reasons, the page's order, the text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from jupyter_torchlab.hub.collector import Round, ServerResult, explain_failure
+from jupyter_torchlab.hub.config import ConfigError, parse
+from jupyter_torchlab.hub.discovery import Target, join_targets
+from jupyter_torchlab.hub.exposition import render
+from jupyter_torchlab.hub.view import build_view
+
+ENV = {"JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
+
+
+def test_servers_are_paired_with_their_routes_and_say_why_not() -> None:
+    users = [
+        {"name": "alice", "servers": {"": {"ready": True, "url": "/user/alice/"},
+                                      "gpu": {"ready": True, "url": "/user/alice/gpu/"}}},
+        {"name": "bob", "servers": {"": {"ready": False, "url": "/user/bob/"}}},
+        {"name": "carol", "servers": {"": {"ready": True, "url": "/user/carol/"}}},
+    ]  # fmt: skip
+    routes = {
+        "/user/alice/": {"target": "http://10.0.0.5:8888",
+                         "data": {"user": "alice", "server_name": ""}},
+        "/user/alice/gpu/": {"target": "http://10.0.0.6:8888/",
+                             "data": {"user": "alice", "server_name": "gpu"}},
+        "/": {"target": "http://hub:8081", "data": {"hub": True}},
+    }  # fmt: skip
+    got = {(t.user, t.server): t for t in join_targets(users, routes)}
+    assert got[("alice", "")].url == "http://10.0.0.5:8888/user/alice/"
+    assert got[("alice", "gpu")].url == "http://10.0.0.6:8888/user/alice/gpu/"
+    assert got[("bob", "")].url is None
+    assert got[("bob", "")].reason == "starting (not ready yet)"
+    assert got[("carol", "")].reason == "ready, but the proxy has no route to it yet"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (HTTPClientError(599), "no answer from 10.0.0.5:8888 within 2 s"),
+        (HTTPClientError(403), "grant the service's role custom:torchlab:read"),
+        (HTTPClientError(404), "jupyter-torchlab is not installed or not enabled"),
+        (ConnectionRefusedError(111, "refused"), "connection refused at 10.0.0.5:8888"),
+    ],
+)
+def test_a_failed_read_says_why(error: BaseException, expected: str) -> None:
+    assert expected in explain_failure(error, "http://10.0.0.5:8888/user/a/", 2.0)
+
+
+def kernel(kid: str, state: str, gpu: int = 0, since: float = 0.0) -> dict:
+    return {
+        "id": kid, "name": "python3", "path": f"{kid}.ipynb", "execution_state": state,
+        "busy_since": since if state == "busy" else None,
+        "idle_since": since if state == "idle" else None, "cpu_percent": 1.0, "memory": 1e8,
+        "gpu_memory": gpu, "gpu_devices": [0] if gpu else [], "holding_idle": None,
+    }  # fmt: skip
+
+
+def a_round() -> Round:
+    gpu = {"index": 0, "name": "H100", "uuid": "GPU-1", "memory_used": 3e9, "memory_total": 8e10}
+    doc_a = {
+        "time": 100.0,
+        "host": {},
+        "gpus": [gpu],
+        "kernels": [kernel("busy", "busy", 1e9, 40), kernel("holder", "idle", 2e9, 10)],
+    }
+    doc_b = {"time": 100.0, "host": {}, "gpus": [gpu], "kernels": [kernel("plain", "idle", 0, 90)]}
+    return Round(100.0, 0.05, (
+        ServerResult(Target("alice", "", "http://a/", True, None, None), doc_a, None, 0.01),
+        ServerResult(Target("bob", "", "http://b/", True, None, None), doc_b, None, 0.01),
+        ServerResult(Target("carol", "", "http://c/", True, None, None), None, "no answer", 2.0),
+    ))  # fmt: skip
+
+
+def test_the_page_lists_idle_gpu_holders_first_and_every_gpu_once() -> None:
+    view = build_view(a_round())
+    assert [k.kernel_id for k in view.kernels] == ["holder", "busy", "plain"]
+    assert view.kernels[0].idle_gpu_holder
+    assert view.kernels[0].state_seconds == 90
+    assert [g.uuid for g in view.gpus] == ["GPU-1"]
+    assert view.gpus[0].holders == ("alice/: busy.ipynb (busy)", "alice/: holder.ipynb (idle)")
+    assert next((s.user, s.status, s.reason) for s in view.servers) == (
+        "carol",
+        "unreachable",
+        "no answer",
+    )
+
+
+def test_every_series_carries_user_and_server() -> None:
+    text = render(a_round()).decode()
+    series = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert series
+    assert all('user="' in line and 'server="' in line for line in series)
+    assert 'torchlab_hub_server_up{server="carol/",user="carol"} 0.0' in text
+    assert (
+        'torchlab_kernel_busy{kernel_id="busy",kernel_name="python3",path="busy.ipynb",'
+        'server="alice/",user="alice"} 1.0' in text
+    )
+    assert "carol" not in "".join(s for s in series if s.startswith("torchlab_kernel"))
+
+
+def test_settings_say_what_is_missing() -> None:
+    with pytest.raises(ConfigError, match="JUPYTERHUB_API_TOKEN not set: run this as a JupyterHub"):
+        parse([], {"JUPYTERHUB_API_URL": "x"})
+    with pytest.raises(ConfigError, match=r"use at least 16, e\.g\. from `openssl rand -hex 32`"):
+        parse([], {**ENV, "TORCHLAB_HUB_METRICS_TOKEN": "short"})
+    settings = parse(
+        ["--admin-group", "ops"], {**ENV, "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:9"}
+    )
+    assert (settings.host, settings.port, settings.admin_groups) == ("0.0.0.0", 9, {"ops"})
+    assert settings.metrics_token is None
+
+
+def test_without_jupyterhub_the_service_says_what_to_install() -> None:
+    code = "import sys; sys.modules['jupyterhub'] = None; import runpy; " \
+        "runpy.run_module('jupyter_torchlab.hub', run_name='__main__')"  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "needs jupyterhub in its environment" in done.stderr
+    assert "pip install jupyterhub" in done.stderr
