@@ -60,7 +60,6 @@ def _set_up_kernel_side() -> None:
     oom_display.install()  # in a kernel: an out-of-memory error is explained below its traceback
     _cell.hook_shell()  # in a kernel: tl.progress bars hear that their cell ended
     _cell_cost.hook_shell()  # in a kernel: each cell's exact GPU peak, for the server
-    _cell_cost.hook_shell()  # in a kernel: each cell's exact GPU peak, for the server
     guard_note()  # in a kernel: a cell the server's memory guard interrupted says why
 
 

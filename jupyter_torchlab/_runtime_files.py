@@ -24,10 +24,6 @@ Each kernel writes one kind, which the server reads:
   GPU during the kernel's last cells, by execute request (:class:`CellGpuRecord`), written at
   each cell's end where torch uses CUDA (``widgets/_cell_cost.py`` writes it, ``server/cells.py``
   reads it when it hears the cell end, which the kernel publishes after writing).
-- :func:`cells_file_name` (``torchlab-cells-<kernel id>.json``): torch's allocator peak on each
-  GPU during the kernel's last cells, by execute request (:class:`CellGpuRecord`), written at
-  each cell's end where torch uses CUDA (``widgets/_cell_cost.py`` writes it, ``server/cells.py``
-  reads it when it hears the cell end, which the kernel publishes after writing).
 
 Reads never raise: a missing, partial or foreign file reads as nothing.
 """
@@ -52,7 +48,6 @@ __all__ = [
     "RUNS_FILE_PREFIX",
     "RUN_STATES",
     "CellGpuRecord",
-    "CellGpuRecord",
     "DeathRecord",
     "GuardRecord",
     "KernelRecord",
@@ -60,17 +55,13 @@ __all__ = [
     "RunsFile",
     "cells_file_name",
     "kernel_cells_file",
-    "cells_file_name",
-    "kernel_cells_file",
     "kernel_runs_file",
-    "read_cell_gpu",
     "read_cell_gpu",
     "read_deaths",
     "read_guard",
     "read_kernels",
     "read_runs",
     "runs_file_name",
-    "write_cell_gpu",
     "write_cell_gpu",
     "write_deaths",
     "write_guard",
@@ -82,9 +73,6 @@ DEATHS_FILE = "torchlab-deaths.json"
 KERNELS_FILE = "torchlab-kernels.json"
 GUARD_FILE = "torchlab-memory-guard.json"
 RUNS_FILE_PREFIX = "torchlab-runs-"
-CELLS_FILE_PREFIX = "torchlab-cells-"
-#: the cells kept in a kernel's cells file (the newest)
-CELLS_KEPT = 20
 CELLS_FILE_PREFIX = "torchlab-cells-"
 #: the cells kept in a kernel's cells file (the newest)
 CELLS_KEPT = 20
@@ -190,18 +178,6 @@ def cells_file_name(kernel_id: str) -> str:
     return f"{CELLS_FILE_PREFIX}{kernel_id}.json"
 
 
-class CellGpuRecord(TypedDict):
-    """One cell in a kernel's cells file: torch's allocator peak per device, while it ran."""
-
-    msg_id: str  # the cell's execute request
-    devices: dict[str, int]  # CUDA device index -> peak bytes allocated (max_memory_allocated)
-
-
-def cells_file_name(kernel_id: str) -> str:
-    """Return the name of the cells file of kernel ``kernel_id``."""
-    return f"{CELLS_FILE_PREFIX}{kernel_id}.json"
-
-
 # --- the server writes (raises OSError: the caller logs it) ---------------------------------------
 
 
@@ -280,41 +256,6 @@ def read_runs(path: str) -> RunsFile | None:
         if isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("state") in RUN_STATES
     ]
     return RunsFile(version=1, pid=pid, runs=kept)
-
-
-def kernel_cells_file(connection_file: str | None = None) -> str | None:
-    """Return this kernel's cells file path, or None outside a kernel with a connection file."""
-    found = _kernel(connection_file)
-    return None if found is None else os.path.join(found[0], cells_file_name(found[1]))
-
-
-def write_cell_gpu(path: str, cells: Sequence[CellGpuRecord]) -> None:
-    """Write a kernel's newest :data:`CELLS_KEPT` cells (raises OSError; not fsynced)."""
-    data = json.dumps({"version": 1, "cells": list(cells)[-CELLS_KEPT:]}).encode()
-    atomic_write(path, lambda f: f.write(data), durable=False)
-
-
-def read_cell_gpu(path: str) -> dict[str, dict[str, int]]:
-    """Return a kernel's cells file as msg_id -> device -> peak bytes (empty where unreadable)."""
-    try:
-        with open(path, "rb") as f:
-            found = json.loads(f.read())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(found, dict) or found.get("version") != 1:
-        return {}
-    cells = found.get("cells")
-    if not isinstance(cells, list):
-        return {}
-    table: dict[str, dict[str, int]] = {}
-    for cell in cells:
-        if isinstance(cell, dict) and isinstance(cell.get("msg_id"), str):
-            devices = cell.get("devices")
-            if isinstance(devices, dict):
-                table[cell["msg_id"]] = {
-                    str(d): int(v) for d, v in devices.items() if isinstance(v, int)
-                }
-    return table
 
 
 def kernel_cells_file(connection_file: str | None = None) -> str | None:

@@ -1,7 +1,6 @@
 """Host, process-tree and GPU sampling: plain dataclasses, never raising, no Jupyter imports."""
 
 from .counters import TreeCounters, read_counters
-from .counters import TreeCounters, read_counters
 from .gpu import GpuProcess, GpuReading, GpuSampler, GpuSnapshot
 from .host import CgroupLimits, HostSampler, HostSnapshot, read_cgroup_limits
 from .memory_cgroup import (
@@ -37,12 +36,10 @@ __all__ = [
     "Starved",
     "Ticker",
     "TreeCounters",
-    "TreeCounters",
     "limit_is_own",
     "locate_memory_cgroup",
     "process_leaving",
     "read_cgroup_limits",
-    "read_counters",
     "read_counters",
     "read_members",
     "read_memory_limit",

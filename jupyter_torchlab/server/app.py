@@ -94,14 +94,6 @@ class TorchlabExtension(ExtensionApp):
         the lab extension can show it under each cell. False turns it off for everyone; each user
         can also turn it off in the extension's settings.""",
     )
-    cell_costs = Bool(
-        True,
-        config=True,
-        help="""Measure what each executed cell cost (wall time, CPU seconds, peak memory and its
-        change, peak GPU memory) for the kernels a page asks about (GET torchlab/api/cells), so
-        the lab extension can show it under each cell. False turns it off for everyone; each user
-        can also turn it off in the extension's settings.""",
-    )
     gpu_idle_warn = Float(
         1800.0,
         config=True,
@@ -283,7 +275,6 @@ class TorchlabExtension(ExtensionApp):
             runtime_dir=getattr(server, "runtime_dir", None),
             gpu_idle_warn=self.gpu_idle_warn,
             gpu_idle_cull=self.gpu_idle_cull,
-            cell_costs=self.cell_costs,
             cell_costs=self.cell_costs,
             memory_guard=self.memory_guard,
         )

@@ -149,50 +149,6 @@ class CellsHandler(_MonitorHandler):
 CELLS_WAIT_MAX = 30.0
 
 
-class CellsHandler(_MonitorHandler):
-    """``GET torchlab/api/cells?kernel=ID[&msg_id=M&wait=S]``: what each cell of a kernel cost.
-
-    The first request for a kernel starts measuring its cells (:mod:`.cells`). With ``msg_id``:
-    ``{"cell": record}`` for that execute request, waiting up to ``wait`` seconds (at most
-    :data:`CELLS_WAIT_MAX`) for its end to be read, ``{"cell": null}`` if it has none by then;
-    without: ``{"cells": [...]}``, the kept records, oldest first.
-    """
-
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        """Write one cell's record, or every kept one, of the kernel asked about."""
-        cells = self.monitor.cells
-        if cells is None:
-            raise web.HTTPError(
-                404,
-                "cell costs are off on this server (TorchlabExtension.cell_costs = False); "
-                "set it to True and restart the server to measure each cell",
-            )
-        kid = self.get_argument("kernel", "")
-        if kid not in self.monitor.registry.view():
-            raise web.HTTPError(
-                404, f"no running kernel {quote(kid)}; pass ?kernel=<id> of a kernel in api/kernels"
-            )
-        cells.want(kid)
-        msg_id = self.get_argument("msg_id", None)
-        if msg_id is None:
-            self.finish(json.dumps({"kernel": kid, "cells": cells.records(kid)}))
-            return
-        wait = _number(
-            self.get_argument("wait", None),
-            "wait",
-            means="a number of seconds to wait for the cell's end",
-            example="5",
-        )
-        record = await cells.wait(kid, msg_id, min(CELLS_WAIT_MAX, max(0.0, wait or 0.0)))
-        self.finish(json.dumps({"kernel": kid, "cell": record}))
-
-
-#: the longest a request for one cell's record waits for the cell's end to be read
-CELLS_WAIT_MAX = 30.0
-
-
 class TutorialHandler(APIHandler):
     """``POST torchlab/api/tutorial {"dir": ...}``: copy the tutorial under a fresh name."""
 
@@ -276,7 +232,6 @@ def make_handlers(
         (r"/torchlab/api/metrics/history", HistoryHandler, {"monitor": monitor}),
         (r"/torchlab/api/events", EventsHandler, {"monitor": monitor}),
         (r"/torchlab/api/runs", RunsHandler, {"monitor": monitor}),
-        (r"/torchlab/api/cells", CellsHandler, {"monitor": monitor}),
         (r"/torchlab/api/cells", CellsHandler, {"monitor": monitor}),
         (r"/torchlab/api/stream", StreamHandler, {"monitor": monitor}),
         (r"/torchlab/api/tutorial", TutorialHandler, {"writer": writer}),

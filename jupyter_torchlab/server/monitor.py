@@ -28,7 +28,6 @@ from jupyter_torchlab._runtime_files import KERNELS_FILE, KernelRecord, write_ke
 from jupyter_torchlab.metrics import Sampler, Ticker
 
 from .cells import CellCosts
-from .cells import CellCosts
 from .deaths import DeathWatch, KernelDeath
 from .document import build_document, encode
 from .gpu_use import GpuUse, IdleCuller
@@ -84,20 +83,12 @@ class ServerMonitor:
         gpu_idle_warn: float = 1800.0,
         gpu_idle_cull: float = 0.0,
         cell_costs: bool = True,
-        cell_costs: bool = True,
         memory_guard: float = 0.0,
     ) -> None:
         self.log = log or logging.getLogger(__name__)
         self.interval = interval
         self._wall = wall
         self._gpu_enabled = enable_gpu
-        # what each cell cost, for the kernels a page asks about (None: turned off by the setting
-        # TorchlabExtension.cell_costs)
-        self.cells: CellCosts | None = None
-        if cell_costs:
-            self.cells = CellCosts(
-                lambda: self.registry.view(), runtime_dir=runtime_dir, log=self.log
-            )
         # what each cell cost, for the kernels a page asks about (None: turned off by the setting
         # TorchlabExtension.cell_costs)
         self.cells: CellCosts | None = None
@@ -112,7 +103,6 @@ class ServerMonitor:
             log=self.log,
             # the ServerApp's: it tells when a kernel has started, so its first cell is seen
             event_logger=getattr(getattr(kernel_manager, "parent", None), "event_logger", None),
-            on_execution=None if self.cells is None else self.cells.on_execution,
             on_execution=None if self.cells is None else self.cells.on_execution,
         )
         self.deaths = DeathWatch(
@@ -222,8 +212,6 @@ class ServerMonitor:
         self.registry.close()
         if self.cells is not None:
             self.cells.close()
-        if self.cells is not None:
-            self.cells.close()
         self.deaths.close()
         if self.runs_watch is not None:
             self.runs_watch.close()
@@ -242,8 +230,6 @@ class ServerMonitor:
             await self.registry.refresh()
             self._registry_error = None
             self.deaths.sync(self.registry.view())
-            if self.cells is not None:
-                self.cells.forget(set(self.registry.view()))
             if self.cells is not None:
                 self.cells.forget(set(self.registry.view()))
         except Exception as e:  # noqa: BLE001 - reported in the snapshot's errors, retried
@@ -311,8 +297,6 @@ class ServerMonitor:
         usage, usage_error = self.poll_usage()
         snap = self.sampler.sample_once(targets)
         self.deaths.observe(kernels, snap.trees)
-        if self.cells is not None:
-            self.cells.observe(snap.trees)
         if self.cells is not None:
             self.cells.observe(snap.trees)
         runs = self._observe_runs(kernels, snap)
