@@ -183,6 +183,17 @@ describe('statusText', () => {
     expect(statusText(k, 65, { showGpu: false })).toBe('busy 1:05 · CPU 98% · Mem 512 MiB');
   });
 
+  it("puts the kernel's run in place of its state, but not over a stopped process", () => {
+    const k = kernel({ execution_state: 'busy' });
+    const runText = 'train 45% · ETA 12 min';
+    expect(statusText(k, 65, { showGpu: false, runText })).toBe(
+      'train 45% · ETA 12 min · CPU 98% · Mem 512 MiB'
+    );
+    expect(statusText(kernel({ stopped: true }), 65, { showGpu: false, runText })).toBe(
+      'stopped · CPU 98% · Mem 512 MiB'
+    );
+  });
+
   it('says when a busy kernel leaves its GPU idle, or an idle one sits on GPU memory', () => {
     const waiting = kernel({
       execution_state: 'busy',

@@ -149,6 +149,39 @@ def test_lab_reload_brings_each_display_back(page: Any, lab_server: Server) -> N
             expect(page.locator(".jp-torchlab-status")).to_contain_text("idle", timeout=30_000)
 
 
+def test_lab_a_run_in_a_cell_that_was_never_saved_comes_back_above_the_notebook(
+    page: Any, lab_server: Server
+) -> None:
+    name = "runs_new_cell.ipynb"
+    lab_server.write_notebook(name, "x = 0")
+    open_notebook_and_wait_idle(page, lab_server, name)
+    page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")  # a new cell below: its id is in no saved file
+    page.keyboard.press("Enter")
+    page.keyboard.type("import time, jupyter_torchlab as tl")
+    page.keyboard.press("Enter")
+    page.keyboard.type("for _ in tl.progress(range(600), desc='new'): time.sleep(0.1)")
+    run_cell(page, 1)
+    wait_for_running_run(lab_server, name, "new")
+    reloaded = time.monotonic()
+    page.reload()
+    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
+    shown = time.monotonic()
+    view = page.locator(".jp-torchlab-run-view-header .jp-torchlab-run-view")
+    expect(view).to_be_visible(timeout=20_000)
+    took = time.monotonic() - shown
+    assert took <= BACK_WITHIN, f"the display came back after {took:.2f} s"
+    expect(view).to_contain_text("new:")
+    assert page.locator(".jp-Notebook .jp-Cell").count() == 1  # the file's one cell
+    print(
+        f"a never-saved cell: back {took:.2f} s after the notebook showed, "
+        f"{time.monotonic() - reloaded:.1f} s after the reload began"
+    )
+    interrupt(lab_server, name)
+    expect(view).to_have_attribute("data-state", "interrupted")
+
+
 def test_lab_panel_lists_runs_of_two_notebooks_and_the_status_bar_the_current_one(
     page: Any, lab_server: Server
 ) -> None:

@@ -84,8 +84,9 @@ export const runDisplaysPlugin: JupyterFrontEndPlugin<void> = {
         cell.node.insertBefore(view.node, outputs?.nextSibling ?? null);
         return { view, holder: null };
       }
-      const holder = new Widget({ node: view.node });
+      const holder = new Widget();
       holder.addClass('jp-torchlab-run-view-header');
+      holder.node.append(view.node);
       panel.contentHeader.addWidget(holder);
       return { view, holder };
     }
