@@ -10,7 +10,10 @@ Three measurements, each against a baseline taken in the same run:
    p95 latency, and server CPU per request (the server process's CPU time over each batch divided
    by its size; background work such as our sampler is included for every route alike).
 2. Idle cost. Two servers with N kernels each, idle over the same window: torchlab enabled vs not
-   (jupyter-resource-usage off in both). Reported: each server's CPU use in % of one core.
+   (jupyter-resource-usage off in both). Reported: each server's CPU use in % of one core. With
+   ``--runs``, every kernel of both servers first starts a cell that holds a running, published
+   ``tl.progress`` run (a sleeping loop redrawn at the display's refresh budget, so its runs file
+   is rewritten a few times a second), and the torchlab server reads and serves all of them.
 3. Load. On the first server: 20 WebSocket subscribers of ``torchlab/api/stream`` plus an open-loop
    50 requests/s of ``torchlab/api/metrics`` for ``--load-seconds``. Reported: errors, latency
    percentiles, snapshots received per subscriber, server RSS before and after.
@@ -21,6 +24,7 @@ Loopback only; every loop is bounded; servers and kernels are shut down at the e
     python benchmarks/bench_server.py --quick             # about 40 s, a smoke run
     python benchmarks/bench_server.py --load-seconds 20
     python benchmarks/bench_server.py --phases idle --kernels 24 --fake-gpus 8
+    python benchmarks/bench_server.py --phases idle --kernels 24 --runs
 """
 
 from __future__ import annotations
@@ -268,6 +272,53 @@ def request_cost(server: Server, rounds: int, batch: int) -> dict[str, dict[str,
 
 # --- 2. idle cost ------------------------------------------------------------------------------
 
+# a cell that holds a running run for the rest of the benchmark: a step every {step} s, redrawn
+# (and its runs file rewritten) at the display's refresh budget
+RUN_CELL = """
+import time, jupyter_torchlab as tl
+for _ in tl.progress(range(10**9), desc="held run"):
+    time.sleep({step})
+"""
+
+
+def start_runs(server: Server, ids: list[str], step: float) -> None:
+    """Start a cell holding a published tl.progress run in each kernel (over its ZMQ channels)."""
+    from jupyter_client import BlockingKernelClient
+
+    assert server.home is not None
+    for kid in ids:
+        kc = BlockingKernelClient(
+            connection_file=str(server.home / "runtime" / f"kernel-{kid}.json")
+        )
+        kc.load_connection_file()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            kc.execute(RUN_CELL.format(step=step))
+        finally:
+            kc.stop_channels()
+
+
+def wait_for_runs(server: Server, ids: list[str], timeout: float = 120) -> int:
+    """Wait until the torchlab server serves a running run for every kernel; return how many."""
+    c = server.client()
+    deadline = time.monotonic() + timeout
+    running: set[str] = set()
+    while time.monotonic() < deadline:
+        status, data, _ = c.get("torchlab/api/runs?state=running")
+        if status == 200:
+            running = {r["kernel_id"] for r in json.loads(data)["runs"]}
+            if set(ids) <= running:
+                return len(running)
+        time.sleep(0.25)
+    raise RuntimeError(f"runs of {len(set(ids) - running)} kernels not served within {timeout} s")
+
+
+def runs_files(server: Server) -> int:
+    """Return how many kernels of ``server`` wrote a runs file (the baseline's publish too)."""
+    assert server.home is not None
+    return len(list((server.home / "runtime").glob("torchlab-runs-*.json")))
+
 
 def idle_cost(servers: list[Server], seconds: float) -> dict[str, float]:
     """Return each server's CPU use over the same idle window, in % of one core."""
@@ -438,6 +489,13 @@ def report_idle(args: argparse.Namespace, idle: dict[str, float], doc: dict[str,
     print(f"| torchlab enabled | {idle['torchlab-on']:.2f} |")
     print(f"| torchlab disabled | {idle['torchlab-off']:.2f} |")
     print(f"| **added by torchlab** | **{added:.2f}** (target <= 1.00) |\n")
+    if args.runs:
+        print(
+            f"- runs published: each kernel of both servers holds a running tl.progress run "
+            f"(a step every {args.run_step:g} s); the torchlab server served "
+            f"{doc['runs_served']} running runs, the baseline's kernels wrote "
+            f"{doc['runs_files_off']} runs files"
+        )
     shares = [k.get("gpu_utilization") for k in doc["kernels"]]
     print(
         f"- the torchlab server read {len(doc['gpus'])} GPUs ({doc['gpu_reason'] or 'readable'}); "
@@ -491,6 +549,14 @@ def main() -> int:
         default=0,
         help="idle phase: the torchlab server sees N fake GPUs holding every kernel",
     )
+    p.add_argument(
+        "--runs",
+        action="store_true",
+        help="idle phase: every kernel holds a running, published tl.progress run",
+    )
+    p.add_argument(
+        "--run-step", type=float, default=0.1, help="--runs: seconds each loop step sleeps"
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run: fewer kernels, shorter")
     args = p.parse_args()
     if args.quick:
@@ -510,11 +576,18 @@ def main() -> int:
         off = Server("torchlab-off", {"jupyter_torchlab": False, "jupyter_resource_usage": False})
         with servers_running(on, off):
             ids = on.start_kernels(args.kernels)
-            off.start_kernels(args.kernels)
+            off_ids = off.start_kernels(args.kernels)
             wait_for_kernels(on, ids)
+            served = 0
+            if args.runs:
+                start_runs(on, ids, args.run_step)
+                start_runs(off, off_ids, args.run_step)
+                served = wait_for_runs(on, ids)
             idle = idle_cost([on, off], args.idle_seconds)
             _, data, _ = on.client().get(OURS)
             doc = json.loads(data)
+            doc["runs_served"] = served
+            doc["runs_files_off"] = runs_files(off)
         report_idle(args, idle, doc)
 
     if phases & {"cost", "load"}:
