@@ -154,7 +154,7 @@ export function basename(path: string | null | undefined): string {
 export interface IStatusOptions {
   /** Show GPU memory (only when the kernel reports a number for it). */
   showGpu: boolean;
-  /** What the kernel runs, in place of its state ("train 45% · ETA 12 min", runs.ts). */
+  /** What the kernel runs, after its state ("train 45% · ETA 12 min", runs.ts). */
   runText?: string | null;
 }
 
@@ -179,16 +179,17 @@ export function usageOrigin(kernel: IKernel): string {
 /**
  * Compose the status bar text for one kernel:
  * "busy 0:05 · CPU 98% · Mem 512 MiB · GPU 1.2 GiB", or "idle · not local"; while it runs a
- * published run, the run in place of the state: "train 45% · ETA 12 min · CPU 98% · ...".
+ * published run, the run after the state: "busy 0:05 · train 45% · ETA 12 min · CPU 98% · ...".
  */
 export function statusText(
   kernel: IKernel,
   busySeconds: number | null,
   options: IStatusOptions
 ): string {
-  const parts = [
-    options.runText && !kernel.stopped ? options.runText : kernelState(kernel, busySeconds)
-  ];
+  const parts = [kernelState(kernel, busySeconds)];
+  if (options.runText && !kernel.stopped) {
+    parts.push(options.runText);
+  }
   if (isUnmeasured(kernel)) {
     parts.push('not local');
     return parts.join(' · ');

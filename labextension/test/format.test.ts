@@ -183,11 +183,11 @@ describe('statusText', () => {
     expect(statusText(k, 65, { showGpu: false })).toBe('busy 1:05 · CPU 98% · Mem 512 MiB');
   });
 
-  it("puts the kernel's run in place of its state, but not over a stopped process", () => {
+  it("adds the kernel's run after its state, but not to a stopped process", () => {
     const k = kernel({ execution_state: 'busy' });
     const runText = 'train 45% · ETA 12 min';
     expect(statusText(k, 65, { showGpu: false, runText })).toBe(
-      'train 45% · ETA 12 min · CPU 98% · Mem 512 MiB'
+      'busy 1:05 · train 45% · ETA 12 min · CPU 98% · Mem 512 MiB'
     );
     expect(statusText(kernel({ stopped: true }), 65, { showGpu: false, runText })).toBe(
       'stopped · CPU 98% · Mem 512 MiB'
