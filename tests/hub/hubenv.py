@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -111,7 +112,20 @@ class Hub:
 
     def run_cell(self, name: str, kernel_id: str, code: str) -> None:
         """Send ``code`` to a kernel (through the proxy, as a page does); wait until it runs."""
-        asyncio.run(_execute(self.url, name, kernel_id, self.driver_token, code))
+        # on a thread of its own: Playwright's sync API keeps a loop running in this one
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(_execute(self.url, name, kernel_id, self.driver_token, code))
+            except BaseException as e:  # noqa: BLE001 - re-raised below, in the test's thread
+                errors.append(e)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        if errors:
+            raise errors[0]
 
     # --- the service ----------------------------------------------------------------------------
 
@@ -250,8 +264,12 @@ def http_json(method: str, url: str, token: str, body: Any = None) -> Any:
         method=method,
         headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        raw = response.read()
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as e:
+        e.close()  # the caller sees the error; its socket must not outlive it
+        raise
     return json.loads(raw) if raw else None
 
 
@@ -288,6 +306,10 @@ async def _execute(base: str, user: str, kernel_id: str, token: str, code: str) 
         raise AssertionError("the cell did not start within 60 s")
     finally:
         ws.close()
+        # wait for the close handshake, after which tornado closes the socket
+        with contextlib.suppress(Exception):
+            while await asyncio.wait_for(ws.read_message(), 5) is not None:
+                pass
 
 
 CONFIG = """
