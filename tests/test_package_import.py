@@ -73,6 +73,7 @@ def test_in_a_kernel_load_ext_registers_the_hooks_once(tmp_path):
     hooks = str(
         [
             "jupyter_torchlab.widgets._cell",
+            "jupyter_torchlab.widgets._cell_cost",
             "jupyter_torchlab.widgets.memory_guard_note",
             "jupyter_torchlab.widgets.oom_display",
         ]
