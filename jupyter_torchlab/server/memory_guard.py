@@ -28,13 +28,15 @@ there is none.
   in tmpfs) is not counted: an OOM kill caused by neighbours is not foreseen.
 
 **When it looks.** Every sampler tick (``sample_interval``), from the tick's own readings, at no
-extra cost for the tree measure. A busy kernel found within :data:`NEAR` of its threshold is then
-watched closely: a thread re-reads just its measure every :data:`CLOSE_INTERVAL` (two small
-cgroup files, or ``/proc/<pid>/statm`` of the tree's processes) until it falls back or is
-interrupted. The headroom above the threshold (5% of a 3 GiB limit is 150 MiB) is filled in a
-fraction of a second by a loop that allocates hundreds of MB/s, so a check once per second would
-often first see the kernel after the OOM killer had; the close reads cost tens of microseconds
-and run only while a kernel is near its limit. ``benchmarks/bench_guard.py`` measures both.
+extra cost for the tree measure. A busy kernel that is near its threshold (within :data:`NEAR`
+of the limit below it, or growing fast enough to reach it within :data:`AHEAD` ticks at the rate
+seen between the last two) is then watched closely: a thread re-reads just its measure every
+:data:`CLOSE_INTERVAL` (two small cgroup files, or ``/proc/<pid>/statm`` of the tree's processes)
+until it falls back or is interrupted. The headroom above the threshold (5% of a 3 GiB limit is
+150 MiB) is filled in a fraction of a second by a loop that allocates hundreds of MB/s, so a
+check once per second would often first see the kernel after the OOM killer had; the close reads
+cost tens of microseconds and run only while a kernel is near its limit or racing towards it.
+``benchmarks/bench_guard.py`` measures the reaction time both ways.
 
 **Once per approach.** After an interrupt the kernel is not interrupted again until its memory
 has fallen below ``f - HYSTERESIS`` of the limit (or it restarted: a new process is a new
@@ -78,12 +80,22 @@ from jupyter_torchlab.metrics import (
 from .deaths import SETTLE_SECONDS
 from .kernels import KernelInfo
 
-__all__ = ["CLOSE_INTERVAL", "HYSTERESIS", "NEAR", "MemoryGuard", "check_fraction", "decide"]
+__all__ = [
+    "AHEAD",
+    "CLOSE_INTERVAL",
+    "HYSTERESIS",
+    "NEAR",
+    "MemoryGuard",
+    "check_fraction",
+    "decide",
+]
 
 #: after an interrupt, memory must fall this share of the limit below the threshold to re-arm
 HYSTERESIS = 0.05
 #: a busy kernel within this share of the limit below its threshold is watched closely
 NEAR = 0.10
+#: a busy kernel that would reach its threshold within this many ticks at its growth rate too
+AHEAD = 2.0
 #: seconds between close readings of a kernel near its threshold
 CLOSE_INTERVAL = 0.05
 #: guard events kept for GET torchlab/api/events
@@ -147,6 +159,8 @@ class _Watch:
     measure: str = "tree"
     pids: tuple[int, ...] = ()
     offset: int = 0  # the tree's memory minus its RSS at the last tick (PSS vs RSS)
+    last: tuple[float, int] | None = None  # (monotonic time, memory) at the last tick
+    rate: float = 0.0  # bytes per second of growth between the last two ticks (0: not growing)
 
 
 class MemoryGuard:
@@ -162,6 +176,7 @@ class MemoryGuard:
         on_interrupt: Callable[[GuardRecord], None] | None = None,
         runtime_dir: str | None = None,
         close_interval: float = CLOSE_INTERVAL,
+        interval: float = 1.0,
         cgroup_root: str = "/sys/fs/cgroup",
         proc: str = "/proc",
     ) -> None:
@@ -172,6 +187,7 @@ class MemoryGuard:
         self._on_interrupt = on_interrupt
         self._runtime_dir = runtime_dir
         self._close_interval = close_interval
+        self._interval = interval  # the sampler's: how far ahead a growing kernel is watched
         self._cgroup_root = cgroup_root
         self._proc = proc
         self._loop = IOLoop.current()
@@ -248,9 +264,13 @@ class MemoryGuard:
                 if members is not None and members <= set(tree.pids):
                     used = read_unreclaimable(cgroup)
             watch.measure = "tree" if used is None else "cgroup"
+            used = tree.memory if used is None else used
+            if watch.last is not None and now > watch.last[0]:
+                watch.rate = max(0.0, (used - watch.last[1]) / (now - watch.last[0]))
+            watch.last = (now, used)
             with self._lock:
                 self._watches[kid] = watch
-            self._check(kid, watch, tree.memory if used is None else used)
+            self._check(kid, watch, used)
         self._wake.set()
 
     # --- close-watch thread -------------------------------------------------------------------
@@ -289,7 +309,9 @@ class MemoryGuard:
             if self._watches.get(kid) is not watch:
                 return  # replaced (a restart) or gone since this reading began
             fire, watch.armed = decide(watch.armed, used, watch.limit, self.fraction, busy)
-            near = busy and watch.armed and used >= (self.fraction - NEAR) * watch.limit
+            ahead = used + watch.rate * AHEAD * self._interval
+            threshold = self.fraction * watch.limit
+            near = busy and watch.armed and max(used + NEAR * watch.limit, ahead) >= threshold
             if near:
                 self._close.add(kid)
             else:

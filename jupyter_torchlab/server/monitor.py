@@ -129,6 +129,7 @@ class ServerMonitor:
                 on_interrupt=self._on_guard,
                 runtime_dir=runtime_dir,
                 close_interval=min(interval, 0.05),
+                interval=interval,
             )
         self._runtime_dir = runtime_dir
         self._kernels_written: dict[int, KernelRecord] | None = None
