@@ -82,7 +82,8 @@ def real_snapshot(kernels: int) -> bytes:
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", f"--port={port}", "--no-browser",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--TorchlabExtension.sample_interval=0.5"],
+         "--TorchlabExtension.sample_interval=0.5",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/"
