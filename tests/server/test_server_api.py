@@ -47,9 +47,11 @@ async def test_metrics_has_the_contract_shape(get_metrics: Any, jp_base_url: str
         "errors",
         "events",
         "gpu_actions",
+        "memory_guard",
     }
     assert doc["events"] == []  # no kernel has died
     assert doc["gpu_actions"] == []  # culling is off by default
+    assert doc["memory_guard"] == []  # the guard is off by default
     assert set(doc["host"]) == HOST_KEYS
     assert 0 <= doc["host"]["cpu_percent"] <= 100
     assert doc["host"]["memory_total"] > doc["host"]["memory_used"] > 0
