@@ -309,6 +309,7 @@ class Progress(tqdm_asyncio):
             _cell.hook_shell()
         else:
             self._view.refresh(html, text)
+        _cell.drawn.add(self)
         self._publish(text)
         return True
 
@@ -360,7 +361,10 @@ class Progress(tqdm_asyncio):
             return
         exc = sys.exc_info()[1]
         frame = None
-        if exc is None or isinstance(exc, StopIteration | StopAsyncIteration):
+        ended_with = getattr(self, "_ended_with", None)
+        if ended_with is not None:  # the cell ended with an exception and left the bar open
+            self.status, self.error = ended_with
+        elif exc is None or isinstance(exc, StopIteration | StopAsyncIteration):
             done = self.total is None or self.n >= self.total
             self.status = "done" if done else "stopped"
         elif isinstance(exc, GeneratorExit):
@@ -388,6 +392,12 @@ class Progress(tqdm_asyncio):
             _cell.pending.append((self, frame))  # the cell's end decides, then publishes
         else:
             self._end_run()
+
+    def _end_with_cell(self, status: str, error: BaseException) -> None:
+        """Close a bar its cell's exception left open (a comprehension's: never closed)."""
+        if not getattr(self, "disable", True):
+            self._ended_with = (status, error)
+            self.close()
 
     def _relabel(self, status: str, error: BaseException | None = None) -> None:
         """Correct the final status (the cell ended with an exception through the loop)."""

@@ -124,6 +124,24 @@ def test_an_interrupt_publishes_interrupted(kernel: RunsKernel):
     assert 10 < run["n"] < 10_000
 
 
+def test_an_interrupted_comprehension_ends_its_run_with_the_cell(kernel: RunsKernel):
+    # the comprehension's generator is never closed (the traceback IPython keeps holds it): the
+    # cell's end ends the bar, on the page and in the runs file
+    msg_id = kernel.kc.execute(
+        "squares = [i * i for i in tl.progress(range(10_000), desc='comprehension')\n"
+        "           if time.sleep(0.01) is None]\n"
+    )
+    kernel.wait_run("comprehension", lambda r: r["n"] > 10)
+    kernel.km.interrupt_kernel()
+    kernel.collect(msg_id)
+    run = kernel.run("comprehension")
+    assert run is not None
+    assert (run["state"], run["error"]) == ("interrupted", None)
+    # and the next cell leaves it ended
+    kernel.execute("x = 1")
+    assert kernel.run("comprehension")["state"] == "interrupted"
+
+
 def test_a_break_is_a_finished_run_and_leave_false_bars_leave_the_file(kernel: RunsKernel):
     kernel.execute(
         "for epoch in tl.progress(range(3), desc='outer'):\n"
