@@ -163,6 +163,15 @@ async def test_a_restart_during_a_cell_ends_it(
             while not answered:
                 msg = json.loads(await asyncio.wait_for(ws.read_message(), 2))
                 answered = msg.get("msg_type") == "kernel_info_reply"
+    # our subscription to the new process hears it (as the page's own sockets, it may need a
+    # request through the kernel before a fresh subscription is honoured: after a restart on
+    # the same ports, ipykernel 7 has taken seconds to greet one, and jupyter_server's own
+    # activity stream was as blind meanwhile)
+    deadline = time.monotonic() + 30
+    while monitor.registry.view()[kid].state_source != "executions":
+        assert time.monotonic() < deadline, "our subscription never heard the restarted kernel"
+        await ws.write_message(kernel_message("kernel_info_request", {}))
+        await asyncio.sleep(0.5)
     # and the new process is watched: while the page sees the kernel run a cell, so do we
     request = execute_request("import time; time.sleep(10)")
     msg_id = json.loads(request)["header"]["msg_id"]
