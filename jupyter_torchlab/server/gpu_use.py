@@ -23,7 +23,9 @@ from others, and says so before it does.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +135,8 @@ class IdleCuller:
         self._wall = wall
         self._log = log or logging.getLogger(__name__)
         self._on_action = on_action  # (action, kernel id, details): "warned" or "culled"
+        self._actions: deque[dict[str, Any]] = deque(maxlen=100)  # the newest, oldest first
+        self._actions_lock = threading.Lock()  # appended on the loop, read by the sampler
         self._pending: dict[str, _Pending] = {}
         # being shut down: checks run once per tick and a shutdown can outlast several ticks
         self._culling: set[str] = set()
@@ -197,6 +201,22 @@ class IdleCuller:
                 self._culling.discard(kid)
             self._action("culled", kid, dict(holding))
 
+    def recent(self, since: float) -> list[dict[str, Any]]:
+        """Return the warnings and shutdowns since ``since`` (unix time), oldest first."""
+        with self._actions_lock:
+            return [a for a in self._actions if a["time"] >= since]
+
     def _action(self, kind: str, kid: str, detail: dict[str, Any]) -> None:
+        info = self._current(kid)
+        entry = {
+            "action": kind,
+            "kernel_id": kid,
+            "path": None if info is None else info.path,
+            "name": None if info is None else info.name,
+            "time": self._wall(),
+            **detail,
+        }
+        with self._actions_lock:
+            self._actions.append(entry)
         if self._on_action is not None:
             self._on_action(kind, kid, detail)

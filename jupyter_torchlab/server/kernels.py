@@ -31,6 +31,8 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async
 
+from jupyter_torchlab._runtime_files import KernelRecord, write_kernels
+
 from .kernel_watch import KernelWatch, is_gateway
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "NOT_RUNNING",
     "KernelInfo",
     "KernelRegistry",
+    "KernelsFile",
 ]
 
 NOT_LOCAL = "kernel is not a local process; its resources cannot be measured from the server"
@@ -302,6 +305,29 @@ class KernelRegistry:
         if key not in self._warned:
             self._warned.add(key)
             self._log.warning("torchlab: " + msg, *args)
+
+
+class KernelsFile:
+    """Write each kernel's pid, name and notebook beside the connection files, when they change.
+
+    Kernels read it (:mod:`jupyter_torchlab._runtime_files`) to name the notebooks whose kernels
+    hold the same GPU. Called from the sampler thread with the tick's registry view.
+    """
+
+    def __init__(self, runtime_dir: str) -> None:
+        self._dir = runtime_dir
+        self._written: dict[int, KernelRecord] | None = None
+
+    def write(self, kernels: Mapping[str, KernelInfo]) -> None:
+        """Write the table if it differs from the last one written (raises OSError)."""
+        table = {
+            info.pid: KernelRecord(id=kid, name=info.name, path=info.path)
+            for kid, info in kernels.items()
+            if info.pid is not None
+        }
+        if table != self._written:
+            write_kernels(self._dir, table)
+            self._written = table
 
 
 def _local_pid(kernel: Any) -> tuple[int | None, str | None]:

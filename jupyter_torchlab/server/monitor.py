@@ -24,16 +24,16 @@ from typing import Any, Protocol
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from jupyter_torchlab._runtime_files import KERNELS_FILE, KernelRecord, write_kernels
+from jupyter_torchlab._runtime_files import KERNELS_FILE
 from jupyter_torchlab.metrics import Sampler, Ticker
 
 from .cells import CellCosts
 from .deaths import DeathWatch, KernelDeath
 from .document import build_document, encode
 from .gpu_use import GpuUse, IdleCuller
-from .kernels import KernelInfo, KernelRegistry
+from .kernels import KernelInfo, KernelRegistry, KernelsFile
 from .memory_guard import MemoryGuard
-from .runs import RunInfo, RunsWatch, sort_runs
+from .runs import RunInfo, RunsWatch
 from .usage import KernelUsage, UsagePoller
 
 __all__ = ["EVENT_WINDOW", "USAGE_WAIT_MAX", "ServerMonitor", "Subscriber", "usage_wait"]
@@ -117,7 +117,6 @@ class ServerMonitor:
         self.runs_watch: RunsWatch | None = (
             None if runtime_dir is None else RunsWatch(runtime_dir, wall=wall)
         )
-        self._runs_latest: list[RunInfo] = []  # every kernel's, sorted; guarded by _lock
         # opt-in: interrupt a kernel near its memory limit (None: off)
         self.guard: MemoryGuard | None = None
         if memory_guard > 0:
@@ -131,8 +130,8 @@ class ServerMonitor:
                 close_interval=min(interval, 0.05),
                 interval=interval,
             )
-        self._runtime_dir = runtime_dir
-        self._kernels_written: dict[int, KernelRecord] | None = None
+        # each kernel's pid and notebook beside the connection files, for kernels to read
+        self._kernels_file = None if runtime_dir is None else KernelsFile(runtime_dir)
         self.culler: IdleCuller | None = None
         if gpu_idle_cull > 0:
             self.culler = IdleCuller(
@@ -151,7 +150,6 @@ class ServerMonitor:
         self._history: deque[tuple[float, bytes]] = deque(
             maxlen=max(1, math.ceil(history_seconds / interval) + 1)
         )
-        self._gpu_actions: deque[dict[str, Any]] = deque(maxlen=100)  # guarded by _lock
         self._first = asyncio.Event()
         self._subscribers: set[Subscriber] = set()
         self._registry_error: str | None = None
@@ -294,7 +292,11 @@ class ServerMonitor:
         """Sample once and publish the document (the sampler thread calls this); return it."""
         kernels = self.registry.view()  # one view per tick: targets and entries agree
         targets = {kid: info.pid for kid, info in kernels.items() if info.pid is not None}
-        self._write_kernels_file(kernels)
+        if self._kernels_file is not None:
+            try:
+                self._kernels_file.write(kernels)
+            except OSError as e:
+                self._warn_once("kernels-file", "cannot write %s: %s", KERNELS_FILE, e)
         usage, usage_error = self.poll_usage()
         snap = self.sampler.sample_once(targets)
         self.deaths.observe(kernels, snap.trees)
@@ -330,7 +332,7 @@ class ServerMonitor:
                 errors=errors,
                 events=[e.to_dict() for e in self.deaths.events(snap.time - EVENT_WINDOW)],
                 flags=flags,
-                gpu_actions=self._recent_actions(snap.time - EVENT_WINDOW),
+                gpu_actions=[] if culler is None else culler.recent(snap.time - EVENT_WINDOW),
                 runs=runs,
                 memory_guard=(
                     [] if self.guard is None else self.guard.events(snap.time - EVENT_WINDOW)
@@ -343,31 +345,9 @@ class ServerMonitor:
         self._publish(doc, data)
         return data
 
-    def _write_kernels_file(self, kernels: Mapping[str, KernelInfo]) -> None:
-        """Write each kernel's pid and notebook beside the connection files, when they change."""
-        if self._runtime_dir is None:
-            return
-        table = {
-            info.pid: KernelRecord(id=kid, name=info.name, path=info.path)
-            for kid, info in kernels.items()
-            if info.pid is not None
-        }
-        if table == self._kernels_written:
-            return
-        try:
-            write_kernels(self._runtime_dir, table)
-        except OSError as e:
-            self._warn_once("kernels-file", "cannot write %s: %s", KERNELS_FILE, e)
-            return
-        self._kernels_written = table
-
     def runs(self, state: str | None = None) -> bytes:
         """Return ``{"runs": [...]}``: every kernel's runs, running first (or only ``state``)."""
-        with self._lock:
-            runs = self._runs_latest
-        if state is not None:
-            runs = [r for r in runs if r.get("state") == state]
-        return encode({"runs": runs})
+        return encode({"runs": [] if self.runs_watch is None else self.runs_watch.every(state)})
 
     def _observe_runs(
         self, kernels: Mapping[str, KernelInfo], snap: Any
@@ -378,14 +358,10 @@ class ServerMonitor:
         # a kernel whose process this tick did not find has died (unless sampling failed)
         alive = None if "process" in snap.errors else snap.trees
         try:
-            by_kernel = self.runs_watch.observe(kernels, alive)
+            return self.runs_watch.observe(kernels, alive)
         except Exception as e:  # noqa: BLE001 - the rest of the tick must go on
             self._warn_once("runs", "cannot read the kernels' runs: %s", e)
             return {}
-        every = sort_runs(run for runs in by_kernel.values() for run in runs)
-        with self._lock:
-            self._runs_latest = every
-        return by_kernel
 
     def poll_usage(self) -> tuple[Mapping[str, KernelUsage] | None, str | None]:
         """Ask kernels that are not local processes for their usage; return (replies, error)."""
@@ -403,10 +379,6 @@ class ServerMonitor:
             if self._usage_closing:  # stop() came during poll() and gave up waiting
                 self.usage.close()
         return usage, error
-
-    def _recent_actions(self, since: float) -> list[dict[str, Any]]:
-        with self._lock:
-            return [a for a in self._gpu_actions if a["time"] >= since]
 
     def _publish(self, doc: Mapping[str, Any], data: bytes) -> None:
         with self._lock:
@@ -440,18 +412,7 @@ class ServerMonitor:
                 self._warn_once("prometheus-guard", "cannot count a guard interrupt: %s", e)
 
     def _on_idle_action(self, action: str, kid: str, detail: dict[str, Any]) -> None:
-        """Keep and count a warning or shutdown of an idle GPU holder (event loop)."""
-        info = self.registry.view().get(kid)
-        entry = {
-            "action": action,
-            "kernel_id": kid,
-            "path": None if info is None else info.path,
-            "name": None if info is None else info.name,
-            "time": self._wall(),
-            **detail,
-        }
-        with self._lock:
-            self._gpu_actions.append(entry)
+        """Count a warning or shutdown of an idle GPU holder (event loop; the culler keeps it)."""
         if self._exporter is not None:
             try:
                 self._exporter.count_idle_action(action)

@@ -82,6 +82,7 @@ class RunsWatch:
         self._wall = wall
         self._lock = threading.Lock()  # _kernels: the sampler thread vs death callbacks
         self._kernels: dict[str, _Kernel] = {}
+        self._every: list[RunInfo] = []  # every kernel's runs as of the last tick, sorted
 
     # --- sampler thread -----------------------------------------------------------------------
 
@@ -109,7 +110,13 @@ class RunsWatch:
                         k.gone.setdefault(info.pid, KERNEL_DIED)
                 self._read(kid, k, now)
                 out[kid] = self._runs(k, info, now)
+            self._every = sort_runs(run for runs in out.values() for run in runs)
         return out
+
+    def every(self, state: str | None = None) -> list[RunInfo]:
+        """Return every kernel's runs as of the last tick, running first (only ``state``'s)."""
+        runs = self._every
+        return runs if state is None else [r for r in runs if r.get("state") == state]
 
     def _read(self, kid: str, k: _Kernel, now: float) -> None:
         path = os.path.join(self._dir, runs_file_name(kid))
