@@ -213,3 +213,43 @@ export function runsByCell(runs: IRun[]): Map<string, IRun[]> {
   }
   return cells;
 }
+
+/** The mime type of an ipywidgets view in a cell's output. */
+export const WIDGET_VIEW_MIME = 'application/vnd.jupyter.widget-view+json';
+
+/** A widget-view output of a cell a run is drawn for, as the page finds it. */
+export interface IWidgetOutput {
+  /** The widget renderer drew a view (its model was available); else it shows ipywidgets'
+   * "Loading widget..." or "Error displaying widget: model not found". */
+  rendered: boolean;
+  /** This page hid it while it drew the run. */
+  hidden: boolean;
+}
+
+/**
+ * What a cell whose run the page draws does with its widget-view outputs (`outputs`, in order).
+ *
+ * A saved notebook keeps the run's widget view, which cannot render while the kernel is busy in
+ * the cell (the widget manager cannot restore models then): ipywidgets leaves "Loading widget..."
+ * above the drawn run. So while the run is drawn, each view that did not render is hidden (`hide`)
+ * and each hidden one that renders is shown again (`show`); views that rendered from the start
+ * are left alone. Once every hidden view has rendered (the cell ended and the manager restored
+ * their models), the real widgets show the run and the drawn display goes (`widgetWins`). A view
+ * that never renders (its model was closed, as tl.progress closes its bar at the end) stays hidden
+ * and the drawn final record stays in its place: one display either way.
+ */
+export function placeholderPlan(outputs: IWidgetOutput[]): {
+  hide: number[];
+  show: number[];
+  widgetWins: boolean;
+} {
+  const hidden = outputs.filter(o => o.hidden);
+  if (hidden.length > 0 && hidden.every(o => o.rendered)) {
+    return { hide: [], show: outputs.flatMap((o, i) => (o.hidden ? [i] : [])), widgetWins: true };
+  }
+  return {
+    hide: outputs.flatMap((o, i) => (!o.rendered && !o.hidden ? [i] : [])),
+    show: outputs.flatMap((o, i) => (o.rendered && o.hidden ? [i] : [])),
+    widgetWins: false
+  };
+}

@@ -1,6 +1,7 @@
 import {
   allRuns,
   currentRun,
+  placeholderPlan,
   restoreDecision,
   runEndMessage,
   runFigures,
@@ -166,5 +167,50 @@ describe("restoreDecision: whether the page draws a cell's run", () => {
   it('groups runs by their cell, leaving out runs that name none', () => {
     const cells = runsByCell([run({ id: 'a' }), run({ id: 'b', cell_id: null }), run({ id: 'c', cell_id: 'c2' })]);
     expect(Array.from(cells.keys())).toEqual(['cell0', 'c2']);
+  });
+});
+
+describe("placeholderPlan: a drawn run and the cell's widget views", () => {
+  const view = (rendered: boolean, hidden: boolean) => ({ rendered, hidden });
+
+  it('hides the views that cannot render (a saved "Loading widget..."), never a rendered one', () => {
+    expect(placeholderPlan([view(false, false), view(true, false), view(false, false)])).toEqual({
+      hide: [0, 2],
+      show: [],
+      widgetWins: false
+    });
+  });
+
+  it('has nothing to hide in a cell without widget views (an unsaved notebook)', () => {
+    expect(placeholderPlan([])).toEqual({ hide: [], show: [], widgetWins: false });
+  });
+
+  it('keeps hidden what still cannot render, and hides nothing twice', () => {
+    expect(placeholderPlan([view(false, true)])).toEqual({
+      hide: [],
+      show: [],
+      widgetWins: false
+    });
+  });
+
+  it('shows a hidden view that rendered while another never does: the drawn record stays', () => {
+    // a slider restored after the cell ended; the bar's closed widget: "model not found"
+    expect(placeholderPlan([view(true, true), view(false, true)])).toEqual({
+      hide: [],
+      show: [0],
+      widgetWins: false
+    });
+  });
+
+  it('lets the real widgets win once every hidden view rendered', () => {
+    expect(placeholderPlan([view(true, true), view(true, false), view(true, true)])).toEqual({
+      hide: [],
+      show: [0, 2],
+      widgetWins: true
+    });
+  });
+
+  it('does not call views that rendered from the start a win', () => {
+    expect(placeholderPlan([view(true, false)]).widgetWins).toBe(false);
   });
 });

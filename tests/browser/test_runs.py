@@ -5,7 +5,8 @@ streams them to every page. Here, with real kernels and real loops:
 
 - a page that reloads while a cell runs shows the run again under that cell within 2 s, its
   counts moving, whether the notebook was saved with the widget in it or not, and keeps the
-  run's final record when it ends;
+  run's final record when it ends; a saved widget view that cannot render (ipywidgets' "Loading
+  widget...") is hidden while the run is drawn, and one display is left when the run ends;
 - a run that ends while its notebook's tab is closed is told on another notebook's page, with
   "Go to cell";
 - the panel lists the runs of every notebook, and the status bar the current notebook's run.
@@ -113,6 +114,48 @@ def reload_and_check(page: Any, cell_index: int, label: str) -> float:
     return took
 
 
+#: ipywidgets' renderer's texts for a view whose model it does not have (yet)
+PLACEHOLDER = re.compile("Loading widget|Error displaying widget")
+
+
+def widget_views(cell: Any) -> Any:
+    """The cell's ipywidgets outputs: rendered views, or the renderer's placeholder text."""
+    outputs = cell.locator(".jp-OutputArea-output")
+    return outputs.filter(has=cell.page.locator(".jupyter-widgets")), outputs.filter(
+        has_text=PLACEHOLDER
+    )
+
+
+def assert_placeholder_hidden(cell: Any, label: str) -> None:
+    """The saved widget view is in the cell but its placeholder is not shown over the run."""
+    _rendered, placeholders = widget_views(cell)
+    assert placeholders.count() >= 1, f"{label}: the saved notebook has no widget view"
+    for i in range(placeholders.count()):
+        assert not placeholders.nth(i).is_visible(), f"{label}: 'Loading widget...' is shown"
+    expect(cell.locator(".jp-torchlab-run-view")).to_be_visible()
+
+
+def one_display_after_the_end(cell: Any, label: str) -> str:
+    """Once the cell ended and the widget manager settled, exactly one display of the run is
+    visible: the drawn final record or the real widget. Returns which."""
+    rendered, placeholders = widget_views(cell)
+    # the manager restores models once the kernel answers: no view is left loading
+    expect(cell.locator(".jp-OutputArea-output", has_text="Loading widget")).to_have_count(
+        0, timeout=30_000
+    )
+    time.sleep(0.5)  # a view that renders now would replace the record in this time
+    record = cell.locator(".jp-torchlab-run-view")
+    shown = {
+        "the drawn final record": sum(record.nth(i).is_visible() for i in range(record.count())),
+        "the real widget": sum(rendered.nth(i).is_visible() for i in range(rendered.count())),
+        "a placeholder": sum(placeholders.nth(i).is_visible() for i in range(placeholders.count())),
+    }
+    visible = [name for name, count in shown.items() for _ in range(count)]
+    assert len(visible) == 1, f"{label}: after the end, visible displays: {shown}"
+    print(f"{label}: after the end one display is left: {visible[0]}")
+    return visible[0]
+
+
 def interrupt(server: Server, path: str) -> None:
     (kernel,) = [
         k for k in server.api("GET", "torchlab/api/metrics")["kernels"] if k["path"] == path
@@ -140,13 +183,54 @@ def test_lab_reload_brings_each_display_back(page: Any, lab_server: Server) -> N
                 expect(current_tab(page).locator("xpath=..")).not_to_have_class(
                     re.compile(r"jp-mod-dirty"), timeout=10_000
                 )
-            reload_and_check(page, index, f"{label}, {'saved' if saved else 'unsaved'}")
+            case = f"{label}, {'saved' if saved else 'unsaved'}"
+            reload_and_check(page, index, case)
+            if saved:
+                assert_placeholder_hidden(cells.nth(index), case)
             interrupt(lab_server, name)
             view = cells.nth(index).locator(".jp-torchlab-run-view")
             # the final record stays until the cell runs again
             expect(view).to_have_attribute("data-state", re.compile("interrupted|failed"))
             expect(view.locator(".jp-torchlab-run-view-end").first).to_be_visible()
+            if saved:
+                # our bars close their widgets at the end: the model is gone, the record stays
+                left = one_display_after_the_end(cells.nth(index), case)
+                assert left == "the drawn final record", f"{case}: {left}"
             expect(page.locator(".jp-torchlab-status")).to_contain_text("idle", timeout=30_000)
+
+
+def test_lab_saved_reload_a_widget_that_renders_after_the_cell_shows_again(
+    page: Any, lab_server: Server
+) -> None:
+    """A saved cell with a slider and a bar: both views are hidden while the run is drawn; when
+    the cell ends, the slider's model is restored and it shows, while the bar's closed widget
+    never renders and the drawn record stays in its place."""
+    name = "runs_slider.ipynb"
+    lab_server.write_notebook(
+        name,
+        "import time, ipywidgets\nimport jupyter_torchlab as tl\n"
+        "display(ipywidgets.IntSlider(3))\n"
+        "for _ in tl.progress(range(600), desc='slider'):\n    time.sleep(0.1)",
+    )
+    open_notebook_and_wait_idle(page, lab_server, name)
+    run_cell(page, 0)
+    wait_for_running_run(lab_server, name, "slider")
+    page.keyboard.press("Control+s")
+    expect(current_tab(page).locator("xpath=..")).not_to_have_class(
+        re.compile(r"jp-mod-dirty"), timeout=10_000
+    )
+    reload_and_check(page, 0, "slider and bar, saved")
+    cell = page.locator(".jp-Notebook .jp-Cell").first
+    assert_placeholder_hidden(cell, "slider and bar, saved")
+    _rendered, placeholders = widget_views(cell)
+    assert placeholders.count() == 2
+    interrupt(lab_server, name)
+    slider = cell.locator(".jp-OutputArea-output .widget-slider")
+    expect(slider).to_be_visible(timeout=30_000)  # restored once the kernel answered
+    view = cell.locator(".jp-torchlab-run-view")
+    expect(view).to_have_attribute("data-state", "interrupted")
+    expect(cell.locator(".jp-OutputArea-output", has_text="Error displaying widget")).to_be_hidden()
+    assert view.is_visible()
 
 
 def test_lab_a_run_in_a_cell_that_was_never_saved_comes_back_above_the_notebook(
@@ -254,7 +338,14 @@ def test_notebook7_reload_and_a_notification_on_another_notebooks_page(
         time.sleep(0.2)
     run_cell(page, 0)
     wait_for_running_run(notebook_server, "nb7_run.ipynb", "progress")
-    reload_and_check(page, 0, "Notebook 7, tl.progress")
+    # saved with the widget view in it: its "Loading widget..." is hidden after the reload
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 10
+    while "widget-view+json" not in (notebook_server.root / "nb7_run.ipynb").read_text():
+        assert time.monotonic() < deadline, "Notebook 7 did not save the widget view"
+        time.sleep(0.2)
+    reload_and_check(page, 0, "Notebook 7, tl.progress, saved")
+    assert_placeholder_hidden(page.locator(".jp-Notebook .jp-Cell").first, "Notebook 7")
     other = page.context.new_page()
     other.goto(notebook_server.page_url("notebooks/nb7_other.ipynb"))
     expect(other.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)

@@ -1,7 +1,9 @@
 import type { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Notification } from '@jupyterlab/apputils';
+import type { CodeCell } from '@jupyterlab/cells';
 import { INotebookTracker, Notebook, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
+import { cellExecution, endNotices, longCellDue } from '../endNotices';
 import { longCellMessage } from '../format';
 import { ITorchlab } from '../tokens';
 
@@ -14,7 +16,12 @@ type Cell = Notebook['widgets'][number];
  * send them. Nothing for short cells, nor while the user is looking at that notebook.
  *
  * A cell's time runs from the moment it was queued or the previous cell of its notebook
- * finished, whichever is later, so "Run all" times each cell, not the queue.
+ * finished, whichever is later, so "Run all" times each cell, not the queue (endNotices.ts,
+ * longCellDue).
+ *
+ * Where a run of the same execution ended and run-notify told it first, no second notification is
+ * posted on the page (the desktop one still goes, as run-notify sends none); where this one comes
+ * first, run-notify puts the run's message in its place (endNotices.ts).
  */
 export const longCellPlugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-torchlab:long-cell',
@@ -36,14 +43,26 @@ export const longCellPlugin: JupyterFrontEndPlugin<void> = {
       queued.delete(cell);
       const previous = lastDone.get(notebook) ?? 0;
       lastDone.set(notebook, now);
-      if (at === undefined || cell.model.type !== 'code' || !settings.longCellNotification) {
-        return;
-      }
-      const seconds = (now - Math.max(at, previous)) / 1000;
       const panel = tracker.find(p => p.content === notebook);
-      if (!panel || seconds < settings.longCellSeconds || isInView(app, panel)) {
+      if (!panel) {
         return;
       }
+      const seconds = longCellDue({
+        queuedAt: at,
+        previousDone: previous,
+        now,
+        isCode: cell.model.type === 'code',
+        enabled: settings.longCellNotification,
+        thresholdSeconds: settings.longCellSeconds,
+        inView: isInView(app, panel)
+      });
+      if (seconds === null) {
+        return;
+      }
+      const execution = cellExecution(
+        panel.sessionContext.session?.kernel?.id ?? null,
+        requestMsgId(cell as CodeCell)
+      );
       const index = notebook.widgets.indexOf(cell);
       const count = (cell.model as { executionCount?: number | null }).executionCount ?? null;
       const { title, body } = longCellMessage({
@@ -66,10 +85,13 @@ export const longCellPlugin: JupyterFrontEndPlugin<void> = {
           }
         });
       }
-      (success ? Notification.success : Notification.error)(body, {
-        autoClose: false,
-        actions
-      });
+      if (endNotices.cellEnded(execution).kind === 'post') {
+        const id = (success ? Notification.success : Notification.error)(body, {
+          autoClose: false,
+          actions
+        });
+        endNotices.told(execution, 'cell', id);
+      }
       if (browser?.permission === 'granted') {
         const shown = new browser(title, { body, tag: `torchlab-${panel.context.path}` });
         shown.onclick = () => {
@@ -81,6 +103,15 @@ export const longCellPlugin: JupyterFrontEndPlugin<void> = {
     });
   }
 };
+
+/** The msg_id of the execute request the cell's output area sent (the one that just ended). */
+function requestMsgId(cell: CodeCell): string | null {
+  try {
+    return cell.outputArea?.future?.msg?.header?.msg_id ?? null;
+  } catch {
+    return null; // a future disposed along with its kernel connection
+  }
+}
 
 /** Whether the user is looking at this notebook now: the page is visible and focused, and the
  * notebook is the current document. */

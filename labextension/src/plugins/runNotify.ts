@@ -2,8 +2,9 @@ import type { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/applica
 import { Notification } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 
+import { endNotices } from '../endNotices';
 import { openRun } from '../openRun';
-import { runEndMessage, RunWatch } from '../runs';
+import { executionKey, runEndMessage, RunWatch } from '../runs';
 import { ITorchlab } from '../tokens';
 import type { IRun, ISnapshot } from '../types';
 
@@ -12,6 +13,9 @@ import type { IRun, ISnapshot } from '../types';
  * that was open while it ran: its notebook need not be open in any tab. Once per run per page,
  * with "Go to cell", which opens the notebook at the run's cell. Nothing while the user is
  * looking at that notebook on this page: the cell says it there. (setting runNotification)
+ *
+ * A cell execution gets one notification: where long-cell told the same execution's end first,
+ * the run's message takes the place of that one (endNotices.ts).
  */
 export const runNotifyPlugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-torchlab:run-notify',
@@ -46,7 +50,21 @@ export const runNotifyPlugin: JupyterFrontEndPlugin<void> = {
       const actions: Notification.IAction[] = run.path
         ? [{ label: 'Go to cell', callback: () => void openRun(app, tracker, run) }]
         : [];
-      post(runEndMessage(run), { autoClose: false, actions });
+      const execution = run.msg_id ? executionKey(run) : null;
+      const action = endNotices.runEnded(execution);
+      if (action.kind === 'replace') {
+        // one notification for the execution; a dismissed one is not posted again
+        Notification.update({
+          id: action.id,
+          message: runEndMessage(run),
+          type: run.state === 'finished' ? 'success' : run.state === 'failed' ? 'error' : 'warning',
+          autoClose: false,
+          actions
+        });
+        endNotices.told(execution, 'run', action.id);
+      } else if (action.kind === 'post') {
+        endNotices.told(execution, 'run', post(runEndMessage(run), { autoClose: false, actions }));
+      }
     }
 
     // listen on every page with a notebook (in Notebook 7 each notebook has its own page), and
