@@ -1,6 +1,6 @@
 """Host, process-tree and GPU sampling: plain dataclasses, never raising, no Jupyter imports."""
 
-from .counters import TreeCounters, read_counters
+from .counters import TreeCounters, read_counters, read_peaks
 from .gpu import GpuProcess, GpuReading, GpuSampler, GpuSnapshot
 from .host import CgroupLimits, HostSampler, HostSnapshot, read_cgroup_limits
 from .memory_cgroup import (
@@ -44,6 +44,7 @@ __all__ = [
     "read_members",
     "read_memory_limit",
     "read_oom_kills",
+    "read_peaks",
     "read_rss",
     "read_unreclaimable",
 ]

@@ -11,10 +11,13 @@ Which figures are exact and which are sampled (the record's ``exact`` lists the 
   difference of the kernel tree's cumulative CPU seconds read at the start and the end (children
   reaped during the cell included).
 - ``memory_start`` / ``memory_delta``: the tree's RSS when the cell started, and the change to
-  its end. The server hears a cell start a few milliseconds after the kernel began it (more on a
-  loaded machine), long enough for a cell to have touched part of a large allocation; so where
-  the kernel ran nothing since the previous cell's end (read with the same counters), that
-  reading is the start: an idle kernel's memory does not move.
+  its end. The server hears a cell start a few milliseconds after the kernel began it (more on
+  a loaded machine), long enough for a cell to have touched part of a large allocation; so
+  where the kernel ran nothing since the previous cell's end (read with the same counters, the
+  moment that end was heard), that reading is the start: an idle kernel's memory does not move.
+  A cell queued behind another (Run All) starts within milliseconds of that one's end, often
+  before the server has heard it: where the start was read after the cell began (the kernel's
+  own start time tells), its change and peak are not marked exact.
 - ``peak_memory``: on Linux each process's peak RSS is reset at that baseline reading and read at
   the cell's end (:mod:`jupyter_torchlab.metrics.counters`): exact for a kernel of one process
   (the peak since the previous cell ended, which for an idle kernel is the cell's). With child
@@ -26,9 +29,13 @@ Which figures are exact and which are sampled (the record's ``exact`` lists the 
   start and end (sampled; None without a GPU reading).
 
 The reads at the boundaries take a few /proc files per process; they run on one worker thread,
-in order, never on the event loop. Nothing is measured for a kernel until a client asks for its
-cells (:meth:`CellCosts.want`), so a page with the feature off costs nothing. Records are kept
-per kernel (the newest :data:`KEPT`) and served by ``GET torchlab/api/cells``.
+in order, off the event loop, except one: the moment a cell's end is heard, its members' peaks
+are read and reset on the loop (two small /proc accesses a process, microseconds), since the
+next cell (queued, or sent at once) starts within milliseconds and a reset the worker made
+later would cut off the start of that cell's peak. Nothing is measured for a kernel until a
+client asks for its cells (:meth:`CellCosts.want`), so a page with the feature off costs
+nothing. Records are kept per kernel (the newest :data:`KEPT`) and served by
+``GET torchlab/api/cells``.
 """
 
 from __future__ import annotations
@@ -40,11 +47,11 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jupyter_torchlab._runtime_files import cells_file_name, read_cell_gpu
-from jupyter_torchlab.metrics import ProcessTreeSnapshot, TreeCounters, read_counters
+from jupyter_torchlab.metrics import ProcessTreeSnapshot, TreeCounters, read_counters, read_peaks
 
 from .kernels import KernelInfo
 
@@ -62,6 +69,9 @@ class _Running:
     cpu: float | None  # the tree's CPU seconds read when the start was heard
     sampled_peak: int = 0  # the sampler's highest tree RSS since the start
     sampled_gpu: int | None = None  # the sampler's highest tree GPU memory since the start
+    # the start was read after the cell began (a queued cell starts within milliseconds of the
+    # one before; the server hears both later): its peak and change are then not exact
+    late: bool = False
 
 
 class CellCosts:
@@ -85,6 +95,9 @@ class CellCosts:
         self._wanted: set[str] = set()
         # kernel id -> the reading at its last cell's end (peaks reset), while nothing ran since
         self._idle_from: dict[str, TreeCounters] = {}
+        # kernel id -> the members of its tree at the last reading (whose peaks a cell's end
+        # reads and resets at once, on the loop)
+        self._members: dict[str, tuple[int, ...]] = {}
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -105,8 +118,19 @@ class CellCosts:
         if self._pool is None:
             self._loop = asyncio.get_running_loop()
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="torchlab-cells")
-        work = self._start if edge == "start" else self._end
-        self._pool.submit(self._guard, work, kid, msg_id, when, pid)
+        if edge == "start":
+            self._pool.submit(self._guard, self._start, kid, msg_id, when, pid)
+            return
+        # the ending cell's peak, read and reset now: a queued or quickly sent next cell starts
+        # within milliseconds, and the worker could reset its peak after it began
+        peaks = None
+        if pid is not None:
+            with self._lock:
+                members = self._members.get(kid)
+            if not members or members[0] != pid:
+                members = (pid,)
+            peaks = (members, *read_peaks(members))
+        self._pool.submit(self._guard, self._end, kid, msg_id, when, pid, peaks)
 
     def records(self, kid: str) -> list[dict[str, Any]]:
         """Return the kept records of kernel ``kid``, oldest first."""
@@ -144,7 +168,7 @@ class CellCosts:
         """Drop what is kept for kernels that are gone."""
         self._wanted &= live
         with self._lock:
-            for table in (self._running, self._done, self._idle_from):
+            for table in (self._running, self._done, self._idle_from, self._members):
                 for kid in set(table) - live:
                     del table[kid]
 
@@ -186,16 +210,31 @@ class CellCosts:
         now = None if pid is None else self._read(pid, reset_peak=baseline is None)
         if baseline is None:
             baseline = now
-        cell = _Running(msg_id, when, baseline, None if now is None else now.cpu)
+        late = baseline is not None and baseline.time > when
+        cell = _Running(msg_id, when, baseline, None if now is None else now.cpu, late=late)
         with self._lock:
             self._running.setdefault(kid, {})[msg_id] = cell
+            if now is not None:
+                self._members[kid] = now.pids
 
-    def _end(self, kid: str, msg_id: str, when: float, pid: int | None) -> None:
+    def _end(
+        self,
+        kid: str,
+        msg_id: str,
+        when: float,
+        pid: int | None,
+        peaks: tuple[tuple[int, ...], int | None, int | None, bool, float] | None = None,
+    ) -> None:
         with self._lock:
             cell = self._running.get(kid, {}).pop(msg_id, None)
+        end = None if pid is None else self._read(pid, reset_peak=peaks is None)
+        if end is not None and peaks is not None:
+            end = _with_peaks(end, *peaks)
+        if end is not None:
+            with self._lock:
+                self._members[kid] = end.pids
         if cell is None:
             return  # its start was before the kernel was wanted
-        end = None if pid is None else self._read(pid, reset_peak=True)
         gpu = self._kernel_gpu(kid, msg_id)
         record = _record(kid, cell, when, end, gpu)
         with self._lock:
@@ -222,6 +261,28 @@ class CellCosts:
                 self._log.warning("torchlab: measuring a cell failed (%r)", e)
 
 
+def _with_peaks(
+    end: TreeCounters,
+    members: tuple[int, ...],
+    peak: int | None,
+    rss: int | None,
+    reset: bool,
+    at: float,
+) -> TreeCounters:
+    """Put what was read the moment the cell ended (peaks, then reset; RSS) into the reading.
+
+    Members the tree gained since its last reading (a cell's new subprocess) were not in that
+    read: theirs (their peak since they started) are read and reset here.
+    """
+    new = [p for p in end.pids if p not in members]
+    if new:
+        more, more_rss, more_reset, _ = read_peaks(new)
+        peak = None if peak is None or more is None else peak + more
+        rss = None if rss is None or more_rss is None else rss + more_rss
+        reset = reset and more_reset
+    return replace(end, peak=peak, peak_reset=reset, rss=end.rss if rss is None else rss, time=at)
+
+
 def _record(
     kid: str,
     cell: _Running,
@@ -240,10 +301,11 @@ def _record(
         exact.append("cpu_s")
     if start is not None and end is not None:
         memory_start, memory_delta = start.rss, end.rss - start.rss
-        exact.append("memory_delta")
+        if not cell.late:
+            exact.append("memory_delta")
         if start.peak_reset and end.peak is not None:
             peak = max(end.peak, peak or 0, start.rss, end.rss)
-            if start.pids == end.pids == (start.pids[0],):
+            if start.pids == end.pids == (start.pids[0],) and not cell.late:
                 exact.append("peak_memory")
         else:
             peak = max(peak or 0, start.rss, end.rss)

@@ -2,7 +2,8 @@
 
 The cells are sent over the kernel WebSocket as a page sends them; the records come from
 ``GET torchlab/api/cells``. The CPU seconds and the peak memory are exact (cumulative counters
-and the kernel's own peak RSS, reset at each cell's start), so they are held to tight bounds.
+and the kernel's own peak RSS, reset where each cell ends and the next begins), so they are held
+to tight bounds.
 """
 
 from __future__ import annotations
@@ -117,7 +118,10 @@ async def test_queued_cells_each_get_their_own_record(jp_fetch: Any, open_kernel
     for request in requests:
         record = await cost(jp_fetch, kid, json.loads(request)["header"]["msg_id"])
         walls.append(record["wall_s"])
-    assert [round(w, 1) for w in walls] == pytest.approx([0.3, 0.6, 0.9], abs=0.15), walls
+    # each its own: never shorter than its sleep, and not the stretch of all three (a loaded
+    # machine can add tenths of a second to a sleep)
+    for wall, slept in zip(walls, (0.3, 0.6, 0.9), strict=True):
+        assert slept - 0.02 <= wall <= slept + 0.5, walls
 
 
 async def test_nothing_is_measured_for_a_kernel_no_page_asked_about(
