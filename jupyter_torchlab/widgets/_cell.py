@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Any
 
 from . import _notes
-from ._frontend import get_shell
+from ._frontend import register_hooks
 
 __all__ = ["drawn", "hook_shell", "pending"]
 
@@ -26,7 +26,6 @@ pending: list[tuple[Any, FrameType]] = []
 # ended with it (a bar iterated in a comprehension or a generator expression is never closed:
 # the traceback IPython keeps holds its suspended generator)
 drawn: weakref.WeakSet[Any] = weakref.WeakSet()
-_hooked = False
 
 
 def _post_run_cell(result: Any) -> None:
@@ -54,9 +53,4 @@ def _post_run_cell(result: Any) -> None:
 
 def hook_shell() -> None:
     """Register the cell-end hook with the running IPython shell, once."""
-    global _hooked
-    shell = get_shell()
-    if _hooked or shell is None:
-        return
-    shell.events.register("post_run_cell", _post_run_cell)
-    _hooked = True
+    register_hooks(("post_run_cell", _post_run_cell))

@@ -22,12 +22,11 @@ from jupyter_torchlab._runtime_files import (
     write_cell_gpu,
 )
 
-from ._frontend import get_shell
+from ._frontend import get_shell, register_hooks
 
 __all__ = ["hook_shell"]
 
 _records: deque[CellGpuRecord] = deque(maxlen=CELLS_KEPT)
-_hooked = False
 _path: str | None = None
 _failed = False
 
@@ -86,10 +85,4 @@ def _parent_msg_id() -> str | None:
 
 def hook_shell() -> None:
     """Register the cell start and end hooks with the running IPython shell, once."""
-    global _hooked
-    shell = get_shell()
-    if _hooked or shell is None:
-        return
-    shell.events.register("pre_run_cell", _pre_run_cell)
-    shell.events.register("post_run_cell", _post_run_cell)
-    _hooked = True
+    register_hooks(("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell))

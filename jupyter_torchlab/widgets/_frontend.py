@@ -28,6 +28,25 @@ def get_shell() -> Any | None:
     return get_ipython()
 
 
+# (event, callback) pairs registered with the shell by register_hooks
+_registered: set[tuple[str, Any]] = set()
+
+
+def register_hooks(*hooks: tuple[str, Any]) -> bool:
+    """Register ``(event, callback)`` pairs with the running IPython shell, each once.
+
+    Return False without a shell (a script, a terminal): nothing is registered then.
+    """
+    shell = get_shell()
+    if shell is None:
+        return False
+    for hook in hooks:
+        if hook not in _registered:
+            shell.events.register(*hook)
+            _registered.add(hook)
+    return True
+
+
 def in_kernel() -> bool:
     """Return True inside an IPython kernel (Jupyter, nbclient), False in a terminal or script."""
     shell = get_shell()

@@ -15,27 +15,18 @@ import time
 from typing import Any
 
 from .._runtime_files import read_guard
-from ._frontend import get_shell
+from ._frontend import register_hooks
 
 __all__ = ["PREFIX", "install", "note_for"]
 
 PREFIX = "jupyter-torchlab memory guard: "
 
-_installed = False
 _cell_started = 0.0
 
 
 def install() -> bool:
     """Register the hooks with the running IPython shell, once; return False without a shell."""
-    global _installed
-    shell = get_shell()
-    if shell is None:
-        return False
-    if not _installed:
-        shell.events.register("pre_run_cell", _pre_run_cell)
-        shell.events.register("post_run_cell", _post_run_cell)
-        _installed = True
-    return True
+    return register_hooks(("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell))
 
 
 def note_for(

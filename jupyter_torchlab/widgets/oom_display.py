@@ -16,23 +16,14 @@ from typing import Any
 from .._format import format_bytes
 from .._runtime_files import read_kernels
 from . import render
-from ._frontend import close_tree, get_shell, replace, show, use_widgets
+from ._frontend import close_tree, get_shell, register_hooks, replace, show, use_widgets
 
 __all__ = ["install", "report_html"]
-
-_installed = False
 
 
 def install() -> bool:
     """Register the hook with the running IPython shell, once; return False without a shell."""
-    global _installed
-    shell = get_shell()
-    if shell is None:
-        return False
-    if not _installed:
-        shell.events.register("post_run_cell", _post_run_cell)
-        _installed = True
-    return True
+    return register_hooks(("post_run_cell", _post_run_cell))
 
 
 def kernel_notebooks(connection_file: str | None = None) -> dict[int, str]:
