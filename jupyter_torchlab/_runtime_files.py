@@ -351,13 +351,16 @@ def _read(connection_file: str | None, name: str) -> tuple[str, Any] | None:
 def _kernel(connection_file: str | None) -> tuple[str, str] | None:
     """Return (the runtime dir, this kernel's id) from its connection file ``kernel-<id>.json``."""
     if connection_file is None:
-        if "ipykernel" not in sys.modules:  # not in a kernel (and no import to find that out)
-            return None
+        # in a kernel, ipykernel's app is loaded and running; anywhere else nothing is imported
+        # to find that out (importing ipykernel's kernel modules swaps comm's global factories)
+        app = sys.modules.get("ipykernel.kernelapp")
         try:
-            from ipykernel.connect import get_connection_file
-
-            connection_file = get_connection_file()
+            if app is None or not app.IPKernelApp.initialized():
+                return None
+            connection_file = app.IPKernelApp.instance().abs_connection_file
         except Exception:  # noqa: BLE001 - not in a kernel: nothing to say
+            return None
+        if not isinstance(connection_file, str):
             return None
     base = os.path.basename(connection_file)
     if not (base.startswith("kernel-") and base.endswith(".json")):
