@@ -59,8 +59,10 @@ async def test_a_cell_stays_busy_through_subshell_and_control_requests_then_goes
     # subscription is first heard at this very status, which jupyter_server's stream may take
     # a callback earlier, so the first busy reading can still name the server as its source
     doc = await wait_metrics(
-        lambda d: (k := kernel_entry(d, kid))["execution_state"] == "busy"
-        and k["state_source"] == "executions"
+        lambda d: (
+            (k := kernel_entry(d, kid))["execution_state"] == "busy"
+            and k["state_source"] == "executions"
+        )
     )
     busy_since = kernel_entry(doc, kid)["busy_since"]
     assert time.time() - busy_since < 4.0  # the cell's start, not a later moment
