@@ -179,7 +179,9 @@ async def test_a_stopped_kernel_keeps_aged_figures_with_a_reason_and_recovers(
         # reply it does not get is looked for again at the start of the next tick
         wait = usage_wait(INTERVAL, USAGE_TIMEOUT)
         assert monitor.usage.wait == wait < USAGE_TIMEOUT
-        assert max(rounds) < wait + 0.3  # the rest is ZMQ bookkeeping on a shared CPU
+        # a round that waited for the hung kernel would take usage_timeout; the rest of a
+        # round is ZMQ bookkeeping, slow on a loaded CPU
+        assert max(rounds) < USAGE_TIMEOUT
     finally:
         os.kill(pid, signal.SIGCONT)
     doc = await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["reason"] is None)
@@ -322,14 +324,15 @@ def test_hung_kernels_cost_one_short_wait_per_round_together_and_are_reported_la
     poller = UsagePoller(interval=60.0, timeout=5.0, wait=0.2, clock=clock)
     try:
         readings = poller.poll(endpoints)
-        # the round waits the in-tick budget once for all eight (not 8 x 0.2 s, not the timeout)
-        assert 0.2 <= poller.last_round_seconds < 0.2 * 2
+        # the round waits the in-tick budget once for all eight (not 8 x 0.2 s, not the timeout;
+        # the slack above one budget is for a loaded CPU)
+        assert 0.2 <= poller.last_round_seconds < 0.2 * 4
         assert {r.reason for r in readings.values()} == {
             "waiting for the kernel's first usage_reply"
         }
         # not due again for 60 s and not late yet: the next round only reads, without waiting
         poller.poll(endpoints)
-        assert poller.last_round_seconds < 0.1
+        assert poller.last_round_seconds < 0.2  # less than one budget: it did not wait
         # "did not answer within usage_timeout" comes from the clock, not from a round waiting
         clock.now += 5.0
         readings = poller.poll(endpoints)
@@ -338,9 +341,9 @@ def test_hung_kernels_cost_one_short_wait_per_round_together_and_are_reported_la
             assert reading.cpu_percent is None
             assert reading.memory is None
         # that round sent the kernel_info probes (old kernel or hung?): one budget again
-        assert poller.last_round_seconds < 0.2 * 2
+        assert poller.last_round_seconds < 0.2 * 4
         poller.poll(endpoints)
-        assert poller.last_round_seconds < 0.1  # nothing sent: nothing to wait for
+        assert poller.last_round_seconds < 0.2  # nothing sent: nothing to wait for
         # a kernel that is gone loses its client
         poller.poll({})
         assert poller.open_clients == 0
