@@ -1,20 +1,27 @@
 """The service's settings: what JupyterHub puts in its environment, plus our flags.
 
 JupyterHub starts a managed service with ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_API_TOKEN``,
-``JUPYTERHUB_SERVICE_URL`` (where to listen) and ``JUPYTERHUB_SERVICE_PREFIX``; the rest are
-ours, as flags or ``TORCHLAB_HUB_*`` variables (a flag wins).
+``JUPYTERHUB_SERVICE_URL`` (where the hub and its proxy reach us: the port we listen on) and
+``JUPYTERHUB_SERVICE_PREFIX``; the rest are ours, as flags or ``TORCHLAB_HUB_*`` variables (a flag
+wins).
+
+The address we listen on is ``--bind`` (``TORCHLAB_HUB_BIND``); by default the service URL's host
+when it is an address of this machine (``127.0.0.1``, the pod's own IP), else every interface
+(``0.0.0.0``): on Kubernetes the URL names the hub's Service (``http://hub:10101``), whose address
+belongs to no interface of the hub pod, so listening there would fail.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-__all__ = ["ConfigError", "Settings", "parse"]
+__all__ = ["ConfigError", "Settings", "is_local", "parse"]
 
 #: the smallest token we accept for the metrics endpoint (characters)
 MIN_TOKEN = 16
@@ -31,7 +38,7 @@ class Settings:
     api_url: str  # the hub's REST API, e.g. http://127.0.0.1:8081/hub/api
     api_token: str  # the service's own hub token (its role's scopes)
     prefix: str  # where the hub's proxy sends us, e.g. /services/torchlab/
-    host: str
+    host: str  # the address we listen on (--bind, or derived from the service URL)
     port: int
     interval: float  # seconds between collection rounds
     timeout: float  # seconds one server may take to answer
@@ -63,6 +70,12 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         help="a hub group whose members may see the admin page besides admins (repeatable; "
         "or $TORCHLAB_HUB_ADMIN_GROUPS, comma-separated)",
     )
+    p.add_argument(
+        "--bind",
+        default=env.get("TORCHLAB_HUB_BIND") or None,
+        help="the address to listen on (or $TORCHLAB_HUB_BIND); default: the host of "
+        "JUPYTERHUB_SERVICE_URL if it is an address of this machine, else 0.0.0.0",
+    )
     args = p.parse_args(argv)
 
     missing = [k for k in ("JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN") if not env.get(k)]
@@ -78,7 +91,13 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     if not 1 <= args.concurrency <= 1024:
         raise ConfigError(f"--concurrency must be between 1 and 1024, got {args.concurrency}")
 
-    bind = urlparse(env.get("JUPYTERHUB_SERVICE_URL") or "http://127.0.0.1:10101")
+    url = urlparse(env.get("JUPYTERHUB_SERVICE_URL") or "http://127.0.0.1:10101")
+    if args.bind is not None and not is_local(args.bind):
+        raise ConfigError(
+            f"--bind {args.bind} (or TORCHLAB_HUB_BIND) is not an address of this machine: "
+            "give one of its own addresses, or 0.0.0.0 for every interface"
+        )
+    url_host = url.hostname or "127.0.0.1"
     groups = args.admin_group
     if groups is None:
         groups = [g for g in env.get("TORCHLAB_HUB_ADMIN_GROUPS", "").split(",")]
@@ -86,14 +105,30 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         api_url=env["JUPYTERHUB_API_URL"].rstrip("/"),
         api_token=env["JUPYTERHUB_API_TOKEN"],
         prefix=_slashed(env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/torchlab/")),
-        host=bind.hostname or "127.0.0.1",
-        port=bind.port or 10101,
+        host=args.bind or (url_host if is_local(url_host) else "0.0.0.0"),
+        port=url.port or 10101,
         interval=args.interval,
         timeout=args.timeout,
         concurrency=args.concurrency,
         metrics_token=_metrics_token(args.metrics_token_file, env),
         admin_groups=frozenset(g.strip() for g in groups if g.strip()),
     )
+
+
+def is_local(host: str) -> bool:
+    """Whether this machine can listen on ``host`` (a name resolving to one of its addresses)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as s:
+            try:
+                s.bind((address[0], 0))
+            except OSError:
+                continue
+            return True
+    return False
 
 
 def _slashed(prefix: str) -> str:

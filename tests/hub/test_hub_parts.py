@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_torchlab.hub.collector import Round, ServerResult, explain_failure
-from jupyter_torchlab.hub.config import ConfigError, parse
+from jupyter_torchlab.hub.config import ConfigError, is_local, parse
 from jupyter_torchlab.hub.discovery import Target, join_targets
 from jupyter_torchlab.hub.exposition import render
 from jupyter_torchlab.hub.view import build_view
+
+from .hubenv import free_port, http_get
 
 ENV = {"JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
 
@@ -114,6 +118,65 @@ def test_settings_say_what_is_missing() -> None:
     )
     assert (settings.host, settings.port, settings.admin_groups) == ("0.0.0.0", 9, {"ops"})
     assert settings.metrics_token is None
+
+
+#: TEST-NET-1 (RFC 5737): documentation-only, an address of no machine, as a Kubernetes Service's
+#: cluster IP is of no interface in the hub pod
+ELSEWHERE = "192.0.2.10"
+
+
+def test_the_service_listens_where_the_service_url_points_only_if_that_is_here() -> None:
+    for here in ("127.0.0.1", "localhost", "0.0.0.0"):
+        assert is_local(here), here
+    assert not is_local(ELSEWHERE)
+
+    def host(argv: list[str], **env: str) -> str:
+        return parse(argv, {**ENV, **env}).host
+
+    assert host([], JUPYTERHUB_SERVICE_URL="http://127.0.0.1:10101") == "127.0.0.1"
+    assert host([], JUPYTERHUB_SERVICE_URL="http://localhost:10101") == "localhost"
+    # the hub's Service address on Kubernetes (http://hub:10101): not ours, so every interface
+    assert host([], JUPYTERHUB_SERVICE_URL=f"http://{ELSEWHERE}:10101") == "0.0.0.0"
+    url = f"http://{ELSEWHERE}:10101"
+    assert host([], JUPYTERHUB_SERVICE_URL=url, TORCHLAB_HUB_BIND="127.0.0.1") == "127.0.0.1"
+    assert host(["--bind", "0.0.0.0"], TORCHLAB_HUB_BIND="127.0.0.1") == "0.0.0.0"  # flag wins
+    assert parse([], {**ENV, "JUPYTERHUB_SERVICE_URL": url}).port == 10101
+    with pytest.raises(ConfigError, match=f"--bind {ELSEWHERE} .* is not an address of this"):
+        parse(["--bind", ELSEWHERE], ENV)
+
+
+def test_a_service_url_naming_another_address_still_serves_on_its_port() -> None:
+    """The service as a hub would start it with ``url: http://hub:10101`` in a hub pod."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **ENV,
+        "JUPYTERHUB_API_URL": f"http://127.0.0.1:{free_port()}/hub/api",  # no hub: rounds fail
+        "JUPYTERHUB_SERVICE_URL": f"http://{ELSEWHERE}:{port}",
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/torchlab/",
+        "TORCHLAB_HUB_METRICS_TOKEN": "m" * 32,
+    }
+    env.pop("TORCHLAB_HUB_BIND", None)
+    service = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_torchlab.hub", "--interval", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline, status, body = time.monotonic() + 30, 0, b""
+        while time.monotonic() < deadline and service.poll() is None:
+            url = f"http://127.0.0.1:{port}/services/torchlab/metrics"
+            status, body = http_get(url, "m" * 32)
+            if status == 200:
+                break
+            time.sleep(0.3)
+        assert status == 200, (status, body[:300])
+        assert b"torchlab_hub_" in body
+    finally:
+        service.terminate()
+        out, _ = service.communicate(timeout=30)
+    assert f"on http://0.0.0.0:{port}/services/torchlab/".encode() in out, out[-2000:]
 
 
 def test_without_jupyterhub_the_service_says_what_to_install() -> None:
