@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .. import _gpu_peaks
 from .._format import format_bytes
 
 __all__ = [
@@ -99,10 +100,16 @@ def peak_memory(device: torch.device) -> int | None:
 
 
 def reset_peak_memory(device: torch.device) -> None:
-    """Start measuring the peak of ``device``'s allocator anew (per epoch); no-op off CUDA."""
+    """Start measuring the peak of ``device``'s allocator anew (per epoch); no-op off CUDA.
+
+    The peak so far is first carried (:mod:`jupyter_torchlab._gpu_peaks`), so the running
+    cell's GPU peak still counts it. Both calls read the allocator's counters: no device sync.
+    """
     if device.type == "cuda":
         try:
-            torch.cuda.reset_peak_memory_stats(device)
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            _gpu_peaks.carry(index, int(torch.cuda.max_memory_allocated(index)))
+            torch.cuda.reset_peak_memory_stats(index)
         except Exception:  # noqa: BLE001 - the peak then counts from earlier
             return
 

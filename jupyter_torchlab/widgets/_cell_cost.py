@@ -5,8 +5,11 @@ the peak statistics of every device are reset before each cell and read after it
 synchronises the device (they read the caching allocator's counters). The peaks go to the
 kernel's cells file (:mod:`jupyter_torchlab._runtime_files`), keyed by the cell's execute
 request, which the server reads when it hears the cell end (ipykernel publishes that idle after
-``post_run_cell`` has run). A kernel without torch, or that has not used CUDA, does nothing but
-look up ``sys.modules`` once per cell.
+``post_run_cell`` has run). Where something else resets a device's peak during the cell
+(``tl.fit``, at each epoch), it first carries the peak so far (:mod:`jupyter_torchlab._gpu_peaks`,
+cleared here at the cell's start); the cell's peak is the higher of the carried peak and the
+allocator's own. A kernel without torch, or that has not used CUDA, does nothing but look up
+``sys.modules`` once per cell.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 from collections import deque
 from typing import Any
 
+from jupyter_torchlab import _gpu_peaks
 from jupyter_torchlab._runtime_files import (
     CELLS_KEPT,
     CellGpuRecord,
@@ -42,6 +46,7 @@ def _cuda() -> Any:
 
 
 def _pre_run_cell(info: Any = None) -> None:
+    _gpu_peaks.clear()
     cuda = _cuda()
     if cuda is None:
         return
@@ -54,7 +59,11 @@ def _post_run_cell(result: Any = None) -> None:
     cuda = _cuda()
     if cuda is None or _failed:
         return
-    peaks = {str(d): int(cuda.max_memory_allocated(d)) for d in range(cuda.device_count())}
+    # what a reset during the cell (fit's, per epoch) carried over, and the peak since
+    peaks = {
+        str(d): max(_gpu_peaks.carried(d), int(cuda.max_memory_allocated(d)))
+        for d in range(cuda.device_count())
+    }
     devices = {d: peak for d, peak in peaks.items() if peak > 0}
     msg_id = _parent_msg_id()
     if not devices or msg_id is None:
