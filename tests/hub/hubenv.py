@@ -4,8 +4,11 @@ Everything is the real thing: ``jupyterhub`` (pip) with configurable-http-proxy 
 servers spawned by JupyterHub's SimpleLocalProcessSpawner (jupyterhub-singleuser with our server
 extension, each user with a home of their own; all run as the test's own OS user, since the
 spawner needs no system accounts), ``python -m jupyter_torchlab.hub`` as a managed service with
-the role the README gives it, and jupyterhub-idle-culler as another. The hub config written
-here is the README's operator config plus what a test needs (short intervals, a driver token).
+the role the README gives it, and jupyterhub-idle-culler as another. The hub config written here
+runs the README's operator config block (``<!-- hub-config -->``) as it stands, between what a
+test hub needs before it (ports, database, authenticator, spawner) and the test's overrides after
+it (the service's port, token, token file and short intervals; bob's page role; the culler and
+a driver token).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -33,6 +37,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 VENV_BIN = Path(sys.executable).parent
+README = Path(__file__).parents[2] / "README.md"
 #: where scripts/install-and-test.sh installs configurable-http-proxy (npm --prefix)
 CHP_LOCAL = Path(sys.prefix) / "hub-node" / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD = "torchlab-test-password"
@@ -184,7 +189,7 @@ def start_hub(root: Path, *, culler_timeout: int, culler_every: int = 3) -> Hub:
     (root / "metrics_token").write_text(tokens["metrics"])
     config = root / "jupyterhub_config.py"
     config.write_text(
-        CONFIG.format(
+        PREAMBLE.format(
             root=str(root),
             python=sys.executable,
             singleuser=str(VENV_BIN / "jupyterhub-singleuser"),
@@ -198,6 +203,16 @@ def start_hub(root: Path, *, culler_timeout: int, culler_every: int = 3) -> Hub:
             culler_every=culler_every,
             **{f"{k}_port": v for k, v in ports.items()},
             **{f"{k}_token": v for k, v in tokens.items()},
+        )
+        + readme_hub_config()
+        + OVERRIDES.format(
+            root=str(root),
+            python=sys.executable,
+            service_port=ports["service"],
+            service_token=tokens["service"],
+            driver_token=tokens["driver"],
+            culler_timeout=culler_timeout,
+            culler_every=culler_every,
         )
     )
     log = root / "hub.log"
@@ -232,6 +247,14 @@ def start_hub(root: Path, *, culler_timeout: int, culler_every: int = 3) -> Hub:
         time.sleep(0.5)
     hub.stop()
     raise AssertionError(f"the hub or the torchlab service did not start in 90 s\n{hub.tail()}")
+
+
+def readme_hub_config() -> str:
+    """The README's operator config block (``<!-- hub-config -->``), as written there."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"<!-- hub-config -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "README.md lost its hub config block (<!-- hub-config --> before ```python)"
+    return "\n# --- README.md's hub config block, as it stands ---\n" + match.group(1)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -312,8 +335,8 @@ async def _execute(base: str, user: str, kernel_id: str, token: str, code: str) 
                 pass
 
 
-CONFIG = """
-# written by tests/hub/hubenv.py: the README's operator config, plus what a test needs
+PREAMBLE = """
+# written by tests/hub/hubenv.py: a test hub, the README's operator config, the test's overrides
 import sys
 c = get_config()  # noqa: F821
 c.JupyterHub.ip = "127.0.0.1"
@@ -342,21 +365,20 @@ c.Spawner.args = {root_args!r} + ["--TorchlabExtension.sample_interval=0.5"]
 c.Spawner.environment = {{"JUPYTERHUB_ACTIVITY_INTERVAL": "2"}}
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
+"""
 
-# --- the hub service, as in the README ---
-c.JupyterHub.custom_scopes = {{
-    "custom:torchlab:read": {{"description": "Read the torchlab metrics of user servers."}},
-}}
-c.JupyterHub.services = [
-    {{
-        "name": "torchlab",
-        "url": "http://127.0.0.1:{service_port}",
-        "command": ["{python}", "-m", "jupyter_torchlab.hub", "--interval", "1",
-                    "--timeout", "2", "--admin-group", "{group}"],
-        "environment": {{"TORCHLAB_HUB_METRICS_TOKEN_FILE": "{root}/metrics_token"}},
-        "api_token": "{service_token}",
-        "oauth_no_confirm": True,
-    }},
+OVERRIDES = """
+# --- the test's overrides: ports, tokens, paths, short intervals; then the culler and a driver ---
+_torchlab = next(s for s in c.JupyterHub.services if s["name"] == "torchlab")
+assert _torchlab["command"][0] == sys.executable == "{python}"
+_torchlab["url"] = "http://127.0.0.1:{service_port}"
+_torchlab["command"] = [*_torchlab["command"], "--interval", "1", "--timeout", "2"]
+_torchlab["environment"]["TORCHLAB_HUB_METRICS_TOKEN_FILE"] = "{root}/metrics_token"
+_torchlab["api_token"] = "{service_token}"  # the tests hold the service's token
+_page = next(r for r in c.JupyterHub.load_roles if r["name"] == "torchlab-page")
+_page["users"] = ["bob"]  # bob may reach the service, but is neither admin nor in the group
+
+c.JupyterHub.services += [
     {{
         "name": "idle-culler",
         "command": ["{python}", "-m", "jupyterhub_idle_culler",
@@ -364,18 +386,7 @@ c.JupyterHub.services = [
     }},
     {{"name": "driver", "api_token": "{driver_token}"}},
 ]
-c.JupyterHub.load_roles = [
-    {{
-        "name": "torchlab",
-        "scopes": ["list:users", "read:servers", "proxy", "custom:torchlab:read"],
-        "services": ["torchlab"],
-    }},
-    {{
-        "name": "torchlab-page",
-        "scopes": ["access:services!service=torchlab"],
-        "groups": ["{group}"],
-        "users": ["bob"],  # bob may reach the service, but is neither admin nor in the group
-    }},
+c.JupyterHub.load_roles += [
     {{
         "name": "idle-culler",
         "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
