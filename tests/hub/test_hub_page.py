@@ -4,7 +4,9 @@ a frozen server with its reason; a user who is not an admin gets no page."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,8 @@ from .hubenv import ADMIN, PASSWORD, Hub
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+IDLE_FROM: dict[str, float] = {}
+
 
 @pytest.fixture(scope="module")
 def hub(make_hub: Any) -> Hub:
@@ -24,6 +28,7 @@ def hub(make_hub: Any) -> Hub:
         hub.start_server(name)
     hub.run_cell("alice", hub.start_kernel("alice"), "import time; time.sleep(600)")
     hub.run_cell("bob", hub.start_kernel("bob"), "x = 1")
+    IDLE_FROM["bob"] = time.monotonic()  # the cell took a moment: bob's kernel idle from about now
     carol = hub.server_pid("carol")
     os.kill(carol, signal.SIGSTOP)  # frozen: the hub still lists it, it answers nobody
     hub.stopped_pids.append(carol)
@@ -80,6 +85,15 @@ def test_the_admin_page_shows_every_users_kernels_and_a_frozen_server(
         assert alice.get_attribute("data-state") == "busy"
         assert "busy" in alice.inner_text()
         assert bob.get_attribute("data-state") == "idle"
+        # idle for how long: "idle M:SS" (or H:MM:SS), as long as bob's kernel has been idle,
+        # give or take the age of the round the page shows
+        shown = re.search(r"\bidle (?:(\d+):)?(\d+):(\d\d)\b", bob.inner_text())
+        assert shown, bob.inner_text()
+        elapsed = time.monotonic() - IDLE_FROM["bob"]
+        hours, minutes, seconds = (int(g or 0) for g in shown.groups())
+        idle_for = hours * 3600 + minutes * 60 + seconds
+        assert elapsed - 10 <= idle_for <= elapsed + 1, (shown.group(0), elapsed)
+        assert re.search(r"\bbusy \d+:\d\d\b", alice.inner_text()), alice.inner_text()
         assert kernels.count() == 2
         reason = carol.inner_text()
         assert "no answer from 127.0.0.1:" in reason
