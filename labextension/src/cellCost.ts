@@ -1,7 +1,8 @@
 /**
  * What a cell cost, as kept in its metadata under `torchlab` and read back: pure functions from
  * the server's record (GET torchlab/api/cells) to the stored figures, the line under the cell,
- * how close it came to the limits, and the notebook's cells ranked by cost.
+ * how close it came to the limits (and when those limits change), and the notebook's cells ranked
+ * by cost.
  */
 import {
   formatBytes,
@@ -12,6 +13,8 @@ import {
   PRESSURE_DANGER,
   PRESSURE_WARN
 } from './format';
+import type { ISignal } from '@lumino/signaling';
+
 import type { ISnapshot } from './types';
 
 /** The metadata key a cell's cost is stored under. */
@@ -148,8 +151,7 @@ export function costDetail(cost: ICellCost): string {
  */
 export function costPressure(cost: ICellCost, snapshot: ISnapshot | null): Pressure {
   const shares: number[] = [];
-  const host = snapshot?.host;
-  const mark = host ? (host.memory_limit ?? host.memory_total) : null;
+  const mark = memoryMark(snapshot);
   if (cost.peak_memory !== null && mark) {
     shares.push(cost.peak_memory / mark);
   }
@@ -172,6 +174,53 @@ export function costPressure(cost: ICellCost, snapshot: ISnapshot | null): Press
   }
   const worst = Math.max(0, ...shares);
   return worst >= PRESSURE_DANGER ? 'danger' : worst >= PRESSURE_WARN ? 'warn' : 'ok';
+}
+
+/** The memory a cell's peak is weighed against: the container's limit, else the host's memory. */
+function memoryMark(snapshot: ISnapshot | null): number | null {
+  const host = snapshot?.host;
+  return host ? (host.memory_limit ?? host.memory_total) : null;
+}
+
+/**
+ * The limits {@link costPressure} reads from a snapshot, as one string: the memory mark and each
+ * GPU's index and size. Equal keys give every cell the same colour; null without a snapshot.
+ */
+export function pressureLimitsKey(snapshot: ISnapshot | null): string | null {
+  if (!snapshot) {
+    return null;
+  }
+  const gpus = (snapshot.gpus ?? [])
+    .map(g => `${g.index}:${g.memory_total ?? ''}`)
+    .sort()
+    .join(',');
+  return `${memoryMark(snapshot) ?? ''}|${gpus}`;
+}
+
+/** Where the footers' colour comes from: the page's metrics (MetricsModel). */
+export interface ILimitsSource {
+  readonly snapshot: ISnapshot | null;
+  readonly changed: ISignal<unknown, void>;
+}
+
+/**
+ * Call `redraw` when the limits the colour depends on change (the first snapshot after a
+ * reload, a new memory limit, a GPU that appears), never for a snapshot whose limits are the
+ * same ones, nor for none (limits unknown: what is drawn stays). Returns the disconnect.
+ */
+export function watchLimits(source: ILimitsSource, redraw: () => void): () => void {
+  let key = pressureLimitsKey(source.snapshot);
+  const onChanged = () => {
+    const next = pressureLimitsKey(source.snapshot);
+    if (next !== null && next !== key) {
+      key = next;
+      redraw();
+    }
+  };
+  source.changed.connect(onChanged);
+  return () => {
+    source.changed.disconnect(onChanged);
+  };
 }
 
 export type CostOrder = 'time' | 'memory';

@@ -6,8 +6,9 @@
  * back, the server's record of it is fetched (GET torchlab/api/cells, which waits for the end to
  * be read) and stored in the cell's metadata under `torchlab`, so saving keeps it. Each code cell
  * with such metadata shows one line under it, drawn from the metadata alone, so a reloaded or
- * shared notebook shows it too. Turned off (setting `cellCost`), nothing is connected, nothing
- * is requested, and the lines go.
+ * shared notebook shows it too; its colour (near the limits) is drawn again whenever the limits in
+ * the page's metrics change, e.g. when the first snapshot arrives after a reload. Turned off
+ * (setting `cellCost`), nothing is connected, nothing is requested, and the lines go.
  */
 import type { ICellModel } from '@jupyterlab/cells';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
@@ -24,7 +25,9 @@ import {
   ICellRecord,
   IRankedCell,
   METADATA_KEY,
-  readCost
+  pressureLimitsKey,
+  readCost,
+  watchLimits
 } from './cellCost';
 import { requestAPI } from './handler';
 import type { MetricsModel } from './model';
@@ -51,6 +54,9 @@ export class CellCosts {
       }
     });
     options.tracker.currentChanged.connect(() => this._changed.emit());
+    // a footer's colour weighs the cell against the limits of the latest snapshot: lines drawn
+    // before the first one (a reload) or under other limits are drawn again when they change
+    watchLimits(options.model, () => this._draws.forEach(draw => draw()));
   }
 
   /** Emitted when the current notebook's costs may have changed. */
@@ -120,6 +126,7 @@ export class CellCosts {
     }
     const cleanups: Cleanup[] = [];
     this._attached.set(panel, cleanups);
+    cleanups.push(() => this._draws.delete(panel));
     const pending = new Map<string, string>(); // execute request msg_id -> cell id
     const watched = new Map<ICellModel, Cleanup>();
 
@@ -131,6 +138,7 @@ export class CellCosts {
         drawFooter(cell.node, cell.model, this._options.model);
       }
     };
+    this._draws.set(panel, draw);
     const watchCells = () => {
       const cells = panel.content.model?.cells;
       if (!cells) {
@@ -285,6 +293,7 @@ export class CellCosts {
   private _options: ICellCostsOptions;
   private _enabled = false;
   private _attached = new Map<NotebookPanel, Cleanup[]>();
+  private _draws = new Map<NotebookPanel, () => void>(); // each attached panel's footers
   private _wanted = new Set<string>();
   private _changed = new Signal<this, void>(this);
 }
@@ -309,6 +318,7 @@ function drawFooter(node: HTMLElement, model: ICellModel, metrics: MetricsModel)
   footer.textContent = costLine(cost);
   footer.title = costDetail(cost);
   footer.dataset.pressure = pressure;
+  footer.dataset.limits = pressureLimitsKey(metrics.snapshot) ?? ''; // what it was weighed against
   footer.dataset.wall = String(cost.wall_s);
   footer.classList.toggle('jp-torchlab-cellcost-warn', pressure === 'warn');
   footer.classList.toggle('jp-torchlab-cellcost-danger', pressure === 'danger');

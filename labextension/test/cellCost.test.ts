@@ -5,9 +5,14 @@ import {
   costPressure,
   ICellCost,
   ICellRecord,
+  pressureLimitsKey,
   rankCells,
-  readCost
+  readCost,
+  watchLimits
 } from '../src/cellCost';
+import { Signal } from '@lumino/signaling';
+
+import type { ISnapshot } from '../src/types';
 import { gpu, snapshot } from './fixtures';
 
 const GiB = 2 ** 30;
@@ -96,6 +101,74 @@ describe('near the limits', () => {
     expect(costPressure(cost({ gpu_devices: { '1': 7.2 * GiB } }), doc)).toBe('warn');
     expect(costPressure(cost({ gpu_devices: { '0': 7.2 * GiB } }), doc)).toBe('ok');
     expect(costPressure(cost(), null)).toBe('ok');
+  });
+});
+
+describe('the limits the colour depends on', () => {
+  function limits(memoryTotal: number, memoryLimit: number | null, gpus: [number, number][]) {
+    const doc = snapshot(0);
+    doc.host = { ...doc.host!, memory_total: memoryTotal, memory_limit: memoryLimit };
+    doc.gpus = gpus.map(([index, total]) => gpu(index, { memory_total: total }));
+    return doc;
+  }
+
+  it('change with the memory mark and each GPU, and with nothing else', () => {
+    const base = limits(10 * GiB, null, [[0, 80 * GiB]]);
+    const key = pressureLimitsKey(base);
+    // usage moves every snapshot; the limits do not
+    const busier = { ...limits(10 * GiB, null, [[0, 80 * GiB]]), time: 5 };
+    busier.host = { ...busier.host!, memory_used: 9 * GiB, cpu_percent: 99 };
+    busier.gpus = [gpu(0, { memory_total: 80 * GiB, memory_used: 70 * GiB })];
+    expect(pressureLimitsKey(busier)).toBe(key);
+    expect(pressureLimitsKey(limits(10 * GiB, 4 * GiB, [[0, 80 * GiB]]))).not.toBe(key);
+    expect(pressureLimitsKey(limits(12 * GiB, null, [[0, 80 * GiB]]))).not.toBe(key);
+    expect(pressureLimitsKey(limits(10 * GiB, null, [[0, 40 * GiB]]))).not.toBe(key);
+    expect(pressureLimitsKey(limits(10 * GiB, null, [[1, 80 * GiB]]))).not.toBe(key);
+    expect(pressureLimitsKey(limits(10 * GiB, null, []))).not.toBe(key);
+    expect(pressureLimitsKey(null)).toBeNull();
+  });
+
+  it('is equal exactly where every cell gets the same colour', () => {
+    const a = limits(10 * GiB, null, [
+      [0, 8 * GiB],
+      [1, 80 * GiB]
+    ]);
+    const b = limits(10 * GiB, null, [
+      [1, 80 * GiB],
+      [0, 8 * GiB]
+    ]);
+    expect(pressureLimitsKey(a)).toBe(pressureLimitsKey(b));
+    const c = cost({ peak_memory: 8.5 * GiB, gpu_devices: { '0': 7 * GiB } });
+    expect(costPressure(c, a)).toBe(costPressure(c, b));
+  });
+
+  it('redraws when the first snapshot comes and when the limits change, not per snapshot', () => {
+    const source = { snapshot: null as ISnapshot | null, changed: new Signal<unknown, void>({}) };
+    let redraws = 0;
+    const stop = watchLimits(source, () => redraws++);
+    const tick = (doc: ISnapshot | null) => {
+      source.snapshot = doc;
+      source.changed.emit();
+    };
+    tick(null); // a mode change before any snapshot
+    expect(redraws).toBe(0);
+    tick(limits(10 * GiB, null, [])); // the first snapshot after a reload
+    expect(redraws).toBe(1);
+    // what the footer drawn before it showed, and what the redraw shows
+    const c = cost({ peak_memory: 9 * GiB, gpu_devices: null, gpu_peak_memory: null });
+    expect(costPressure(c, null)).toBe('ok');
+    expect(costPressure(c, source.snapshot)).toBe('warn');
+    for (let i = 0; i < 5; i++) {
+      tick({ ...limits(10 * GiB, null, []), time: i });
+    }
+    expect(redraws).toBe(1);
+    tick(null); // limits unknown again: what is drawn stays
+    expect(redraws).toBe(1);
+    tick(limits(10 * GiB, 6 * GiB, [])); // a container limit now applies
+    expect(redraws).toBe(2);
+    stop();
+    tick(limits(20 * GiB, null, []));
+    expect(redraws).toBe(2);
   });
 });
 

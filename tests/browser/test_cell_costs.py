@@ -40,6 +40,21 @@ def wait_idle_kernel(server: Server, name: str) -> None:
     time.sleep(1.0)  # the page asks the server to measure its kernel once it is connected
 
 
+def limits_key(doc: dict[str, Any]) -> str:
+    """The limits a line's colour is weighed against (cellCost.ts pressureLimitsKey)."""
+    host = doc["host"]
+    mark = host["memory_limit"] if host["memory_limit"] is not None else host["memory_total"]
+    gpus = sorted(f"{g['index']}:{g['memory_total'] or ''}" for g in doc.get("gpus") or [])
+    return f"{mark if mark is not None else ''}|{','.join(gpus)}"
+
+
+def expected_pressure(cost: dict[str, Any], doc: dict[str, Any]) -> str:
+    """Amber at 80%, red at 95% of the memory limit (no GPU figure in these cells)."""
+    host = doc["host"]
+    share = cost["peak_memory"] / (host["memory_limit"] or host["memory_total"])
+    return "danger" if share >= 0.95 else "warn" if share >= 0.8 else "ok"
+
+
 def open_notebook(page: Any, server: Server, name: str, lab: bool) -> Any:
     path = f"lab/tree/{name}" if lab else f"notebooks/{name}"
     page.goto(server.page_url(path, **({"reset": ""} if lab else {})))
@@ -109,11 +124,32 @@ def check_costs(page: Any, server: Server, name: str, lab: bool) -> None:
     rows.first.click()
     expect(cells.nth(1)).to_have_class(re.compile(r"\bjp-mod-active\b"))
 
-    # after a reload the lines are drawn from the saved metadata
+    # after a reload the lines are drawn from the saved metadata; here before the page has any
+    # snapshot (the metrics are held back until the lines are there)
+    held = [True]
+
+    def hold_stream(ws: Any) -> None:
+        upstream = ws.connect_to_server()
+        upstream.on_message(lambda message: None if held[0] else ws.send(message))
+
+    page.route_web_socket(re.compile(r"/torchlab/api/stream"), hold_stream)
+    page.route(
+        re.compile(r"/torchlab/api/metrics"),
+        lambda route: route.abort() if held[0] else route.continue_(),
+    )
     page.reload()
     cells = page.locator(".jp-Notebook .jp-Cell")
-    for i, text in enumerate(texts):
-        expect(cells.nth(i).locator(".jp-torchlab-cellcost")).to_have_text(text, timeout=60_000)
+    footers = [cells.nth(i).locator(".jp-torchlab-cellcost") for i in range(len(CELLS))]
+    for footer, text in zip(footers, texts, strict=True):
+        expect(footer).to_have_text(text, timeout=60_000)
+        expect(footer).to_have_attribute("data-limits", "")  # no limits known yet
+    # the first snapshot comes: each line's colour is drawn again, weighed against this
+    # server's real limits (the container's memory limit, else the host's memory)
+    held[0] = False
+    doc = server.api("GET", "torchlab/api/metrics")
+    for footer, cost in zip(footers, (baseline, allocated, slept), strict=True):
+        expect(footer).to_have_attribute("data-limits", limits_key(doc), timeout=30_000)
+        expect(footer).to_have_attribute("data-pressure", expected_pressure(cost, doc))
 
 
 def test_lab_shows_and_keeps_each_cells_cost(page: Any, lab_server: Server) -> None:
