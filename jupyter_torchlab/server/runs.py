@@ -11,9 +11,11 @@ What only the server can know it adds itself:
 - A kernel process that is gone leaves its running runs "running" in its file. A run whose
   process died (the restarter's death callback, or its process missing from a tick that sampled
   the others) becomes "failed" with :data:`KERNEL_DIED`; one whose process was replaced without
-  a death (a restart asked for) becomes "failed" with :data:`KERNEL_RESTARTED`. Those runs, and
-  the ended ones of a replaced process, are kept here (the new process rewrites the file) for
-  :data:`ENDED_SECONDS`, at most :data:`ENDED_KEPT` a kernel.
+  a death (a restart asked for) becomes "failed" with :data:`KERNEL_RESTARTED`.
+- A kernel's file keeps its ended runs only ten minutes (and a new process rewrites it), but a
+  user who closed the laptop learns how training ended when a page next opens: every ended run
+  read from a file, and those the server failed, are kept here while their kernel lives, for at
+  most :data:`ENDED_SECONDS` (a day), the latest :data:`ENDED_KEPT` a kernel.
 - A kernel that leaves the registry (shut down) takes its runs with it, and its runs file is
   removed: the kernel id was this server's, so no other reader needs the file.
 """
@@ -44,8 +46,8 @@ __all__ = [
 
 KERNEL_DIED = "the kernel died"
 KERNEL_RESTARTED = "the kernel restarted"
-#: ended runs a kernel keeps, as the kernels' own files do: this long, at most this many
-ENDED_SECONDS = 600.0
+#: ended runs kept a kernel while it lives: this long after they ended, at most the latest this many
+ENDED_SECONDS = 24 * 3600.0
 ENDED_KEPT = 20
 
 #: a run as served: the kernel's record, its kernel and that kernel's notebook (None: none)
@@ -136,6 +138,9 @@ class RunsWatch:
             k.gone.setdefault(k.pid, KERNEL_RESTARTED)
             self._keep(k, k.runs, k.gone[k.pid], now)
         k.pid, k.runs = found["pid"], found["runs"]
+        for run in k.runs:
+            if run["state"] != "running":
+                k.kept[run["id"]] = run  # the file drops it after ten minutes: not the server
 
     def _runs(self, k: _Kernel, info: KernelInfo, now: float) -> list[RunInfo]:
         reason = k.gone.get(k.pid) if k.pid is not None else None
@@ -143,9 +148,13 @@ class RunsWatch:
             self._keep(k, k.runs, reason, now)
         for rid in [r for r, run in k.kept.items() if now - (run["ended"] or now) > ENDED_SECONDS]:
             del k.kept[rid]
-        for rid in list(k.kept)[:-ENDED_KEPT]:
-            del k.kept[rid]
-        runs = [*k.kept.values(), *(r for r in k.runs if r["id"] not in k.kept)]
+        if len(k.kept) > ENDED_KEPT:
+            latest = sorted(k.kept.values(), key=lambda r: r["ended"] or r["updated"])
+            for run in latest[:-ENDED_KEPT]:
+                del k.kept[run["id"]]
+        # the file's ended runs are in kept (those past the bounds are not served again)
+        running = (r for r in k.runs if r["state"] == "running" and r["id"] not in k.kept)
+        runs = [*k.kept.values(), *running]
         return sort_runs({**r, "kernel_id": info.id, "path": info.path} for r in runs)
 
     @staticmethod

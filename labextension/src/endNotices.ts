@@ -92,3 +92,100 @@ export function longCellDue(end: ICellEnd): number | null {
 export function cellExecution(kernelId: string | null, msgId: string | null): string | null {
   return kernelId && msgId ? `${kernelId}:${msgId}` : null;
 }
+
+/**
+ * What the pages of one server remember between loads, so that a run that ended while no page
+ * was open is told once when one opens (runs.ts's RunWatch): the server time of the latest
+ * document a page saw, and the runs already told (by any page, on any load).
+ */
+export interface IRunsSeen {
+  /** Server seconds of the latest document a page saw; null: no page of this browser ever did. */
+  lastLooked(): number | null;
+  /** A page saw the document of server time `time`. */
+  looked(time: number): void;
+  /** Whether the run (runs.ts's runKey) was told already. */
+  wasTold(key: string): boolean;
+  /** These runs were told (or the user saw them end). */
+  told(keys: string[]): void;
+}
+
+/** The part of the browser's Storage that RunsSeenStore uses. */
+export interface IKeyValueStore {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+}
+
+interface IRunsSeenState {
+  looked: number | null;
+  told: string[];
+}
+
+/**
+ * IRunsSeen in localStorage, one entry per server (its base URL: JupyterHub serves many servers
+ * from one origin). Read and written whole at each change, so pages of the same server open at
+ * once add to each other's memory instead of overwriting it; the latest `limit` runs told are
+ * kept. `looked` writes at most every `lookedEvery` seconds of server time (the stream sends a
+ * document each tick). A store that fails (blocked, full) makes it forget: nothing breaks.
+ */
+export class RunsSeenStore implements IRunsSeen {
+  constructor(
+    private readonly _store: IKeyValueStore | null,
+    baseUrl: string,
+    private readonly _limit = 500,
+    private readonly _lookedEvery = 5
+  ) {
+    this._key = `jupyter-torchlab:runs-seen:${baseUrl}`;
+  }
+
+  lastLooked(): number | null {
+    return this._read().looked;
+  }
+
+  looked(time: number): void {
+    if (this._written !== null && time - this._written < this._lookedEvery) {
+      return;
+    }
+    const state = this._read();
+    state.looked = Math.max(state.looked ?? time, time);
+    this._write(state);
+    this._written = time;
+  }
+
+  wasTold(key: string): boolean {
+    return this._read().told.includes(key);
+  }
+
+  told(keys: string[]): void {
+    if (keys.length === 0) {
+      return;
+    }
+    const state = this._read();
+    state.told = [...state.told.filter(k => !keys.includes(k)), ...keys].slice(-this._limit);
+    this._write(state);
+  }
+
+  private _read(): IRunsSeenState {
+    try {
+      const found = JSON.parse(this._store?.getItem(this._key) ?? 'null');
+      return {
+        looked: typeof found?.looked === 'number' ? found.looked : null,
+        told: Array.isArray(found?.told)
+          ? found.told.filter((k: unknown) => typeof k === 'string')
+          : []
+      };
+    } catch {
+      return { looked: null, told: [] };
+    }
+  }
+
+  private _write(state: IRunsSeenState): void {
+    try {
+      this._store?.setItem(this._key, JSON.stringify(state));
+    } catch {
+      // storage full or blocked: the next load may tell a run again, or not at all
+    }
+  }
+
+  private readonly _key: string;
+  private _written: number | null = null;
+}

@@ -15,6 +15,7 @@ import {
   formatRate,
   formatSpan
 } from './format';
+import type { IRunsSeen } from './endNotices';
 import type { IRun, ISnapshot } from './types';
 
 export function runKey(run: IRun): string {
@@ -123,16 +124,34 @@ export function runEndMessage(run: IRun): string {
 }
 
 /**
+ * How far before the time a page last looked a run's end still counts as possibly missed, s: the
+ * server reads a kernel's file on its tick, so a run can end a little before the document that
+ * first shows it ended; runs told are remembered, so this only widens what is checked.
+ */
+export const MISSED_SLACK = 60;
+
+/**
  * Watches the documents for runs that end. A run that was running in one document and is not
  * running in a later one ended; the page says so once per cell execution (a loop with nested bars
  * ends once: its outermost bar, once no bar of that cell runs any more), and never twice for a
- * run. Runs first seen already ended ended before this page looked: they are old news.
+ * run.
+ *
+ * Runs the first document shows already ended were missed: they ended while no page looked. With
+ * `seen` (what the pages of this server remember between loads), those that ended after a page
+ * last looked (less MISSED_SLACK) and that no page told are told too, once, and `missed` says
+ * which; the others are old news. Without `seen`, or before any page of this browser looked at
+ * this server, every run first seen ended is old news (no flood of a day's runs).
  */
 export class RunWatch {
+  constructor(private readonly _seen: IRunsSeen | null = null) {}
+
   /** The runs that ended since the last document, one per cell execution, to notify. */
   update(snapshot: ISnapshot): IRun[] {
     const runs = (snapshot.kernels ?? []).flatMap(k => k.runs ?? []);
     const liveKernels = new Set(snapshot.kernels.map(k => k.id));
+    const first = !this._looked;
+    const since = first ? (this._seen?.lastLooked() ?? null) : null;
+    this._looked = true;
     const ended: IRun[] = [];
     const nowRunning = new Set<string>();
     const busyExecutions = new Set<string>();
@@ -143,6 +162,14 @@ export class RunWatch {
         busyExecutions.add(executionKey(run));
       } else if (this._running.has(key) && !this._told.has(key)) {
         ended.push(run);
+      } else if (
+        since !== null &&
+        run.ended !== null &&
+        run.ended > since - MISSED_SLACK &&
+        !this._seen?.wasTold(key)
+      ) {
+        ended.push(run);
+        this._missed.add(key);
       }
     }
     // a run that was running and is gone with its kernel: the death is told by the deaths plugin
@@ -161,13 +188,22 @@ export class RunWatch {
         byExecution.set(execution, [...(byExecution.get(execution) ?? []), run]);
       }
     }
+    this._seen?.told(ended.map(runKey));
+    this._seen?.looked(snapshot.time);
     return Array.from(byExecution.values(), group =>
       group.reduce((outer, run) => (run.started < outer.started ? run : outer))
     );
   }
 
+  /** Whether `run`, given by update, ended while no page of this server looked. */
+  missed(run: IRun): boolean {
+    return this._missed.has(runKey(run));
+  }
+
+  private _looked = false;
   private _running = new Set<string>();
   private _told = new Set<string>();
+  private _missed = new Set<string>();
 }
 
 /**

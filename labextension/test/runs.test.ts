@@ -7,8 +7,10 @@ import {
   runFigures,
   runsByCell,
   runStatusText,
-  RunWatch
+  RunWatch,
+  MISSED_SLACK
 } from '../src/runs';
+import { RunsSeenStore } from '../src/endNotices';
 import type { IRun } from '../src/types';
 import { kernel, run, snapshot } from './fixtures';
 
@@ -90,6 +92,135 @@ describe('RunWatch: ends between documents', () => {
     const watch = new RunWatch();
     watch.update(doc(1, [run()]));
     expect(watch.update(doc(2, [], ['k2']))).toEqual([]);
+  });
+});
+
+/** A browser's localStorage, as the pages of one origin share it. */
+class MemoryStore {
+  getItem(key: string): string | null {
+    return this.items.get(key) ?? null;
+  }
+  setItem(key: string, value: string): void {
+    this.items.set(key, value);
+  }
+  items = new Map<string, string>();
+}
+
+describe('RunWatch: runs that ended while no page looked', () => {
+  const base = '/user/ada/';
+  /** A page of the server at `base` loading in a browser whose storage is `store`. */
+  const page = (store: MemoryStore, url = base) => new RunWatch(new RunsSeenStore(store, url));
+
+  it('tells a run that ended after the last page closed, once, on the next page', () => {
+    const store = new MemoryStore();
+    const r = run({ id: 'r', msg_id: 'm1', started: 990 });
+    const before = page(store);
+    expect(before.update(doc(1000, [r]))).toEqual([]);
+    // the page closes; the run ends an hour later; a page opens the next morning
+    const done = ended(r, 'finished', 4600, { n: 100 });
+    const next = page(store);
+    expect(next.update(doc(9000, [done]))).toEqual([done]);
+    expect(next.missed(done)).toBe(true);
+    expect(next.update(doc(9001, [done]))).toEqual([]);
+    // reloaded, or another tab of the same server: told already
+    expect(page(store).update(doc(9010, [done]))).toEqual([]);
+  });
+
+  it('tells failed and interrupted runs, a nested loop by its outer bar', () => {
+    const store = new MemoryStore();
+    page(store).update(doc(1000, []));
+    const failed = ended(run({ id: 'f', msg_id: 'm1' }), 'failed', 2000, {
+      error: 'RuntimeError: CUDA out of memory'
+    });
+    const cell = { kernel_id: 'k2', msg_id: 'm2' };
+    const outer = ended(run({ id: 'o', ...cell, started: 1 }), 'interrupted', 3000);
+    const inner = ended(run({ id: 'i', ...cell, started: 5 }), 'interrupted', 3000);
+    const told = page(store).update(doc(5000, [failed, outer, inner]));
+    expect(told).toEqual([failed, outer]);
+    expect(runEndMessage(told[0])).toContain('failed at 45/100 it after 5 s: RuntimeError: CUDA');
+  });
+
+  it('says nothing of runs that ended before a page last looked, nor without any memory', () => {
+    const store = new MemoryStore();
+    const old = ended(run({ id: 'old' }), 'finished', 500);
+    // no page of this browser ever looked at this server: no flood of a day's runs
+    expect(page(store).update(doc(1000, [old]))).toEqual([]);
+    // a page looked at 1000; the run had ended well before: old news
+    expect(page(store).update(doc(2000, [old]))).toEqual([]);
+    expect(new RunWatch().update(doc(3000, [ended(run({ id: 'new' }), 'finished', 2500)]))).toEqual(
+      []
+    );
+  });
+
+  it('counts a run that ended just before the last document a page saw as possibly missed', () => {
+    // the server read the file a tick after the run ended: the last page saw it running
+    const store = new MemoryStore();
+    const r = run({ id: 'r', msg_id: 'm1' });
+    page(store).update(doc(1000, [r]));
+    const done = ended(r, 'finished', 1000 - MISSED_SLACK / 2);
+    expect(page(store).update(doc(1500, [done]))).toEqual([done]);
+  });
+
+  it('tells a run a page saw end there only; a cell still running is not over', () => {
+    const store = new MemoryStore();
+    const r = run({ id: 'r', msg_id: 'm1' });
+    const open = page(store);
+    open.update(doc(1000, [r]));
+    const done = ended(r, 'finished', 1001);
+    expect(open.update(doc(1002, [done]))).toEqual([done]);
+    expect(open.missed(done)).toBe(false);
+    expect(page(store).update(doc(1003, [done]))).toEqual([]); // told on the page that saw it
+    // a cell whose inner bar ended while its outer bar still runs: not the end yet
+    const outer = run({ id: 'o', msg_id: 'm2', started: 1 });
+    const inner = ended(run({ id: 'i', msg_id: 'm2', started: 5 }), 'finished', 1004);
+    const later = page(store);
+    expect(later.update(doc(1010, [outer, inner]))).toEqual([]);
+    const outerDone = ended(outer, 'finished', 1020);
+    expect(later.update(doc(1021, [outerDone, inner]))).toEqual([outerDone]);
+  });
+
+  it('keeps each server apart, and the runs told across pages of the same one', () => {
+    const store = new MemoryStore();
+    const done = ended(run({ id: 'r' }), 'finished', 2000);
+    page(store).update(doc(1000, []));
+    page(store, '/user/bob/').update(doc(1000, []));
+    const a = page(store);
+    const b = page(store);
+    expect(a.update(doc(3000, [done]))).toEqual([done]);
+    expect(b.update(doc(3000, [done]))).toEqual([]);
+    // bob's server has its own memory: a run of the same ids there is its own
+    expect(page(store, '/user/bob/').update(doc(3000, [done]))).toEqual([done]);
+  });
+});
+
+describe('RunsSeenStore', () => {
+  it('remembers the latest look, written every few seconds, and the latest runs told', () => {
+    const store = new MemoryStore();
+    const seen = new RunsSeenStore(store, '/', 3, 5);
+    expect(seen.lastLooked()).toBeNull();
+    seen.looked(100);
+    seen.looked(102); // not written: within 5 s
+    expect(seen.lastLooked()).toBe(100);
+    seen.looked(106);
+    expect(new RunsSeenStore(store, '/').lastLooked()).toBe(106);
+    seen.told(['a', 'b']);
+    seen.told(['c', 'd']);
+    expect(['a', 'b', 'c', 'd'].map(k => seen.wasTold(k))).toEqual([false, true, true, true]);
+  });
+
+  it('forgets quietly where storage is blocked, full or holds something else', () => {
+    const broken = {
+      getItem: () => '{not json',
+      setItem: () => {
+        throw new Error('QuotaExceededError');
+      }
+    };
+    const seen = new RunsSeenStore(broken, '/');
+    seen.looked(1);
+    seen.told(['a']);
+    expect(seen.lastLooked()).toBeNull();
+    expect(seen.wasTold('a')).toBe(false);
+    expect(new RunsSeenStore(null, '/').lastLooked()).toBeNull();
   });
 });
 

@@ -8,7 +8,8 @@ streams them to every page. Here, with real kernels and real loops:
   run's final record when it ends; a saved widget view that cannot render (ipywidgets' "Loading
   widget...") is hidden while the run is drawn, and one display is left when the run ends;
 - a run that ends while its notebook's tab is closed is told on another notebook's page, with
-  "Go to cell";
+  "Go to cell"; one that ends while no page is open is told once when a page next opens, and
+  not again after a reload;
 - the panel lists the runs of every notebook, and the status bar the current notebook's run.
 """
 
@@ -320,6 +321,40 @@ def test_lab_a_run_that_ends_with_its_tab_closed_is_told_on_another_notebook(
     expect(toast).to_have_count(1)
     toast.get_by_role("button", name="Go to cell").click()
     expect(current_tab(page)).to_have_text("runs_end.ipynb")
+
+
+def test_lab_a_run_that_ended_while_no_page_was_open_is_told_once_on_the_next_page(
+    page: Any, lab_server: Server
+) -> None:
+    """Close every page while a run runs (the laptop closed); when a page next opens, one
+    notification says how the run ended; a reload does not say it again."""
+    lab_server.write_notebook("runs_away.ipynb", SHORT.replace("'short'", "'away'"))
+    lab_server.write_notebook("runs_back.ipynb", "x = 1")
+    open_notebook_and_wait_idle(page, lab_server, "runs_away.ipynb")
+    run_cell(page, 0)
+    wait_for_running_run(lab_server, "runs_away.ipynb", "away")
+    context = page.context
+    page.close()  # no page of this server is open now; the kernel runs on
+    deadline = time.monotonic() + 60
+    while not any(
+        r["desc"] == "away" and r["state"] == "finished"
+        for r in lab_server.api("GET", "torchlab/api/runs")["runs"]
+    ):
+        assert time.monotonic() < deadline, "the run did not finish"
+        time.sleep(0.2)
+    back = context.new_page()  # the same browser: its localStorage remembers
+    open_notebook_and_wait_idle(back, lab_server, "runs_back.ipynb")
+    toast = back.locator(".Toastify__toast", has_text="runs_away.ipynb")
+    expect(toast).to_contain_text("away finished: 60/60 it", timeout=20_000)
+    time.sleep(2)  # more documents arrive: still one notification for the run
+    expect(toast).to_have_count(1)
+    toast.get_by_role("button", name="Go to cell").click()
+    expect(current_tab(back)).to_have_text("runs_away.ipynb")
+    back.reload()
+    expect(back.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
+    expect(back.locator(".jp-torchlab-status")).to_contain_text("idle", timeout=60_000)
+    time.sleep(3)  # several documents: the run was told already
+    expect(back.locator(".Toastify__toast", has_text="runs_away.ipynb")).to_have_count(0)
 
 
 def test_notebook7_reload_and_a_notification_on_another_notebooks_page(

@@ -221,3 +221,47 @@ async def test_runs_rejects_an_unknown_state_with_a_message(jp_fetch: Any, state
     assert e.value.code == 400
     message = json.loads(e.value.response.body)["message"]
     assert "state must be one of running, finished, failed, interrupted" in message
+
+
+async def test_a_run_that_ended_stays_served_while_its_kernel_lives(
+    jp_fetch: Any, jp_serverapp: Any, open_notebook: Any, wait_metrics: Any
+) -> None:
+    """The kernel's file forgets ended runs after ten minutes; a page that opens an hour later
+    still learns how training ended, from the server."""
+    kid, ws = await open_notebook("left.ipynb")
+    await ws.write_message(
+        execute_request(
+            "import time, jupyter_torchlab as tl\n"
+            "for i in tl.progress(range(30), desc='overnight'):\n"
+            "    time.sleep(0.01)\n"
+        )
+    )
+    doc = await wait_metrics(
+        lambda d: (r := run_of(d, kid, "overnight")) and r["state"] == "finished", timeout=60
+    )
+    ended = run_of(doc, kid, "overnight")
+    # the kernel's own file lets it go (as it does ten minutes on), when the next bar writes
+    await ws.write_message(
+        execute_request(
+            "from jupyter_torchlab.widgets import _runs\n"
+            "_runs.ENDED_SECONDS = 0.5\n"
+            "time.sleep(1.0)\n"
+            "for i in tl.progress(range(5), desc='next'):\n"
+            "    time.sleep(0.01)\n"
+        )
+    )
+    runs_file = Path(jp_serverapp.runtime_dir) / runs_file_name(kid)
+
+    def file_descs() -> list[str]:
+        return [r["desc"] for r in json.loads(runs_file.read_text())["runs"]]
+
+    doc = await wait_metrics(
+        lambda d: (r := run_of(d, kid, "next")) and r["state"] == "finished", timeout=60
+    )
+    assert "overnight" not in file_descs()
+    await asyncio.sleep(1.5)  # ticks after the file dropped it
+    kept = [r for r in await get_runs(jp_fetch, state="finished") if r["kernel_id"] == kid]
+    assert [r["desc"] for r in kept] == ["next", "overnight"]
+    assert kept[1]["ended"] == ended["ended"]
+    assert (kept[1]["n"], kept[1]["path"]) == (30, "left.ipynb")
+    ws.close()

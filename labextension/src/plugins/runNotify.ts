@@ -1,8 +1,9 @@
 import type { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Notification } from '@jupyterlab/apputils';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 
-import { endNotices } from '../endNotices';
+import { endNotices, RunsSeenStore } from '../endNotices';
 import { openRun } from '../openRun';
 import { executionKey, runEndMessage, RunWatch } from '../runs';
 import { ITorchlab } from '../tokens';
@@ -13,6 +14,11 @@ import type { IRun, ISnapshot } from '../types';
  * that was open while it ran: its notebook need not be open in any tab. Once per run per page,
  * with "Go to cell", which opens the notebook at the run's cell. Nothing while the user is
  * looking at that notebook on this page: the cell says it there. (setting runNotification)
+ *
+ * A run that ended while no page of this server was open (the laptop closed) is told when a page
+ * next opens, once across pages and reloads: the pages remember in localStorage, per server, when
+ * they last looked and which runs they told (RunsSeenStore). The server keeps ended runs while
+ * their kernel lives (a day at most).
  *
  * A cell execution gets one notification: where long-cell told the same execution's end first,
  * the run's message takes the place of that one (endNotices.ts).
@@ -25,7 +31,7 @@ export const runNotifyPlugin: JupyterFrontEndPlugin<void> = {
   optional: [INotebookTracker],
   activate: (app: JupyterFrontEnd, torchlab: ITorchlab, tracker: INotebookTracker | null) => {
     const { model, settings } = torchlab;
-    const watch = new RunWatch();
+    const watch = new RunWatch(new RunsSeenStore(storage(), PageConfig.getBaseUrl()));
     let last: ISnapshot | null = null;
     model.changed.connect(() => {
       const snapshot = model.snapshot;
@@ -34,7 +40,7 @@ export const runNotifyPlugin: JupyterFrontEndPlugin<void> = {
       }
       last = snapshot;
       for (const run of watch.update(snapshot)) {
-        if (settings.runNotification && !inView(app, tracker, run)) {
+        if (settings.runNotification && (watch.missed(run) || !inView(app, tracker, run))) {
           notify(run);
         }
       }
@@ -87,4 +93,12 @@ function inView(app: JupyterFrontEnd, tracker: INotebookTracker | null, run: IRu
     document.visibilityState === 'visible' &&
     document.hasFocus()
   );
+}
+
+function storage(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null; // storage blocked by the browser's settings: missed runs are not told
+  }
 }
