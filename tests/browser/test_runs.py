@@ -299,10 +299,10 @@ def test_lab_panel_lists_runs_of_two_notebooks_and_the_status_bar_the_current_on
 def test_lab_a_run_that_ends_with_its_tab_closed_is_told_on_another_notebook(
     page: Any, lab_server: Server
 ) -> None:
-    lab_server.write_notebook("runs_end.ipynb", SHORT)
+    lab_server.write_notebook("runs_end.ipynb", "x = 0", SHORT)
     lab_server.write_notebook("runs_other.ipynb", "x = 1")
     open_notebook_and_wait_idle(page, lab_server, "runs_end.ipynb")
-    run_cell(page, 0)
+    run_cell(page, 1)
     wait_for_running_run(lab_server, "runs_end.ipynb", "short")
     page.evaluate(
         "() => window.jupyterapp.commands.execute('docmanager:open', {path: 'runs_other.ipynb'})"
@@ -321,6 +321,11 @@ def test_lab_a_run_that_ends_with_its_tab_closed_is_told_on_another_notebook(
     expect(toast).to_have_count(1)
     toast.get_by_role("button", name="Go to cell").click()
     expect(current_tab(page)).to_have_text("runs_end.ipynb")
+    # the notebook opens with the run's cell (the second) the active one
+    cells = page.locator(".jp-NotebookPanel:visible .jp-Cell")
+    expect(cells).to_have_count(2)
+    expect(cells.nth(1)).to_have_class(re.compile(r"\bjp-mod-active\b"))
+    expect(cells.nth(0)).not_to_have_class(re.compile(r"\bjp-mod-active\b"))
 
 
 def test_lab_a_run_that_ended_while_no_page_was_open_is_told_once_on_the_next_page(
@@ -360,7 +365,7 @@ def test_lab_a_run_that_ended_while_no_page_was_open_is_told_once_on_the_next_pa
 def test_notebook7_reload_and_a_notification_on_another_notebooks_page(
     page: Any, notebook_server: Server
 ) -> None:
-    notebook_server.write_notebook("nb7_run.ipynb", PROGRESS.replace("600", "300"))
+    notebook_server.write_notebook("nb7_run.ipynb", "x = 0", PROGRESS.replace("600", "300"))
     notebook_server.write_notebook("nb7_other.ipynb", "x = 1")
     page.goto(notebook_server.page_url("notebooks/nb7_run.ipynb"))
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
@@ -371,7 +376,7 @@ def test_notebook7_reload_and_a_notification_on_another_notebooks_page(
     ):
         assert time.monotonic() < deadline, "the notebook's kernel did not start"
         time.sleep(0.2)
-    run_cell(page, 0)
+    run_cell(page, 1)
     wait_for_running_run(notebook_server, "nb7_run.ipynb", "progress")
     # saved with the widget view in it: its "Loading widget..." is hidden after the reload
     page.keyboard.press("Control+s")
@@ -379,11 +384,27 @@ def test_notebook7_reload_and_a_notification_on_another_notebooks_page(
     while "widget-view+json" not in (notebook_server.root / "nb7_run.ipynb").read_text():
         assert time.monotonic() < deadline, "Notebook 7 did not save the widget view"
         time.sleep(0.2)
-    reload_and_check(page, 0, "Notebook 7, tl.progress, saved")
-    assert_placeholder_hidden(page.locator(".jp-Notebook .jp-Cell").first, "Notebook 7")
+    reload_and_check(page, 1, "Notebook 7, tl.progress, saved")
+    assert_placeholder_hidden(page.locator(".jp-Notebook .jp-Cell").nth(1), "Notebook 7")
     other = page.context.new_page()
     other.goto(notebook_server.page_url("notebooks/nb7_other.ipynb"))
     expect(other.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
     page.close()  # the run's notebook is open nowhere now
     toast = other.locator(".Toastify__toast", has_text="nb7_run.ipynb")
     expect(toast).to_contain_text("progress finished: 300/300 it", timeout=60_000)
+    # Notebook 7 has the panel on demand (Help > PyTorch kernel monitor): its run list has the
+    # run, and clicking it opens the notebook in a new browser tab with the run's cell selected
+    other.locator("#menu-panel").get_by_text("Help", exact=True).click()
+    other.locator(".lm-Menu-item", has_text="PyTorch kernel monitor").click()
+    panel = other.locator("#jupyter-torchlab-monitor")
+    row = panel.locator(".jp-torchlab-run-row[data-path='nb7_run.ipynb']")
+    expect(row).to_have_attribute("data-state", "finished")
+    expect(row).to_contain_text("300/300 it")
+    with other.context.expect_page() as opened:
+        row.click()
+    tab = opened.value
+    expect(tab).to_have_url(re.compile(r"/notebooks/nb7_run\.ipynb"), timeout=30_000)
+    cells = tab.locator(".jp-Notebook .jp-Cell")
+    expect(cells).to_have_count(2, timeout=60_000)
+    expect(cells.nth(1)).to_have_class(re.compile(r"\bjp-mod-active\b"), timeout=20_000)
+    expect(cells.nth(0)).not_to_have_class(re.compile(r"\bjp-mod-active\b"))
