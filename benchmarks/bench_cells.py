@@ -1,16 +1,17 @@
 """What measuring each cell's cost adds to a cell's round trip, against the same server without it.
 
-One ``jupyter server`` with torchlab on loopback, two kernels started the same way. The page side
-is played by this script over the kernel WebSocket: an ``execute_request`` of a trivial cell, timed
-from sending it to its ``status: idle`` (the round trip a user waits for). Kernel A is measured
-(``GET torchlab/api/cells?kernel=A`` asks the server to, as the lab extension does) and, after each
-of its cells, the record is fetched as the page fetches it (``msg_id`` and ``wait``); kernel B is
-not measured (no page asked: the server does nothing for it, which is what the setting's "off"
-leaves). Cells alternate A, B, A, B, ... in one run.
+Two Jupyter servers with torchlab on loopback, the same but for
+``TorchlabExtension.cell_costs``: on (server A: every kernel's cells are measured from its start)
+and off (server B: nothing is measured, which is what the setting's "off" leaves). One kernel on
+each, started the same way. The page side is played by this script over the kernel WebSocket: an
+``execute_request`` of a trivial cell, timed from sending it to its ``status: idle`` (the round
+trip a user waits for); on A the record is then fetched as the page fetches it (``msg_id`` and
+``wait``). Cells alternate A, B, A, B, ... in one run.
 
-A calibration round first runs both kernels unmeasured, so the two kernels' own difference is
-known; the reported ratio is the measured kernel's median round trip over the unmeasured one's,
-with the calibration ratio beside it.
+A calibration round first runs both without fetching records (A still measures), then the
+measured round fetches A's records; the reported ratio is A's median round trip over B's, with
+the paired ratio (the median of each A cell over the B cell after it, which share the machine's
+load) beside it.
 
     python benchmarks/bench_cells.py                 # 200 cells each, about a minute
     python benchmarks/bench_cells.py --cells 50      # a smoke run
@@ -131,19 +132,18 @@ def summary(values: list[float]) -> str:
     )
 
 
-async def run(args: argparse.Namespace, server: Server) -> dict[str, Any]:
-    a_id, b_id = server.start_kernels(2)
-    wait_for_kernels(server, [a_id, b_id])
-    a, b = Page(server, a_id), Page(server, b_id)
+async def run(args: argparse.Namespace, on: Server, off: Server) -> dict[str, Any]:
+    (a_id,), (b_id,) = on.start_kernels(1), off.start_kernels(1)
+    wait_for_kernels(on, [a_id])
+    wait_for_kernels(off, [b_id])
+    a, b = Page(on, a_id), Page(off, b_id)
     await a.connect()
     await b.connect()
     await alternate(a, b, 10, measured=False)  # warm up both kernels and connections
     calibration = await alternate(a, b, args.calibration, measured=False)
-    await a.get(f"torchlab/api/cells?kernel={a_id}")  # the page asks: A is measured from now
     measured = await alternate(a, b, args.cells, measured=True)
     kept = (await a.get(f"torchlab/api/cells?kernel={a_id}"))["cells"]
-    b_kept = (await b.get(f"torchlab/api/cells?kernel={b_id}"))["cells"]
-    return {"calibration": calibration, "measured": measured, "kept": len(kept), "b": b_kept}
+    return {"calibration": calibration, "measured": measured, "kept": len(kept)}
 
 
 def main() -> int:
@@ -151,14 +151,19 @@ def main() -> int:
     parser.add_argument("--cells", type=int, default=200, help="cells per kernel, measured round")
     parser.add_argument("--calibration", type=int, default=100, help="cells per kernel, first")
     args = parser.parse_args()
-    server = Server("cells", {"jupyter_torchlab": True}, {"TorchlabExtension": {}})
+    on = Server("cells-on", {"jupyter_torchlab": True}, {"TorchlabExtension": {}})
+    off = Server(
+        "cells-off", {"jupyter_torchlab": True}, {"TorchlabExtension": {"cell_costs": False}}
+    )
     with tempfile.TemporaryDirectory(prefix="bench-cells-") as tmp:
         try:
-            server.start(Path(tmp))
-            result = asyncio.run(run(args, server))
+            on.start(Path(tmp))
+            off.start(Path(tmp))
+            result = asyncio.run(run(args, on, off))
         finally:
-            with contextlib.suppress(Exception):
-                server.stop()
+            for server in (on, off):
+                with contextlib.suppress(Exception):
+                    server.stop()
     cal, meas = result["calibration"], result["measured"]
     cal_ratio = statistics.median(cal["a"]) / statistics.median(cal["b"])
     ratio = statistics.median(meas["a"]) / statistics.median(meas["b"])
@@ -167,15 +172,14 @@ def main() -> int:
     paired = statistics.median(x / y for x, y in zip(meas["a"], meas["b"], strict=True))
     print(f"# bench_cells: {machine()}")
     print(f"# trivial cell {CELL!r}, round trip = execute_request sent -> its status: idle")
-    print(f"calibration, both unmeasured: A {summary(cal['a'])}; B {summary(cal['b'])}")
+    print(f"calibration, no record fetched: A {summary(cal['a'])}; B {summary(cal['b'])}")
     print(f"calibration ratio A/B: {cal_ratio:.3f}")
-    print(f"measured A: {summary(meas['a'])}")
-    print(f"unmeasured B: {summary(meas['b'])}")
+    print(f"A (cell_costs on, records fetched): {summary(meas['a'])}")
+    print(f"B (cell_costs off): {summary(meas['b'])}")
     print(f"A's record fetched (send -> record in hand): {summary(meas['a_record'])}")
-    print(f"ratio measured/unmeasured (round trip): {ratio:.3f}")
-    print(f"ratio, corrected by the calibration: {ratio / cal_ratio:.3f}")
+    print(f"ratio on/off (round trip): {ratio:.3f}")
     print(f"paired ratio (median of A_i/B_i): {paired:.3f}; calibration {cal_paired:.3f}")
-    print(f"records kept for A: {result['kept']}; for B (never asked): {len(result['b'])}")
+    print(f"records kept for A: {result['kept']}")
     return 0
 
 

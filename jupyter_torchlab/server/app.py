@@ -90,9 +90,10 @@ class TorchlabExtension(ExtensionApp):
         True,
         config=True,
         help="""Measure what each executed cell cost (wall time, CPU seconds, peak memory and its
-        change, peak GPU memory) for the kernels a page asks about (GET torchlab/api/cells), so
-        the lab extension can show it under each cell. False turns it off for everyone; each user
-        can also turn it off in the extension's settings.""",
+        change, peak GPU memory) of every kernel from its start, served by GET
+        torchlab/api/cells, so the lab extension can show it under each cell. False turns it off
+        for everyone and measures nothing; each user can also hide it in the extension's
+        settings (the server still measures).""",
     )
     gpu_idle_warn = Float(
         1800.0,

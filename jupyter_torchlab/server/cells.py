@@ -32,9 +32,10 @@ The reads at the boundaries take a few /proc files per process; they run on one 
 in order, off the event loop, except one: the moment a cell's end is heard, its members' peaks
 are read and reset on the loop (two small /proc accesses a process, microseconds), since the
 next cell (queued, or sent at once) starts within milliseconds and a reset the worker made
-later would cut off the start of that cell's peak. Nothing is measured for a kernel until a
-client asks for its cells (:meth:`CellCosts.want`), so a page with the feature off costs
-nothing. Records are kept per kernel (the newest :data:`KEPT`) and served by
+later would cut off the start of that cell's peak. Every kernel is measured from the moment the
+registry watches it (at its start: a notebook's first cells, Run All at once, get their records
+with no request first); with ``TorchlabExtension.cell_costs = False`` this class is not made and
+nothing is measured. Records are kept per kernel (the newest :data:`KEPT`) and served by
 ``GET torchlab/api/cells``.
 """
 
@@ -75,7 +76,7 @@ class _Running:
 
 
 class CellCosts:
-    """Measure each cell of the kernels a client asked about; serve the records."""
+    """Measure each cell of every kernel the registry watches; serve the records."""
 
     def __init__(
         self,
@@ -92,7 +93,6 @@ class CellCosts:
         self._lock = threading.Lock()  # guards _running and _done (worker, sampler, loop)
         self._running: dict[str, dict[str, _Running]] = {}  # kernel id -> msg_id -> cell
         self._done: dict[str, deque[dict[str, Any]]] = {}
-        self._wanted: set[str] = set()
         # kernel id -> the reading at its last cell's end (peaks reset), while nothing ran since
         self._idle_from: dict[str, TreeCounters] = {}
         # kernel id -> the members of its tree at the last reading (whose peaks a cell's end
@@ -105,14 +105,8 @@ class CellCosts:
 
     # --- event loop ---------------------------------------------------------------------------
 
-    def want(self, kid: str) -> None:
-        """Measure the cells of kernel ``kid`` from now on."""
-        self._wanted.add(kid)
-
     def on_execution(self, kid: str, msg_id: str, edge: str, when: float) -> None:
         """Take one execute request's start or end (the registry's hook, on the event loop)."""
-        if kid not in self._wanted:
-            return
         info = self._view().get(kid)
         pid = None if info is None else info.pid
         if self._pool is None:
@@ -166,7 +160,6 @@ class CellCosts:
 
     def forget(self, live: set[str]) -> None:
         """Drop what is kept for kernels that are gone."""
-        self._wanted &= live
         with self._lock:
             for table in (self._running, self._done, self._idle_from, self._members):
                 for kid in set(table) - live:
@@ -234,7 +227,7 @@ class CellCosts:
             with self._lock:
                 self._members[kid] = end.pids
         if cell is None:
-            return  # its start was before the kernel was wanted
+            return  # its start was not heard (before the subscription, or a failed read)
         gpu = self._kernel_gpu(kid, msg_id)
         record = _record(kid, cell, when, end, gpu)
         with self._lock:

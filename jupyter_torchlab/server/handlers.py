@@ -108,7 +108,7 @@ class RunsHandler(_MonitorHandler):
 class CellsHandler(_MonitorHandler):
     """``GET torchlab/api/cells?kernel=ID[&msg_id=M&wait=S]``: what each cell of a kernel cost.
 
-    The first request for a kernel starts measuring its cells (:mod:`.cells`). With ``msg_id``:
+    Every kernel's cells are measured from its start (:mod:`.cells`). With ``msg_id``:
     ``{"cell": record}`` for that execute request, waiting up to ``wait`` seconds (at most
     :data:`CELLS_WAIT_MAX`) for its end to be read, ``{"cell": null}`` if it has none by then;
     without: ``{"cells": [...]}``, the kept records, oldest first.
@@ -130,7 +130,6 @@ class CellsHandler(_MonitorHandler):
             raise web.HTTPError(
                 404, f"no running kernel {quote(kid)}; pass ?kernel=<id> of a kernel in api/kernels"
             )
-        cells.want(kid)
         msg_id = self.get_argument("msg_id", None)
         if msg_id is None:
             self.finish(json.dumps({"kernel": kid, "cells": cells.records(kid)}))

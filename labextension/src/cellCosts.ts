@@ -1,5 +1,6 @@
 /**
- * What each cell cost, kept in the notebook: the page side.
+ * What each cell cost, kept in the notebook: the page side. The server measures every kernel's
+ * cells from its start (while `TorchlabExtension.cell_costs` is on); the page only fetches them.
  *
  * For every open notebook, the execute requests its kernel connection sends are matched to
  * their cells (JupyterLab puts `cellId` in the request's metadata). When a request's idle comes
@@ -202,7 +203,6 @@ export class CellCosts {
       kernel = panel.sessionContext.session?.kernel ?? null;
       if (kernel) {
         kernel.anyMessage.connect(onMessage);
-        void this._want(kernel.id);
       }
     };
     panel.sessionContext.kernelChanged.connect(onKernel);
@@ -237,27 +237,6 @@ export class CellCosts {
     });
   }
 
-  /** Tell the server to measure this kernel's cells (it does nothing for kernels no page asked
-   * about); a kernel the server has not listed yet is asked again shortly. */
-  private async _want(kernelId: string): Promise<void> {
-    if (this._wanted.has(kernelId)) {
-      return;
-    }
-    for (let attempt = 0; attempt < 10 && this._enabled; attempt++) {
-      try {
-        await requestAPI(
-          `cells?kernel=${encodeURIComponent(kernelId)}`,
-          {},
-          this._options.serverSettings
-        );
-        this._wanted.add(kernelId);
-        return;
-      } catch (error) {
-        await new Promise(resolve => setTimeout(resolve, 500 * (attempt + 1)));
-      }
-    }
-  }
-
   private async _fetch(
     panel: NotebookPanel,
     kernelId: string,
@@ -271,7 +250,6 @@ export class CellCosts {
         {},
         this._options.serverSettings
       );
-      this._wanted.add(kernelId);
       record = reply.cell;
     } catch (error) {
       console.debug('jupyter-torchlab: no cost for a cell', error);
@@ -294,7 +272,6 @@ export class CellCosts {
   private _enabled = false;
   private _attached = new Map<NotebookPanel, Cleanup[]>();
   private _draws = new Map<NotebookPanel, () => void>(); // each attached panel's footers
-  private _wanted = new Set<string>();
   private _changed = new Signal<this, void>(this);
 }
 

@@ -37,7 +37,6 @@ def wait_idle_kernel(server: Server, name: str) -> None:
     ):
         assert time.monotonic() < deadline, f"{name}'s kernel did not start:\n{server.tail_log()}"
         time.sleep(0.2)
-    time.sleep(1.0)  # the page asks the server to measure its kernel once it is connected
 
 
 def limits_key(doc: dict[str, Any]) -> str:

@@ -25,15 +25,14 @@ MB = 1024 * 1024
 
 @pytest.fixture
 def open_kernel(jp_ws_fetch: Any, start_kernel: Any, wait_metrics: Any, jp_fetch: Any) -> Any:
-    """Start a kernel, connect as a page does, wait until idle, and ask for its cells."""
+    """Start a kernel, connect as a page does, wait until idle; no cell has a record yet."""
 
-    async def open_(ask: bool = True) -> tuple[str, Any]:
+    async def open_() -> tuple[str, Any]:
         kid = await start_kernel(path="cost.ipynb")
         ws = await jp_ws_fetch("api", "kernels", kid, "channels")
         await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["execution_state"] == "idle")
-        if ask:
-            r = await jp_fetch("torchlab", "api", "cells", params={"kernel": kid})
-            assert json.loads(r.body)["cells"] == []
+        r = await jp_fetch("torchlab", "api", "cells", params={"kernel": kid})
+        assert json.loads(r.body)["cells"] == []
         return kid, ws
 
     return open_
@@ -124,19 +123,27 @@ async def test_queued_cells_each_get_their_own_record(jp_fetch: Any, open_kernel
         assert slept - 0.02 <= wall <= slept + 0.5, walls
 
 
-async def test_nothing_is_measured_for_a_kernel_no_page_asked_about(
-    jp_fetch: Any, open_kernel: Any, monitor: Any
+async def test_cells_run_at_once_after_the_kernel_starts_each_get_a_record(
+    jp_fetch: Any, jp_ws_fetch: Any, start_kernel: Any, monitor: Any
 ) -> None:
-    kid, ws = await open_kernel(ask=False)
-    msg_id = await run(ws, "x = 1")
-    await asyncio.sleep(0.3)
-    assert monitor.cells.records(kid) == []
-    r = await jp_fetch(
-        "torchlab", "api", "cells", params={"kernel": kid, "msg_id": msg_id, "wait": "0.5"}
-    )
-    assert json.loads(r.body)["cell"] is None  # asked only now: from the next cell on
-    msg_id = await run(ws, "x = 2")
-    assert (await cost(jp_fetch, kid, msg_id))["wall_s"] >= 0
+    """Run All right after opening a notebook: no request for the kernel's cells comes first."""
+    kid = await start_kernel(path="at_once.ipynb")
+    ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+    codes = ["x = 1", "import time\ntime.sleep(0.5)", "y = 2"]
+    requests = [execute_request(code) for code in codes]
+    for request in requests:  # sent at once, as soon as the WebSocket is open: queued
+        await ws.write_message(request)
+    msg_ids = [json.loads(r)["header"]["msg_id"] for r in requests]
+    await run(ws, "z = 3")  # read the WebSocket until every cell before it has ended
+    records = [await cost(jp_fetch, kid, msg_id) for msg_id in msg_ids]
+    assert [r["msg_id"] for r in monitor.cells.records(kid)[:3]] == msg_ids
+    for record in records:
+        assert record["wall_s"] >= 0, record
+        assert record["cpu_s"] is not None, record  # the kernel's process was known
+        assert record["peak_memory"] is not None, record
+    # each its own: the sleep's time is the second cell's alone
+    assert 0.48 <= records[1]["wall_s"] <= 1.5, records[1]
+    assert records[2]["wall_s"] < 0.3, records[2]
 
 
 async def test_the_kernels_torch_peak_replaces_the_sampled_gpu_figure(
