@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 VENV_BIN = Path(sys.executable).parent
@@ -117,20 +117,13 @@ class Hub:
 
     def run_cell(self, name: str, kernel_id: str, code: str) -> None:
         """Send ``code`` to a kernel (through the proxy, as a page does); wait until it runs."""
-        # on a thread of its own: Playwright's sync API keeps a loop running in this one
-        errors: list[BaseException] = []
+        _on_a_thread(_execute(self.url, name, kernel_id, self.driver_token, code))
 
-        def run() -> None:
-            try:
-                asyncio.run(_execute(self.url, name, kernel_id, self.driver_token, code))
-            except BaseException as e:  # noqa: BLE001 - re-raised below, in the test's thread
-                errors.append(e)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join()
-        if errors:
-            raise errors[0]
+    def ws_status(self, path: str, token: str, *, base: str | None = None) -> int:
+        """Open a WebSocket under the proxy (or ``base``) with ``token``: 101 if it opened,
+        else the HTTP status the handshake was refused with."""
+        url = (base or self.url).replace("http", "ws", 1) + path.lstrip("/")
+        return _on_a_thread(_ws_status(url, token))
 
     # --- the service ----------------------------------------------------------------------------
 
@@ -296,6 +289,44 @@ def http_json(method: str, url: str, token: str, body: Any = None) -> Any:
     return json.loads(raw) if raw else None
 
 
+def _on_a_thread(coro: Any) -> Any:
+    """Run ``coro`` to its end on a thread of its own (Playwright's sync API keeps a loop running
+    in the test's thread); return its result or raise its error."""
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(asyncio.run(coro))
+        except BaseException as e:  # noqa: BLE001 - re-raised below, in the test's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+async def _ws_status(url: str, token: str) -> int:
+    request = HTTPRequest(url, headers={"Authorization": f"token {token}"}, connect_timeout=30)
+    try:
+        ws = await websocket_connect(request)
+    except HTTPClientError as e:
+        return e.code
+    await _close(ws)
+    return 101
+
+
+async def _close(ws: Any) -> None:
+    """Close a WebSocket and wait for the close handshake, after which tornado closes the socket."""
+    ws.close()
+    with contextlib.suppress(Exception):
+        while await asyncio.wait_for(ws.read_message(), 5) is not None:
+            pass
+
+
 async def _execute(base: str, user: str, kernel_id: str, token: str, code: str) -> None:
     url = base.replace("http", "ws", 1) + f"user/{user}/api/kernels/{kernel_id}/channels"
     ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}))
@@ -328,11 +359,7 @@ async def _execute(base: str, user: str, kernel_id: str, token: str, code: str) 
                 return
         raise AssertionError("the cell did not start within 60 s")
     finally:
-        ws.close()
-        # wait for the close handshake, after which tornado closes the socket
-        with contextlib.suppress(Exception):
-            while await asyncio.wait_for(ws.read_message(), 5) is not None:
-                pass
+        await _close(ws)
 
 
 PREAMBLE = """

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,26 +147,55 @@ def test_every_dashboard_panel_has_series_for_both_users(hub: Hub, prometheus: s
 # --- who can read what ----------------------------------------------------------------------------
 
 
+def _status(method: str, url: str, token: str) -> int:
+    try:
+        http_json(method, url, token, {})
+    except urllib.error.HTTPError as e:
+        return e.code
+    return 200
+
+
+def _alice_kernel(hub: Hub) -> str:
+    return next(k["kernel_id"] for k in hub.view()["kernels"] if k["user"] == "alice")
+
+
 def test_the_service_token_reads_metrics_and_nothing_else_of_a_user_server(hub: Hub) -> None:
     direct = _direct(hub, "alice")
     status, body = http_get(direct + "torchlab/api/metrics", hub.service_token)
     assert status == 200
     assert b'"kernels"' in body
-    for path in ("api/contents", "api/kernels", "api/sessions", "torchlab/api/metrics/history"):
-        for base in (direct, f"{hub.url}user/alice/"):
+    channels = f"api/kernels/{_alice_kernel(hub)}/channels"
+    # what an access token opens here (so a 403 below is the token's answer, not a missing route)
+    assert hub.get("user/alice/api/terminals", hub.driver_token)[0] == 200
+    assert hub.ws_status(f"user/alice/{channels}", hub.driver_token) == 101
+    for base in (direct, f"{hub.url}user/alice/"):
+        for path in (
+            "api/contents",
+            "api/kernels",
+            "api/sessions",
+            "api/terminals",
+            "torchlab/api/metrics/history",
+        ):
             status, body = http_get(base + path, hub.service_token)
             assert status == 403, (base + path, status, body[:300])
+        # nor can it start a terminal or a kernel, or open a kernel's WebSocket
+        assert _status("POST", base + "api/terminals", hub.service_token) == 403
+        assert _status("POST", base + "api/kernels", hub.service_token) == 403
+        assert hub.ws_status(channels, hub.service_token, base=base) == 403
 
 
 def test_the_metrics_token_opens_nothing_but_the_metrics(hub: Hub) -> None:
     status, body = hub.get("services/torchlab/metrics", hub.metrics_token)
     assert status == 200
     assert b"torchlab_kernel_busy{" in body
-    for path in ("user/alice/api/contents", "user/alice/api/kernels", "hub/api/users"):
+    paths = ("user/alice/api/contents", "user/alice/api/kernels", "user/alice/api/terminals")
+    for path in (*paths, "hub/api/users"):
         status, body = hub.get(path, hub.metrics_token)
         assert status == 403, (path, status, body[:300])
     status, _ = http_get(_direct(hub, "alice") + "api/contents", hub.metrics_token)
     assert status == 403
+    channels = f"user/alice/api/kernels/{_alice_kernel(hub)}/channels"
+    assert hub.ws_status(channels, hub.metrics_token) == 403
     # the admin page's JSON: not a hub token, so hub OAuth sends it to sign in
     status, body = hub.get("services/torchlab/api/view", hub.metrics_token)
     assert status == 302, body[:300]
@@ -183,6 +213,10 @@ def test_a_users_token_gets_nothing_from_the_service(hub: Hub) -> None:
     status, body = hub.get("services/torchlab/api/view", hub.user_token("bob"))
     assert status == 403
     assert b"hub admins and members of gpu-watch" in body
+    # the hub-wide metrics take the metrics token only: an admin's hub token gets 401 as well
+    status, body = hub.get("services/torchlab/metrics", hub.user_token(ADMIN))
+    assert status == 401, body[:300]
+    assert b"torchlab_kernel" not in body
     # dora is in the configured group, ops is an admin
     for name in ("dora", ADMIN):
         status, body = hub.get("services/torchlab/api/view", hub.user_token(name))
