@@ -2,7 +2,9 @@
 
 One hub for the module, tests in order: alice's kernel runs a cell the whole time, bob's kernel
 is idle, dora's server is polled through the proxy (as the old README told Prometheus to do).
-The culler's timeout is 45 s; the last test waits for it.
+The culler's timeout is 45 s; the last test waits for it: bob is culled, and alice is not
+although no request has gone through the proxy to her for longer than the timeout, because her
+busy kernel keeps her server's last_activity moving.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +31,12 @@ pytestmark = pytest.mark.slow
 README = Path(__file__).parents[2] / "README.md"
 DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana" / "torchlab-hub.json"
 CULL_AFTER = 45
+CULL_EVERY = 3
 
 
 @pytest.fixture(scope="module")
 def hub(make_hub: Any) -> Hub:
-    hub = make_hub(culler_timeout=CULL_AFTER, culler_every=3)
+    hub = make_hub(culler_timeout=CULL_AFTER, culler_every=CULL_EVERY)
     for name in ("alice", "dora", "bob"):
         hub.start_server(name)
     alice = hub.start_kernel("alice")
@@ -226,9 +230,22 @@ def test_a_users_token_gets_nothing_from_the_service(hub: Hub) -> None:
 # --- culling -------------------------------------------------------------------------------------
 
 
+def _server_activity(hub: Hub, name: str, token: str) -> datetime | None:
+    """The hub's last_activity of ``name``'s default server (None once it is gone)."""
+    server = hub.call("GET", f"users/{name}", token=token)["servers"].get("")
+    if not server or not server.get("ready"):
+        return None
+    return datetime.fromisoformat(server["last_activity"])
+
+
 def test_the_culler_still_culls_an_idle_server_but_not_a_busy_one(
     hub: Hub, prometheus: str
 ) -> None:
+    # Nothing in this test goes through the proxy to alice: the fixture's cell and the tests
+    # before this one did (and the proxy counts each such request as activity, answered or
+    # refused). From here on only her busy kernel can move her server's last_activity.
+    last_proxied_to_alice = datetime.now(timezone.utc)
+    started = time.monotonic()
     # dora's server is read through the proxy with her own token every 2 s, as Prometheus did
     stop = threading.Event()
     dora = hub.user_token("dora")
@@ -241,9 +258,18 @@ def test_the_culler_still_culls_an_idle_server_but_not_a_busy_one(
     poller.start()
     rounds_with_bob = set()
     admin = hub.user_token(ADMIN)
+    seen: list[datetime] = []  # the hub's last_activity of alice's server, as it went
+
+    def alice_activity() -> datetime:
+        activity = _server_activity(hub, "alice", admin)
+        assert activity is not None, f"alice's busy server was culled\n{hub.tail()}"
+        seen.append(activity)
+        return activity
+
     try:
         deadline = time.monotonic() + CULL_AFTER + 60
         while time.monotonic() < deadline:
+            alice_activity()
             if "" not in hub.user("bob")["servers"]:
                 break
             view = http_json("GET", f"{hub.service_url}api/view", admin)
@@ -252,15 +278,29 @@ def test_the_culler_still_culls_an_idle_server_but_not_a_busy_one(
             time.sleep(1)
         else:
             raise AssertionError(f"bob's idle server was never culled\n{hub.tail()}")
+        # what the issue saw: requests through the proxy are activity, and keep a server alive
+        assert hub.user("dora")["servers"][""]["ready"]
     finally:
         stop.set()
         poller.join()
     # the service read bob's server about once a second all along, and that did not keep it
     assert len(rounds_with_bob) >= 10, rounds_with_bob
     assert query(prometheus, 'up{job="torchlab-hub"}')[0]["value"][1] == "1"
-    # alice's kernel runs a cell: her server is busy, not idle
-    assert hub.user("alice")["servers"][""]["ready"]
-    kernels = hub.view()["kernels"]
-    assert [k["state"] for k in kernels if k["user"] == "alice"] == ["busy"]
-    # what the issue saw: requests through the proxy are activity, and keep a server alive
-    assert hub.user("dora")["servers"][""]["ready"]
+
+    # alice's kernel runs a cell: wait out the culler's timeout (and one more of its rounds)
+    # counted from the last request that went through the proxy to her server
+    while time.monotonic() - started < CULL_AFTER + CULL_EVERY + 3:
+        alice_activity()
+        time.sleep(1)
+    activity = alice_activity()
+    assert [k["state"] for k in hub.view()["kernels"] if k["user"] == "alice"] == ["busy"]
+    # and the hub's last_activity of her server kept moving after that last proxied request
+    # (about every 5 s): the busy kernel's activity (server/hub_activity.py), which
+    # jupyterhub-singleuser reports to the hub
+    after = sorted({t for t in seen if t > last_proxied_to_alice})
+    assert len(after) >= 5, (last_proxied_to_alice, sorted(set(seen)))
+    # up to now (the kernel's activity is recorded every 5 s and reported to the hub every 2 s),
+    # which is more than the timeout after the last proxied request
+    now = datetime.now(timezone.utc)
+    assert (now - last_proxied_to_alice).total_seconds() > CULL_AFTER + CULL_EVERY
+    assert (now - activity).total_seconds() < 12, (last_proxied_to_alice, activity, now)
