@@ -15,7 +15,10 @@ What only the server can know it adds itself:
 - A kernel's file keeps its ended runs only ten minutes (and a new process rewrites it), but a
   user who closed the laptop learns how training ended when a page next opens: every ended run
   read from a file, and those the server failed, are kept here while their kernel lives, for at
-  most :data:`ENDED_SECONDS` (a day), the latest :data:`ENDED_KEPT` a kernel.
+  most :data:`ENDED_SECONDS` (a day): the latest :data:`ENDED_KEPT` a kernel, of which those
+  that ended more than :data:`RECENT_SECONDS` ago only :data:`OLD_KEPT` (the last to end, which
+  includes the outer bar of the latest cell's loop). So an idle kernel's share of each document
+  stays small: the stream sends every kernel's runs each tick.
 - A kernel that leaves the registry (shut down) takes its runs with it, and its runs file is
   removed: the kernel id was this server's, so no other reader needs the file.
 """
@@ -39,6 +42,8 @@ __all__ = [
     "ENDED_SECONDS",
     "KERNEL_DIED",
     "KERNEL_RESTARTED",
+    "OLD_KEPT",
+    "RECENT_SECONDS",
     "RunInfo",
     "RunsWatch",
     "sort_runs",
@@ -49,6 +54,9 @@ KERNEL_RESTARTED = "the kernel restarted"
 #: ended runs kept a kernel while it lives: this long after they ended, at most the latest this many
 ENDED_SECONDS = 24 * 3600.0
 ENDED_KEPT = 20
+#: of those, the ones that ended longer ago than this (as long as kernels keep them): this many
+RECENT_SECONDS = 600.0
+OLD_KEPT = 5
 
 #: a run as served: the kernel's record, its kernel and that kernel's notebook (None: none)
 RunInfo = dict[str, Any]
@@ -148,10 +156,13 @@ class RunsWatch:
             self._keep(k, k.runs, reason, now)
         for rid in [r for r, run in k.kept.items() if now - (run["ended"] or now) > ENDED_SECONDS]:
             del k.kept[rid]
-        if len(k.kept) > ENDED_KEPT:
-            latest = sorted(k.kept.values(), key=lambda r: r["ended"] or r["updated"])
-            for run in latest[:-ENDED_KEPT]:
-                del k.kept[run["id"]]
+        if len(k.kept) > OLD_KEPT:
+            latest = sorted(k.kept.values(), key=lambda r: r["ended"] or r["updated"], reverse=True)
+            old = 0
+            for i, run in enumerate(latest):
+                old += now - (run["ended"] or run["updated"]) > RECENT_SECONDS
+                if i >= ENDED_KEPT or old > OLD_KEPT:
+                    del k.kept[run["id"]]
         # the file's ended runs are in kept (those past the bounds are not served again)
         running = (r for r in k.runs if r["state"] == "running" and r["id"] not in k.kept)
         runs = [*k.kept.values(), *running]

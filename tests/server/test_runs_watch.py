@@ -1,7 +1,8 @@
 """RunsWatch's memory of ended runs, on real runs files as a kernel writes them.
 
 A kernel's own file keeps ended runs ten minutes; the server keeps them while the kernel lives,
-for a day at most and the latest ENDED_KEPT a kernel, so memory stays bounded.
+for a day at most, the latest ENDED_KEPT a kernel and OLD_KEPT of those older than ten minutes,
+so memory and each document stay bounded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from typing import Any
 
 from jupyter_torchlab._runtime_files import RunRecord, runs_file_name, write_runs
 from jupyter_torchlab.server.kernels import KernelInfo
-from jupyter_torchlab.server.runs import ENDED_KEPT, ENDED_SECONDS, RunsWatch
+from jupyter_torchlab.server.runs import (
+    ENDED_KEPT,
+    ENDED_SECONDS,
+    OLD_KEPT,
+    RECENT_SECONDS,
+    RunsWatch,
+)
 
 
 def kernel(kid: str = "k1", pid: int = 4242) -> KernelInfo:
@@ -79,7 +86,7 @@ def test_ended_runs_outlive_the_kernels_file_for_a_day_at_most(tmp_path: Path) -
 def test_a_kernel_keeps_its_latest_ended_runs_only_and_takes_them_when_it_goes(
     tmp_path: Path,
 ) -> None:
-    now = [5000.0]
+    now = [1100.0]
     watch = RunsWatch(str(tmp_path), wall=lambda: now[0])
     path = str(tmp_path / runs_file_name("k1"))
     # files of 5 ended runs each, one after another: the server has seen 30 ended runs
@@ -88,6 +95,10 @@ def test_a_kernel_keeps_its_latest_ended_runs_only_and_takes_them_when_it_goes(
         write_runs(path, 4242, runs)
         served = watch.observe({"k1": kernel()})["k1"]
     assert descs(served) == [f"r{i}" for i in range(29, 29 - ENDED_KEPT, -1)]
+    # ten minutes on, the last few to end stay (the outer bar of a loop ends last)
+    now[0] = 1029.0 + RECENT_SECONDS + 1
+    served = watch.observe({"k1": kernel()})["k1"]
+    assert descs(served) == [f"r{i}" for i in range(29, 29 - OLD_KEPT, -1)]
     # the kernel shut down: its runs go with it
     assert watch.observe({}) == {}
     assert watch.every() == []
