@@ -57,12 +57,6 @@ skip=(
     # the test watches the kernel's sockets with psutil's net_connections (new in psutil 6.0);
     # our code needs nothing newer than psutil 5.9, the floor installed here
     --deselect tests/server/test_server_usage.py::test_a_kernel_no_client_has_connected_to_stays_starting
-    # the test sends create_subshell_request to an idle kernel, as JupyterLab 4.4+ does to
-    # ipykernel 7; ipykernel 6 does not know it (it logs "UNKNOWN CONTROL MESSAGE TYPE") and
-    # JupyterLab opens subshells only on kernels that advertise them. Before our subscription has
-    # heard an older kernel (no iopub_welcome), jupyter_server's state stands in, and that
-    # request moves it: the test read busy in 1 of about 10 runs here
-    --deselect tests/server/test_server_execution_state.py::test_queued_cells_are_one_busy_stretch_and_a_request_alone_never_makes_busy
 )
 status=0
 "$venv/bin/python" -m pytest -p no:cacheprovider -W default -m "not browser or minversions" \

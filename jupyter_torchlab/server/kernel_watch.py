@@ -11,7 +11,20 @@ subscription is connected).
 A subscription is known to work once a message comes through it: ipykernel 7 greets each new
 topic a subscriber asks for (``iopub_welcome``), and ours is the only one to ask for
 ``kernel.``, so the greeting arrives as soon as it is connected (ZMQ resends the subscription if
-the kernel was still binding its socket). An older kernel is heard at its first status.
+the kernel was still binding its socket). An older kernel is heard at its first status, so a
+subscription not heard :data:`PROBE_AFTER` seconds after it opened (a new kernel, a restart's new
+process) asks the kernel for one ``kernel_info_request`` on its control channel (the shell where
+no control socket can be made), again after 1, 2, 4 and 8 s while still unheard: the kernel
+publishes a status pair for it, the pair a page's own kernel_info makes, and from then on every
+status reaches us before any cell. A request is sent only while jupyter_server reads the kernel
+"idle": not while "starting" (no client has connected; the first one's kernel_info is heard
+instead), and not while busy (the pair would make jupyter_server read idle during a cell); never
+to a kernel we do not subscribe to (a gateway), nor once heard.
+
+Until heard, jupyter_server's busy is taken only once it has lasted :data:`QUEUE_GAP`: a request's
+own busy/idle pair (that probe, a page's kernel_info or comm_info) passes in milliseconds, and
+followed, it would stay busy if our subscription were first heard in between.
+
 Replacing a subscription that has not heard yet loses what is published during the swap, so a
 subscription is dropped only when its process is replaced (a restart, a new pid), and messages
 of a dropped one are ignored.
@@ -35,7 +48,11 @@ from tornado.ioloop import IOLoop
 
 from .executions import QUEUE_GAP, Executions
 
-__all__ = ["KernelWatch", "iso_time", "trait"]
+__all__ = ["PROBE_AFTER", "KernelWatch", "iso_time", "trait"]
+
+#: seconds an open subscription may stay unheard before the kernel is asked for kernel_info
+PROBE_AFTER = 0.5
+_PROBES = 5  # kernel_info requests at most per subscription: 0.5, 1, 2, 4 and 8 s apart
 
 # ipykernel publishes status (and execute_input) under "kernel.<uuid>.<type>": subscribing to
 # this prefix leaves out stream output, display data and comm messages
@@ -82,6 +99,10 @@ class KernelWatch:
         self._narrowed = False  # subscribed to _KERNEL_TOPIC only
         self._settling = False  # a timer waits QUEUE_GAP to let a pending idle take effect
         self._ended_at = 0.0  # the loop's time the last execution ended (the gap counts from it)
+        self._confirm: Any = None  # a timer: does jupyter_server's busy last QUEUE_GAP?
+        self._probe: Any = None  # a timer: ask the kernel for kernel_info if still unheard
+        self._probes = 0  # kernel_info requests sent to the current subscription's process
+        self._request_stream: Any = None  # our control (or shell) connection for them
         # until our own subscription has heard from the kernel, follow jupyter_server's state
         self._observe()
 
@@ -129,17 +150,21 @@ class KernelWatch:
             return
         self._stream, self._session = stream, session
         self._log.debug("torchlab: subscribed to kernel %s's IOPub", self.kid)
+        self._probes = 0
+        self._arm_probe(PROBE_AFTER)
 
-    def follow_server(self, server_state: str) -> None:
-        """Take jupyter_server's busy or idle as ours, timed now, where it differs."""
+    def follow_server(self, server_state: str, since: float | None = None) -> None:
+        """Take jupyter_server's busy or idle as ours, timed ``since`` (now), where it differs."""
+        at = self._wall() if since is None else since
         if server_state == "busy" and self.executions.state != "busy":
-            self.executions = Executions(busy=True, since=self._wall())
+            self.executions = Executions(busy=True, since=at)
         elif server_state == "idle" and self.executions.state != "idle":
-            self.executions = Executions(since=self._wall())
+            self.executions = Executions(since=at)
 
     def close(self) -> None:
         """Stop following the kernel (it left the server)."""
         self._unobserve()
+        self._stop_probing()
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 self._stream.close()
@@ -173,6 +198,7 @@ class KernelWatch:
             with contextlib.suppress(Exception):
                 self._stream.close()
         self._stream, self._narrowed, self.heard = None, False, False
+        self._stop_probing()  # the next subscription (the new process) probes afresh
         self._log.debug("torchlab: dropped kernel %s's IOPub subscription", self.kid)
         self._observe()
 
@@ -180,9 +206,62 @@ class KernelWatch:
         """Follow the server's own state while our subscription does not hear (yet)."""
         if self.heard:
             return
+        if self._stream is not None and new == "idle":
+            self._arm_probe(PROBE_AFTER)  # a client connected, or a cell ended: ask it now
+        if new == "busy" and self._stream is not None and self.executions.state != "busy":
+            # a request's busy/idle pair passes in milliseconds; a cell's busy lasts
+            if self._confirm is None:
+                self._confirm = IOLoop.current().call_later(
+                    QUEUE_GAP, self._guard, "confirm", self._confirm_busy, self._wall()
+                )
+            return
         self.follow_server(new)
         self._log.debug("torchlab: kernel %s: server says %s", self.kid, new)
         self._changed(True)
+
+    def _confirm_busy(self, seen: float) -> None:
+        """jupyter_server's busy, seen QUEUE_GAP ago: take it if it lasts and nothing is heard."""
+        self._confirm = None
+        if self.heard or trait(self.kernel, "execution_state") != "busy":
+            return
+        self.follow_server("busy", since=seen)
+        self._log.debug("torchlab: kernel %s: server says busy (lasted)", self.kid)
+        self._changed(True)
+
+    def _arm_probe(self, delay: float) -> None:
+        if self._probe is None and not self.heard and self._probes <= _PROBES:
+            self._probe = IOLoop.current().call_later(delay, self._guard, "probe", self._send_probe)
+
+    def _send_probe(self) -> None:
+        """Ask a kernel our subscription has not heard for kernel_info (it publishes a status)."""
+        self._probe = None
+        if self.heard or self._stream is None or self._session is None:
+            return
+        if trait(self.kernel, "execution_state") != "idle":
+            return  # _on_state arms the probe again when the server reads the kernel idle
+        if self._probes >= _PROBES:  # bounded: jupyter_server's state keeps standing in
+            self._probes += 1
+            self._close_requests()
+            return
+        if self._request_stream is None:
+            self._request_stream = _request_stream(self.kernel)
+        self._probes += 1
+        self._arm_probe(PROBE_AFTER * 2**self._probes)
+        self._session.send(self._request_stream, "kernel_info_request", {})
+        self._log.debug("torchlab: kernel %s not heard: sent kernel_info_request", self.kid)
+
+    def _stop_probing(self) -> None:
+        for timer in (self._probe, self._confirm):
+            if timer is not None:
+                IOLoop.current().remove_timeout(timer)
+        self._probe = self._confirm = None
+        self._close_requests()
+
+    def _close_requests(self) -> None:
+        if self._request_stream is not None:
+            with contextlib.suppress(Exception):
+                self._request_stream.close()
+            self._request_stream = None
 
     def _on_iopub(self, stream: Any, frames: list[Any]) -> None:
         if self._session is None or stream is not self._stream:
@@ -190,6 +269,7 @@ class KernelWatch:
         if not self.heard:  # connected: from now on every status reaches us
             self.heard = True
             self._unobserve()
+            self._stop_probing()
             self._log.debug("torchlab: heard kernel %s (%s)", self.kid, self.executions.state)
         idents, fed = self._session.feed_identities(frames)
         msg = self._session.deserialize(fed, content=False)
@@ -269,6 +349,24 @@ def is_gateway(kernel: Any) -> bool:
     except ImportError:  # pragma: no cover - a jupyter_server without gateway support
         return False
     return isinstance(kernel, GatewayKernelManager)
+
+
+def _request_stream(kernel: Any) -> Any:
+    """Open a connection to send the kernel requests on: its control channel, else its shell.
+
+    Replies are left unread (closing the stream drops them); like the usage poller's control
+    socket, a send never blocks and nothing lingers at close.
+    """
+    import zmq
+
+    try:
+        stream = kernel.connect_control()
+    except Exception:  # noqa: BLE001 - a kernel manager without a control channel
+        stream = kernel.connect_shell()
+    socket = getattr(stream, "socket", stream)
+    socket.setsockopt(zmq.SNDTIMEO, 0)
+    socket.setsockopt(zmq.LINGER, 0)
+    return stream
 
 
 def _narrow(stream: Any) -> None:

@@ -203,6 +203,63 @@ async def test_a_restart_during_a_cell_ends_it(
     ws.close()
 
 
+async def wait_heard(monitor: Any, kid: str, old_pid: int | None = None) -> Any:
+    """Wait until our subscription hears the kernel's process (other than ``old_pid``)."""
+    deadline = time.monotonic() + 30
+    while True:
+        info = monitor.registry.view().get(kid)
+        if (
+            info is not None
+            and info.pid not in (None, old_pid)
+            and info.state_source == "executions"
+        ):
+            return info
+        assert time.monotonic() < deadline, "our subscription never heard the kernel"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_kernel_is_heard_before_its_first_cell_and_the_server_reads_it_idle(
+    jp_fetch: Any, open_notebook: Any, monitor: Any
+) -> None:
+    # no request from the page after it connected: a kernel without iopub_welcome (ipykernel 6)
+    # is asked for kernel_info by us, so a first cell and a first comm_info find us listening
+    kid, ws = await open_notebook()
+    info = await wait_heard(monitor, kid)
+    assert info.execution_state == "idle"
+    await asyncio.sleep(0.5)  # the reply's busy/idle pair has passed jupyter_server too
+    model = json.loads((await jp_fetch("api", "kernels", kid)).body)
+    assert model["execution_state"] == "idle"
+    ws.close()
+
+
+async def test_a_restarted_kernel_is_heard_with_no_request_from_a_page(
+    jp_fetch: Any, open_notebook: Any, monitor: Any
+) -> None:
+    kid, ws = await open_notebook()
+    ws.close()  # no page: nothing but our own requests reaches the new process
+    old = await wait_heard(monitor, kid)
+    await jp_fetch("api", "kernels", kid, "restart", method="POST", body="")
+    info = await wait_heard(monitor, kid, old.pid)
+    assert info.execution_state == "idle"
+    await asyncio.sleep(0.5)
+    model = json.loads((await jp_fetch("api", "kernels", kid)).body)
+    assert model["execution_state"] == "idle"
+
+
+async def test_nothing_is_sent_to_a_kernel_no_client_has_connected_to(
+    jp_fetch: Any, start_kernel: Any, monitor: Any
+) -> None:
+    kid = await start_kernel()
+    deadline = time.monotonic() + 30
+    while (info := monitor.registry.view().get(kid)) is None or info.pid is None:
+        assert time.monotonic() < deadline, "the kernel never reached the registry"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(4)  # past our first three kernel_info requests to an unheard kernel
+    # jupyter_server ends "starting" at the first status of a request: none was sent
+    model = json.loads((await jp_fetch("api", "kernels", kid)).body)
+    assert model["execution_state"] == "starting"
+
+
 async def test_twenty_notebooks_opened_in_a_row_all_get_their_kernel(
     jp_fetch: Any, monitor: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
