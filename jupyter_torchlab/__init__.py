@@ -3,10 +3,12 @@
 ``import jupyter_torchlab as tl`` only defines names. torch, ipywidgets and the kernel-side
 modules load when a public name is first used, so the Jupyter server (which imports this package
 to find its extension) never pays for them, and importing changes nothing. The kernel-side setup
-runs once, the first time a public name is used or from ``%load_ext jupyter_torchlab``: it makes
-``fit(progress=True)`` show the notebook display (widgets in a kernel, text elsewhere), and in a
-kernel it registers the hooks that explain an out-of-memory error under its traceback and tell
-``tl.progress`` bars that their cell ended.
+(:mod:`.widgets._setup`) runs once: the first time a public name is used, from ``%load_ext
+jupyter_torchlab``, or when a ``tl.progress`` bar (the tqdm drop-in) is first made in a kernel.
+It makes ``fit(progress=True)`` show the notebook display (widgets in a kernel, text elsewhere),
+and in a kernel it registers the hooks that explain an out-of-memory error under its traceback,
+tell ``tl.progress`` bars that their cell ended, read each cell's GPU peak for the server and
+say why the server's memory guard interrupted a cell.
 """
 
 from __future__ import annotations
@@ -42,25 +44,12 @@ _PUBLIC = {
 
 __all__ = ["__version__", "load_ipython_extension", *_PUBLIC]
 
-_set_up = False
-
 
 def _set_up_kernel_side() -> None:
     """Set fit's default display and register the IPython hooks, once per process."""
-    global _set_up
-    if _set_up:
-        return
-    _set_up = True
-    from .train.display import set_default_display
-    from .widgets import _cell, _cell_cost, oom_display
-    from .widgets.fit_display import notebook_display
-    from .widgets.memory_guard_note import install as guard_note
+    from .widgets._setup import set_up  # (a tl.progress bar runs it too: the tqdm drop-in)
 
-    set_default_display(notebook_display)
-    oom_display.install()  # in a kernel: an out-of-memory error is explained below its traceback
-    _cell.hook_shell()  # in a kernel: tl.progress bars hear that their cell ended
-    _cell_cost.hook_shell()  # in a kernel: each cell's exact GPU peak, for the server
-    guard_note()  # in a kernel: a cell the server's memory guard interrupted says why
+    set_up()
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -40,6 +40,7 @@ from . import _cell, _notes, _runs, render
 from ._bar_views import WidgetView, record_html
 from ._budget import get_budget
 from ._frontend import use_widgets
+from ._setup import set_up_in_kernel
 from ._smoothing import Metrics, tensors_to_numbers
 
 __all__ = ["Progress", "progress", "trange"]
@@ -112,6 +113,7 @@ class Progress(tqdm_asyncio):
         skip_warmup: bool = False,
         **kwargs: Any,
     ) -> None:
+        set_up_in_kernel()  # the tqdm drop-in uses no tl.* name: its first bar sets up the kernel
         # tl.progress(data, 100, "train") from before tqdm's order: a number is never a desc
         if _is_number(desc):
             desc, total = (total if isinstance(total, str) else None), desc
