@@ -30,6 +30,7 @@ Reads never raise: a missing, partial or foreign file reads as nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -54,6 +55,7 @@ __all__ = [
     "RunRecord",
     "RunsFile",
     "cells_file_name",
+    "cells_path",
     "kernel_cells_file",
     "kernel_runs_file",
     "read_cell_gpu",
@@ -61,7 +63,10 @@ __all__ = [
     "read_guard",
     "read_kernels",
     "read_runs",
+    "remove_runs",
     "runs_file_name",
+    "runs_path",
+    "runs_stamp",
     "write_cell_gpu",
     "write_deaths",
     "write_guard",
@@ -149,6 +154,11 @@ def runs_file_name(kernel_id: str) -> str:
     return f"{RUNS_FILE_PREFIX}{kernel_id}.json"
 
 
+def runs_path(runtime_dir: str | os.PathLike[str], kernel_id: str) -> str:
+    """Return the path of kernel ``kernel_id``'s runs file in ``runtime_dir``."""
+    return os.path.join(runtime_dir, runs_file_name(kernel_id))
+
+
 class GuardRecord(TypedDict):
     """One interrupt by the memory guard in :data:`GUARD_FILE` (the server's guard event)."""
 
@@ -176,6 +186,11 @@ class CellGpuRecord(TypedDict):
 def cells_file_name(kernel_id: str) -> str:
     """Return the name of the cells file of kernel ``kernel_id``."""
     return f"{CELLS_FILE_PREFIX}{kernel_id}.json"
+
+
+def cells_path(runtime_dir: str | os.PathLike[str], kernel_id: str) -> str:
+    """Return the path of kernel ``kernel_id``'s cells file in ``runtime_dir``."""
+    return os.path.join(runtime_dir, cells_file_name(kernel_id))
 
 
 # --- the server writes (raises OSError: the caller logs it) ---------------------------------------
@@ -210,8 +225,7 @@ def kernel_runs_file(connection_file: str | None = None) -> str | None:
     found = _kernel(connection_file)
     if found is None:
         return None
-    folder, kernel_id = found
-    return os.path.join(folder, runs_file_name(kernel_id))
+    return runs_path(*found)
 
 
 def write_runs(path: str, pid: int, runs: Sequence[RunRecord]) -> None:
@@ -238,6 +252,21 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def runs_stamp(path: str) -> tuple[int, int, int] | None:
+    """Return what tells a runs file from the one read before (mtime, size, inode); None: none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def remove_runs(runtime_dir: str | os.PathLike[str], kernel_id: str) -> None:
+    """Remove the runs file of a kernel that left the server (none there is fine)."""
+    with contextlib.suppress(OSError):
+        os.unlink(runs_path(runtime_dir, kernel_id))
+
+
 def read_runs(path: str) -> RunsFile | None:
     """Return a kernel's runs file, or None where it is missing, torn or foreign."""
     try:
@@ -261,7 +290,7 @@ def read_runs(path: str) -> RunsFile | None:
 def kernel_cells_file(connection_file: str | None = None) -> str | None:
     """Return this kernel's cells file path, or None outside a kernel with a connection file."""
     found = _kernel(connection_file)
-    return None if found is None else os.path.join(found[0], cells_file_name(found[1]))
+    return None if found is None else cells_path(*found)
 
 
 def write_cell_gpu(path: str, cells: Sequence[CellGpuRecord]) -> None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -51,7 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from jupyter_torchlab._runtime_files import cells_file_name, read_cell_gpu
+from jupyter_torchlab._runtime_files import cells_path, read_cell_gpu
 from jupyter_torchlab.metrics import ProcessTreeSnapshot, TreeCounters, read_counters, read_peaks
 
 from .kernels import KernelInfo
@@ -242,7 +241,7 @@ class CellCosts:
         """Return torch's allocator peak per device for this cell, from the kernel's file."""
         if self._runtime_dir is None:
             return None
-        cells = read_cell_gpu(os.path.join(self._runtime_dir, cells_file_name(kid)))
+        cells = read_cell_gpu(cells_path(self._runtime_dir, kid))
         return cells.get(msg_id)
 
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:

@@ -25,15 +25,13 @@ What only the server can know it adds itself:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_torchlab._runtime_files import RunRecord, read_runs, runs_file_name
+from jupyter_torchlab._runtime_files import RunRecord, read_runs, remove_runs, runs_path, runs_stamp
 
 from .kernels import KernelInfo
 
@@ -109,7 +107,7 @@ class RunsWatch:
         with self._lock:
             for kid in set(self._kernels) - set(kernels):
                 del self._kernels[kid]
-                self._remove_file(kid)
+                remove_runs(self._dir, kid)
             for kid, info in kernels.items():
                 k = self._kernels.setdefault(kid, _Kernel())
                 if info.pid is not None:
@@ -129,12 +127,10 @@ class RunsWatch:
         return runs if state is None else [r for r in runs if r.get("state") == state]
 
     def _read(self, kid: str, k: _Kernel, now: float) -> None:
-        path = os.path.join(self._dir, runs_file_name(kid))
-        try:
-            st = os.stat(path)
-        except OSError:
+        path = runs_path(self._dir, kid)
+        stat = runs_stamp(path)
+        if stat is None:
             return  # none yet (or removed): what was read stays
-        stat = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stat == k.stat:
             return
         found = read_runs(path)
@@ -195,7 +191,3 @@ class RunsWatch:
         """Forget every kernel (their files stay: the kernels may outlive this extension)."""
         with self._lock:
             self._kernels.clear()
-
-    def _remove_file(self, kid: str) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(self._dir, runs_file_name(kid)))
