@@ -63,7 +63,7 @@ __all__ = [
     "read_guard",
     "read_kernels",
     "read_runs",
-    "remove_runs",
+    "remove_kernel_files",
     "runs_file_name",
     "runs_path",
     "runs_stamp",
@@ -261,10 +261,11 @@ def runs_stamp(path: str) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def remove_runs(runtime_dir: str | os.PathLike[str], kernel_id: str) -> None:
-    """Remove the runs file of a kernel that left the server (none there is fine)."""
-    with contextlib.suppress(OSError):
-        os.unlink(runs_path(runtime_dir, kernel_id))
+def remove_kernel_files(runtime_dir: str | os.PathLike[str], kernel_id: str) -> None:
+    """Remove the runs and cells files of a kernel that left the server (none there is fine)."""
+    for path in (runs_path(runtime_dir, kernel_id), cells_path(runtime_dir, kernel_id)):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def read_runs(path: str) -> RunsFile | None:

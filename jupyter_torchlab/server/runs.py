@@ -31,7 +31,13 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_torchlab._runtime_files import RunRecord, read_runs, remove_runs, runs_path, runs_stamp
+from jupyter_torchlab._runtime_files import (
+    RunRecord,
+    read_runs,
+    remove_kernel_files,
+    runs_path,
+    runs_stamp,
+)
 
 from .kernels import KernelInfo
 
@@ -107,7 +113,7 @@ class RunsWatch:
         with self._lock:
             for kid in set(self._kernels) - set(kernels):
                 del self._kernels[kid]
-                remove_runs(self._dir, kid)
+                remove_kernel_files(self._dir, kid)  # its cells file too
             for kid, info in kernels.items():
                 k = self._kernels.setdefault(kid, _Kernel())
                 if info.pid is not None:

@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_torchlab._runtime_files import runs_file_name
+from jupyter_torchlab._runtime_files import (
+    CellGpuRecord,
+    cells_path,
+    runs_file_name,
+    write_cell_gpu,
+)
 
 from .conftest import execute_request, kernel_entry
 
@@ -121,6 +126,9 @@ async def test_a_running_progress_is_served_everywhere_and_goes_with_its_kernel(
     # shut down with the run still running: its runs, series and file go with it
     runs_file = Path(jp_serverapp.runtime_dir) / runs_file_name(kid)
     assert runs_file.exists()
+    # the cells file a kernel that used CUDA keeps beside it (no CUDA here: written as it would)
+    cells_file = Path(cells_path(jp_serverapp.runtime_dir, kid))
+    write_cell_gpu(str(cells_file), [CellGpuRecord(msg_id="m", devices={"0": 1})])
     ws.close()
     await jp_fetch("api", "kernels", kid, method="DELETE")
     await wait_metrics(lambda d: kernel_entry(d, kid) is None)
@@ -128,6 +136,7 @@ async def test_a_running_progress_is_served_everywhere_and_goes_with_its_kernel(
     assert not any(r["kernel_id"] == kid for r in await get_runs(jp_fetch))
     assert (await run_series(jp_fetch, kid))["kernel"] == []
     assert not runs_file.exists()
+    assert not cells_file.exists()
 
 
 async def test_cells_that_finish_fail_or_are_interrupted_and_a_fit(
