@@ -1,8 +1,9 @@
 """Real memory-limited cgroups for the OOM-killer and memory-guard tests (root, cgroup v1 or v2).
 
 A test makes a child of the test process's own memory cgroup, limits it, and starts kernels in
-it through a kernel spec whose argv first writes the shell's pid into the cgroup's
-``cgroup.procs`` and then execs the kernel (so the kernel process is the cgroup's only member).
+it (or, :func:`limited_pod`, in an unlimited child of it, as in a Kubernetes pod) through a
+kernel spec whose argv first writes the shell's pid into the cgroup's ``cgroup.procs`` and then
+execs the kernel (so the kernel process is the cgroup's only member).
 Where no memory cgroup can be made (not root, no controller, read-only), the test is skipped
 with the reason.
 """
@@ -39,38 +40,79 @@ def own_memory_cgroup() -> Path | None:
     return None
 
 
-@contextlib.contextmanager
-def limited_cgroup(limit: int) -> Iterator[Path]:
-    """Yield a child memory cgroup limited to ``limit`` bytes, without swap; remove it after."""
+def _memory_parent() -> Path:
+    """Return the folder new memory cgroups go under (skip where none can be made)."""
     if os.geteuid() != 0:
         pytest.skip("creating a memory cgroup needs root")
     parent = own_memory_cgroup()
     if parent is None:
         pytest.skip("no memory cgroup controller here")
-    child = parent / f"torchlab-oom-{uuid.uuid4().hex[:8]}"
+    return parent
+
+
+def _limit(cgroup: Path, limit: int) -> None:
+    """Limit ``cgroup`` to ``limit`` bytes, without swap (v1 or v2)."""
+    if (cgroup / "memory.limit_in_bytes").exists():  # v1
+        (cgroup / "memory.limit_in_bytes").write_text(str(limit))
+        if (cgroup / "memory.memsw.limit_in_bytes").exists():
+            (cgroup / "memory.memsw.limit_in_bytes").write_text(str(limit))
+    else:  # v2
+        (cgroup / "memory.max").write_text(str(limit))
+        if (cgroup / "memory.swap.max").exists():
+            (cgroup / "memory.swap.max").write_text("0")
+
+
+def _remove(*cgroups: Path) -> None:
+    """Remove the cgroups, innermost first, once their processes are gone."""
+    for cgroup in cgroups:
+        for _ in range(50):
+            try:
+                cgroup.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def limited_cgroup(limit: int) -> Iterator[Path]:
+    """Yield a child memory cgroup limited to ``limit`` bytes, without swap; remove it after."""
+    child = _memory_parent() / f"torchlab-oom-{uuid.uuid4().hex[:8]}"
     try:
         child.mkdir()
-        if (child / "memory.limit_in_bytes").exists():  # v1
-            (child / "memory.limit_in_bytes").write_text(str(limit))
-            if (child / "memory.memsw.limit_in_bytes").exists():
-                (child / "memory.memsw.limit_in_bytes").write_text(str(limit))
-        else:  # v2
-            (child / "memory.max").write_text(str(limit))
-            if (child / "memory.swap.max").exists():
-                (child / "memory.swap.max").write_text("0")
+        _limit(child, limit)
     except OSError as e:
-        if child.exists():
-            child.rmdir()
+        _remove(child)
         pytest.skip(f"cannot create a limited memory cgroup here ({e})")
     try:
         yield child
     finally:
-        for _ in range(50):  # the cgroup can be removed once its processes are gone
-            try:
-                child.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
+        _remove(child)
+
+
+@contextlib.contextmanager
+def limited_pod(limit: int) -> Iterator[tuple[Path, Path]]:
+    """Yield ``(pod, kernels)``: a cgroup limited to ``limit`` bytes and an unlimited child of it.
+
+    A Kubernetes pod's shape: the limit on the pod's cgroup, the processes in a cgroup below it
+    that has no limit of its own. Both are removed after.
+    """
+    pod = _memory_parent() / f"torchlab-pod-{uuid.uuid4().hex[:8]}"
+    kernels = pod / "kernels"
+    try:
+        pod.mkdir()
+        _limit(pod, limit)
+        if (pod / "cgroup.subtree_control").exists():  # v2: give the child the controller
+            (pod / "cgroup.subtree_control").write_text("+memory")
+        kernels.mkdir()
+    except OSError as e:
+        _remove(kernels, pod)
+        pytest.skip(f"cannot create a limited memory cgroup with a child here ({e})")
+    try:
+        yield pod, kernels
+    finally:
+        _remove(kernels, pod)
 
 
 def oom_kills(cgroup: Path) -> int:

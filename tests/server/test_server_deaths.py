@@ -14,14 +14,19 @@ from typing import Any
 import pytest
 
 from jupyter_torchlab._format import format_bytes, format_span
-from jupyter_torchlab.metrics.memory_cgroup import parse_counts
+from jupyter_torchlab.metrics.memory_cgroup import (
+    limit_is_own,
+    locate_memory_cgroup,
+    parse_counts,
+    read_memory_limit,
+)
 from jupyter_torchlab.server.deaths import OOM_ADVICE, DeathWatch, explain
 from jupyter_torchlab.server.kernels import KernelInfo
 from tests.metrics.cgroup_files import POD_KERNEL, cgroup_line, pod, stat_line, write_files
 
 from .conftest import execute_request, kernel_entry
 from .limited_cgroup import limited_cgroup as limited
-from .limited_cgroup import limited_kernelspec, oom_kills, open_notebook
+from .limited_cgroup import limited_kernelspec, limited_pod, oom_kills, open_notebook
 
 MiB, GiB = 1 << 20, 1 << 30
 
@@ -142,6 +147,9 @@ async def test_a_killed_kernel_is_explained_on_rest_the_stream_and_prometheus(
 
     after = _deaths_counted(await _prometheus(jp_fetch))
     assert after.get(event["cause"], 0) == counted.get(event["cause"], 0) + 1
+    # the document counts it too, for this server alone (the hub service serves these totals)
+    doc = await wait_metrics(lambda d: d["counts"]["kernel_deaths"], 10)
+    assert doc["counts"]["kernel_deaths"] == {event["cause"]: 1}
     # the new kernel is watched as well
     doc = await wait_metrics(lambda d: (k := kernel_entry(d, kid)) and k["pid"] not in (None, pid))
     stream.close()
@@ -259,6 +267,53 @@ async def test_two_kernels_in_one_limited_cgroup_each_die_of_their_own_cause(
         f"killed by signal 9 (SIGKILL) at {format_bytes(killed['last_memory'])} "
         f"of its {format_bytes(LIMIT)} memory limit"
     )
+
+
+@pytest.mark.slow
+async def test_a_kernel_under_a_limited_parent_cgroup_is_told_the_parent_s_limit(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_kernel_dir: Path, wait_metrics: Any
+) -> None:
+    # a Kubernetes pod's shape: the limit is on the pod's cgroup, the kernel runs in a child
+    # cgroup without a limit of its own. The limit that applies, and that the OOM killer acts
+    # on, is the pod's
+    with limited_pod(LIMIT) as (pod, kernels):
+        spec = limited_kernelspec(jp_kernel_dir, kernels, "python3-in-pod")
+        kid = await open_notebook(jp_fetch, spec, "pod.ipynb")
+        ws = None
+        try:
+            doc = await wait_metrics(
+                lambda d: (k := kernel_entry(d, kid)) and k["pid"] and k["memory"], 60
+            )
+            pid = kernel_entry(doc, kid)["pid"]  # type: ignore[index]
+            assert str(pid) in (kernels / "cgroup.procs").read_text().split()
+            assert (pod / "cgroup.procs").read_text().split() == []
+            # the live kernel's reading: its own cgroup (no limit there), the pod's limit
+            cgroup = locate_memory_cgroup(pid)
+            assert cgroup is not None
+            assert Path(cgroup.oom_file).parent == kernels
+            assert read_memory_limit(cgroup) == LIMIT
+            assert not limit_is_own(cgroup)
+            kills = oom_kills(kernels)
+            ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+            ws.write_message(execute_request(GROW))
+            doc = await wait_metrics(lambda d: any(e["kernel_id"] == kid for e in d["events"]), 60)
+            assert oom_kills(kernels) > kills  # the OOM killer did strike, counted in the child
+        finally:
+            if ws is not None:
+                ws.close()
+            with contextlib.suppress(Exception):
+                await jp_fetch("api", "kernels", kid, method="DELETE")
+    (event,) = [e for e in doc["events"] if e["kernel_id"] == kid]
+    assert (event["cause"], event["signal"], event["path"]) == ("oom_killer", 9, "pod.ipynb")
+    assert event["memory_limit"] == LIMIT  # the pod's, though the kernel's cgroup has none
+    assert event["busy_for"] is not None
+    assert event["reason"] == (
+        f"killed by the out-of-memory killer at {format_bytes(event['last_memory'])} "
+        f"of its {format_bytes(LIMIT)} memory limit while a cell ran "
+        f"(for {format_span(event['busy_for'])}). {OOM_ADVICE}"
+    )
+    assert "of its 512 MiB memory limit" in event["reason"]
+    assert event["last_memory"] >= 0.6 * LIMIT  # read before the kill, near the pod's limit
 
 
 # --- the watch, on a /proc and a cgroup tree on disk ----------------------------------------------
