@@ -21,6 +21,7 @@ from .kernels import NOT_LOCAL, KernelInfo
 from .usage import KernelUsage
 
 __all__ = [
+    "COUNTS",
     "GPU_OFF",
     "PROCESS_GONE",
     "USAGE_OFF",
@@ -44,6 +45,13 @@ _GPU_FIELDS = (
     "power_limit_watts",
     "source",
 )
+#: the document's "counts": kind -> the label its counts are keyed by (the /metrics counter is
+#: torchlab_<kind>_total with that label)
+COUNTS = {
+    "kernel_deaths": "reason",
+    "kernel_idle_gpu_actions": "action",
+    "memory_guard_interrupts": "measure",
+}
 PROCESS_GONE = "kernel process has exited"
 GPU_OFF = "GPU sampling is off (TorchlabExtension.gpu = False)"
 USAGE_OFF = (
@@ -69,6 +77,7 @@ def build_document(
     gpu_actions: list[dict[str, Any]] | None = None,
     runs: Mapping[str, list[dict[str, Any]]] | None = None,
     memory_guard: Sequence[Mapping[str, Any]] | None = None,
+    counts: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
     """Build the document of one tick.
 
@@ -81,6 +90,7 @@ def build_document(
     ``gpu_actions``: recent warnings and shutdowns of idle GPU holders, oldest first.
     ``runs``: each kernel's runs (:mod:`.runs`), running first.
     ``memory_guard``: recent interrupts by the memory guard (:mod:`.memory_guard`), oldest first.
+    ``counts``: events since the server started, by kind and label (:data:`COUNTS`).
     """
     flags = flags or {}
     host = snap.host
@@ -109,6 +119,9 @@ def build_document(
         "events": list(events or []),
         "gpu_actions": list(gpu_actions or []),
         "memory_guard": list(memory_guard or []),
+        # since the server started: the totals of /metrics' torchlab_<kind>_total counters, so a
+        # reader of this document alone (the hub service) can serve them too
+        "counts": {kind: dict((counts or {}).get(kind) or {}) for kind in COUNTS},
     }
 
 

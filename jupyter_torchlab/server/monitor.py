@@ -29,7 +29,7 @@ from jupyter_torchlab.metrics import Sampler, Ticker
 
 from .cells import CellCosts
 from .deaths import DeathWatch, KernelDeath
-from .document import build_document, encode
+from .document import COUNTS, build_document, encode
 from .gpu_use import GpuUse, IdleCuller
 from .kernels import KernelInfo, KernelRegistry, KernelsFile
 from .memory_guard import MemoryGuard
@@ -154,6 +154,8 @@ class ServerMonitor:
         self._subscribers: set[Subscriber] = set()
         self._registry_error: str | None = None
         self._warned: set[str] = set()
+        # the document's "counts" (event loop adds, under _lock; the sampler thread copies)
+        self._counts: dict[str, dict[str, int]] = {kind: {} for kind in COUNTS}
         # kernels without a local pid answer usage_request; None: not asked (usage_interval 0)
         self.usage: UsagePoller | None = None
         if usage_interval > 0:
@@ -337,6 +339,7 @@ class ServerMonitor:
                 memory_guard=(
                     [] if self.guard is None else self.guard.events(snap.time - EVENT_WINDOW)
                 ),
+                counts=self._count(),
             )
             data = encode(doc)
         except Exception as e:  # noqa: BLE001 - a bad snapshot must not stop the sampler
@@ -397,6 +400,7 @@ class ServerMonitor:
         """Count a kernel's death (event loop; the next tick's document carries the event)."""
         if self.runs_watch is not None:
             self.runs_watch.kernel_died(death.kernel_id, death.pid)  # its running runs failed
+        self._count("kernel_deaths", death.cause)
         if self._exporter is not None:
             try:
                 self._exporter.count_death(death.cause)
@@ -405,6 +409,7 @@ class ServerMonitor:
 
     def _on_guard(self, record: Mapping[str, Any]) -> None:
         """Count an interrupt by the memory guard (event loop; the next tick carries the event)."""
+        self._count("memory_guard_interrupts", str(record["measure"]))
         if self._exporter is not None:
             try:
                 self._exporter.count_guard_interrupt(str(record["measure"]))
@@ -413,11 +418,19 @@ class ServerMonitor:
 
     def _on_idle_action(self, action: str, kid: str, detail: dict[str, Any]) -> None:
         """Count a warning or shutdown of an idle GPU holder (event loop; the culler keeps it)."""
+        self._count("kernel_idle_gpu_actions", action)
         if self._exporter is not None:
             try:
                 self._exporter.count_idle_action(action)
             except Exception as e:  # noqa: BLE001 - the action itself is logged already
                 self._warn_once("prometheus-idle", "cannot count an idle-GPU action: %s", e)
+
+    def _count(self, kind: str | None = None, label: str = "") -> dict[str, dict[str, int]]:
+        """Add one to ``counts[kind][label]`` (if a kind is given); return a copy of the counts."""
+        with self._lock:
+            if kind is not None:
+                self._counts[kind][label] = self._counts[kind].get(label, 0) + 1
+            return {k: dict(v) for k, v in self._counts.items()}
 
     def _warn_once(self, key: str, msg: str, *args: object) -> None:
         if key not in self._warned:

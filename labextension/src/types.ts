@@ -170,6 +170,11 @@ export interface ISnapshot {
   gpu_actions?: IGpuAction[];
   /** Recent interrupts by TorchlabExtension.memory_guard, oldest first. */
   memory_guard?: IMemoryGuardEvent[];
+  /**
+   * Since the server started, by label: kernel_deaths by cause, kernel_idle_gpu_actions by
+   * action (warned, culled), memory_guard_interrupts by measure; absent from older servers.
+   */
+  counts?: { [kind: string]: { [label: string]: number } };
 }
 
 /** A kernel the memory guard interrupted near its memory limit (server/memory_guard.py). */

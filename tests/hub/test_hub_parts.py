@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import time
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import HTTPClientError
 
 from jupyter_torchlab.hub.collector import Round, ServerResult, explain_failure
@@ -106,6 +109,87 @@ def test_every_series_carries_user_and_server() -> None:
         'server="alice/",user="alice"} 1.0' in text
     )
     assert "carol" not in "".join(s for s in series if s.startswith("torchlab_kernel"))
+
+
+def parity_doc() -> dict:
+    """A snapshot document with every field a series of the server's /metrics reads.
+
+    Every label value says "parity", so this test reads back only its own series from the
+    process-wide registry the server's exporter shares.
+    """
+    local = {**kernel("parity-local", "busy", 2e9, 40), "source": "process", "runs": [
+        {"id": "r1", "state": "running", "desc": "train", "fraction": 0.25, "eta": 30.0,
+         "rate": 12.5},
+        {"id": "r2", "state": "running", "desc": "train", "fraction": None, "eta": None,
+         "rate": 3.0},  # same desc: numbered "train #2", as the server numbers it
+        {"id": "r0", "state": "done", "desc": "parity-old", "fraction": 1.0, "eta": 0.0,
+         "rate": 9.0},
+    ], "gpu_utilization": 55.0, "holding_idle": None, "usage_age": None}  # fmt: skip
+    remote = {**kernel("parity-remote", "idle", 0, 90), "source": "kernel", "usage_age": 1.5,
+              "holding_idle": {"seconds": 2000, "bytes": 4e9}, "runs": []}  # fmt: skip
+    return {
+        "time": 100.0,
+        "host": {"cpu_percent": 12.0, "cpu_count": 8, "cpu_limit": 2.0, "memory_used": 3e9,
+                 "memory_total": 1.6e10, "memory_limit": 8e9},
+        "gpus": [{"index": 0, "name": "parity-H100", "uuid": "GPU-parity", "utilization_gpu": 70,
+                  "memory_used": 3e9, "memory_total": 8e10, "temperature": 51,
+                  "power_watts": 210.5}],
+        "kernels": [local, remote],
+        "counts": {"kernel_deaths": {"parity-signal": 2},
+                   "kernel_idle_gpu_actions": {"parity-warned": 3},
+                   "memory_guard_interrupts": {"parity-cgroup": 1}},
+    }  # fmt: skip
+
+
+def test_the_hub_endpoint_carries_every_series_of_a_server_s_metrics() -> None:
+    """Every torchlab_* family and sample of a server's /metrics, with user and server added."""
+    from jupyter_torchlab.server.prometheus import PrometheusExporter
+
+    doc = parity_doc()
+    exporter = PrometheusExporter()  # the server's own, into the registry its /metrics serves
+    try:
+        exporter.update(doc)
+        count = {
+            "kernel_deaths": exporter.count_death,
+            "kernel_idle_gpu_actions": exporter.count_idle_action,
+            "memory_guard_interrupts": exporter.count_guard_interrupt,
+        }
+        for kind, by_label in doc["counts"].items():
+            for label, n in by_label.items():
+                for _ in range(n):
+                    count[kind](label)
+        server_text = generate_latest(REGISTRY).decode()
+    finally:
+        exporter.close()
+    server = {
+        f.name: f for f in text_string_to_metric_families(server_text)
+        # a counter's creation time (the text parser reads it as a family of its own) is not in
+        # the document: the hub endpoint's counters have none
+        if f.name.startswith("torchlab_") and not f.name.endswith("_created")
+    }  # fmt: skip
+    who = Target("alice", "gpu", "http://a/", True, None, None)
+    hub_text = render(Round(100.0, 0.1, (ServerResult(who, doc, None, 0.01),))).decode()
+    hub = {f.name: f for f in text_string_to_metric_families(hub_text)}
+
+    assert len(server) >= 25  # the exporter's families were found (not an empty comparison)
+    own = {"torchlab_hub_server_up", "torchlab_hub_server_collect_seconds"}
+    assert set(hub) - set(server) == own
+    extra = {"user": "alice", "server": "alice/gpu"}
+    for name, family in server.items():
+        assert name in hub, f"the hub endpoint lacks {name}"
+        assert (hub[name].type, hub[name].documentation) == (family.type, family.documentation)
+        got = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in hub[name].samples}
+        ours = [
+            s for s in family.samples
+            if not s.labels or any("parity" in v for v in s.labels.values())
+        ]  # fmt: skip
+        assert ours, f"the test document sets no sample of {name}"
+        for sample in ours:
+            key = (sample.name, tuple(sorted({**sample.labels, **extra}.items())))
+            assert key in got, f"the hub endpoint lacks {key}"
+            assert got[key] == sample.value or (math.isnan(got[key]) and math.isnan(sample.value))
+    descs = {s.labels["desc"] for s in hub["torchlab_run_items_per_second"].samples}
+    assert descs == {"train", "train #2"}  # only running runs, numbered as the server does
 
 
 def test_settings_say_what_is_missing() -> None:

@@ -48,8 +48,15 @@ async def test_metrics_has_the_contract_shape(get_metrics: Any, jp_base_url: str
         "events",
         "gpu_actions",
         "memory_guard",
+        "counts",
     }
     assert doc["events"] == []  # no kernel has died
+    # nothing counted yet, every kind present (the hub service builds _total counters from them)
+    assert doc["counts"] == {
+        "kernel_deaths": {},
+        "kernel_idle_gpu_actions": {},
+        "memory_guard_interrupts": {},
+    }
     assert doc["gpu_actions"] == []  # culling is off by default
     assert doc["memory_guard"] == []  # the guard is off by default
     assert set(doc["host"]) == HOST_KEYS

@@ -274,6 +274,9 @@ async def test_culling_warns_then_shuts_down_the_idle_holder_and_never_a_busy_ke
     ]
     assert actions("warned") == before["warned"] + 1
     assert actions("culled") == before["culled"] + 1
+    # the document counts them too, for this server alone (the hub service serves these totals)
+    doc = await wait_metrics(lambda d: d["counts"]["kernel_idle_gpu_actions"].get("culled"), 10)
+    assert doc["counts"]["kernel_idle_gpu_actions"] == {"warned": 1, "culled": 1}
 
     # the busy kernel holds the same GPU memory the whole time and is left alone
     await asyncio.sleep(3 * 1.5)
