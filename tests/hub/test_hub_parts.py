@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
@@ -21,6 +24,7 @@ from jupyter_torchlab.hub.view import build_view
 
 from .hubenv import free_port, http_get
 
+DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana" / "torchlab-hub.json"
 ENV = {"JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
 
 
@@ -190,6 +194,22 @@ def test_the_hub_endpoint_carries_every_series_of_a_server_s_metrics() -> None:
             assert got[key] == sample.value or (math.isnan(got[key]) and math.isnan(sample.value))
     descs = {s.labels["desc"] for s in hub["torchlab_run_items_per_second"].samples}
     assert descs == {"train", "train #2"}  # only running runs, numbered as the server does
+
+
+def test_every_series_a_dashboard_panel_queries_is_on_the_hub_endpoint() -> None:
+    """The GPU panels included, which the real-hub test can only run empty on a machine without."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    who = Target("alice", "", "http://a/", True, None, None)
+    text = render(Round(100.0, 0.1, (ServerResult(who, parity_doc(), None, 0.01),))).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for expr in exprs:
+        for name in re.findall(r"torchlab_[a-z_]+", expr):
+            assert name in families, (expr, name)
+            assert families[name].samples, (expr, name)
+            for label in re.findall(r"by \(([^)]*)\)", expr):
+                wanted = {x.strip() for x in label.split(",")}
+                assert wanted <= families[name].samples[0].labels.keys(), (expr, wanted)
 
 
 def test_settings_say_what_is_missing() -> None:
