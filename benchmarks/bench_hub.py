@@ -2,13 +2,19 @@
 
 A real ``jupyter server`` with our extension and 4 kernels gives one real snapshot (its
 ``torchlab/api/metrics`` bytes). A child process then serves those bytes from 50 stand-in
-servers (50 ports, each under ``/user/uN/``, checking the token as a server would). This process
-runs the service's own collector and metrics route (``jupyter_torchlab.hub``: the same
-``Collector``, ``Service`` and ``MetricsHandler``) on a thread, and reports:
+servers (50 ports, each under ``/user/uN/``, checking the token as a server would), and stands in
+for the hub's API on one more port: ``GET users?state=active`` (the 50 users' models with their
+servers) and ``GET proxy`` (the routing table, each route's target a stand-in's own address), in
+JupyterHub 5's paginated shape, built per request. This process runs the service's own discovery,
+collector and metrics route (``jupyter_torchlab.hub``: the same ``discover``, ``Collector``,
+``Service`` and ``MetricsHandler`` as ``serve``) on a thread, and reports:
 
-- a collection round (all 50 servers, concurrently): wall time and CPU (``thread_time`` of the
-  service's loop thread), median and p95 over the rounds; the baseline, in the same run, is the
-  same 50 fetches one after another with the same client;
+- a collection round (the two hub API reads, then all 50 servers concurrently): wall time and
+  CPU (``thread_time`` of the service's loop thread), median and p95 over the rounds, and the
+  discovery's share; the baseline, in the same run, is the same discovery and 50 fetches one
+  after another with the same client. A real hub answers its API from its database, slower than
+  this stand-in: the discovery time here is the service's side of it (two requests, the JSON,
+  pairing servers with routes) plus a fast hub's;
 - a scrape of the hub-wide ``metrics`` (from this process's main thread, over HTTP): median, p95;
 - the service's memory (RSS of this process: the harness is small) before and after.
 
@@ -44,19 +50,64 @@ from tornado.httpclient import AsyncHTTPClient
 from jupyter_torchlab.hub.app import MetricsHandler, Service
 from jupyter_torchlab.hub.collector import Collector
 from jupyter_torchlab.hub.config import Settings
-from jupyter_torchlab.hub.discovery import Target
+from jupyter_torchlab.hub.discovery import Target, discover
 
 STANDIN = r"""
-import sys
+import json, sys, time
 from tornado import web, ioloop
-body, token, ports = open(sys.argv[1], "rb").read(), sys.argv[2], [int(p) for p in sys.argv[3:]]
+body, token = open(sys.argv[1], "rb").read(), sys.argv[2]
+hub_port, ports = int(sys.argv[3]), [int(p) for p in sys.argv[4:]]
+started = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+
+def authorized(handler):
+    if handler.request.headers.get("Authorization") != "token " + token:
+        raise web.HTTPError(403)
+
 class Metrics(web.RequestHandler):
     def get(self, user):
-        if self.request.headers.get("Authorization") != "token " + token:
-            raise web.HTTPError(403)
+        authorized(self)
         self.set_header("Content-Type", "application/json")
         self.finish(body)
-for i, port in enumerate(ports):
+
+def page(handler, items, total):
+    # JupyterHub 5's paginated shape (Accept: application/jupyterhub-pagination+json), one page
+    offset = int(handler.get_argument("offset", "0"))
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(json.dumps({"items": items, "_pagination": {
+        "offset": offset, "limit": 200, "total": total, "next": None}}))
+
+def server_model(i):
+    return {"name": "", "full_name": f"u{i}/", "last_activity": started, "started": started,
+            "pending": None, "ready": True, "stopped": False, "url": f"/user/u{i}/",
+            "user_options": {}, "progress_url": f"/hub/api/users/u{i}/server/progress",
+            "full_url": None, "full_progress_url": None, "state": {"pid": 1000 + i}}
+
+class Users(web.RequestHandler):
+    # GET users?state=active: every user's model with its servers, built per request as a hub does
+    def get(self):
+        authorized(self)
+        assert self.get_argument("state") == "active"
+        users = [{"kind": "user", "name": f"u{i}", "admin": False, "roles": ["user"],
+                  "groups": [], "server": f"/user/u{i}/", "pending": None, "created": started,
+                  "last_activity": started, "servers": {"": server_model(i)}}
+                 for i in range(len(ports))]
+        page(self, users, len(users))
+
+class Proxy(web.RequestHandler):
+    # GET proxy: the routing table, each user route's target the stand-in server's own address
+    def get(self):
+        authorized(self)
+        routes = {"/": {"routespec": "/", "target": f"http://127.0.0.1:{hub_port}",
+                        "data": {"hub": True}}}
+        for i, port in enumerate(ports):
+            routes[f"/user/u{i}/"] = {
+                "routespec": f"/user/u{i}/", "target": f"http://127.0.0.1:{port}",
+                "data": {"user": f"u{i}", "server_name": "", "last_activity": started}}
+        page(self, routes, len(routes))
+
+web.Application([(r"/hub/api/users", Users), (r"/hub/api/proxy", Proxy)]).listen(
+    hub_port, "127.0.0.1")
+for port in ports:
     web.Application([(r"/user/(u\d+)/torchlab/api/metrics", Metrics)]).listen(port, "127.0.0.1")
 print("ready", flush=True)
 ioloop.IOLoop.current().start()
@@ -129,52 +180,61 @@ def main() -> None:
     snapshot = real_snapshot(args.kernels)
     token = secrets.token_hex(16)
     ports = [free_port() for _ in range(args.servers)]
+    hub_port = free_port()
     with tempfile.NamedTemporaryFile(delete=False) as f:
         f.write(snapshot)
     standins = subprocess.Popen(
-        [sys.executable, "-c", STANDIN, f.name, token, *map(str, ports)],
+        [sys.executable, "-c", STANDIN, f.name, token, str(hub_port), *map(str, ports)],
         stdout=subprocess.PIPE,
     )
     assert standins.stdout is not None
     assert standins.stdout.readline().strip() == b"ready"
-    targets = [
-        Target(f"u{i}", "", f"http://127.0.0.1:{port}/user/u{i}/", True, None, None)
-        for i, port in enumerate(ports)
-    ]
+    expected = {f"u{i}": f"http://127.0.0.1:{port}/user/u{i}/" for i, port in enumerate(ports)}
     proc = psutil.Process()
     rss_before = proc.memory_info().rss
 
     settings = Settings(
-        api_url="http://unused", api_token=token, prefix="/services/torchlab/", host="127.0.0.1",
-        port=free_port(), interval=3600, timeout=5, concurrency=32,
+        api_url=f"http://127.0.0.1:{hub_port}/hub/api", api_token=token,
+        prefix="/services/torchlab/", host="127.0.0.1", port=free_port(),
+        interval=3600, timeout=5, concurrency=32,
         metrics_token=secrets.token_hex(16), admin_groups=frozenset(),
     )  # fmt: skip
     loop = asyncio.new_event_loop()
-    results: dict[str, list[float]] = {"round": [], "cpu": [], "sequential": []}
+    results: dict[str, list[float]] = {"round": [], "cpu": [], "sequential": [], "discovery": []}
 
-    async def static() -> list[Target]:
-        return targets
+    async def targets() -> list[Target]:
+        # as serve() does: the hub's API, every round
+        t0 = time.perf_counter()
+        found = await discover(
+            AsyncHTTPClient(), settings.api_url, settings.api_token, settings.timeout
+        )
+        results["discovery"].append(time.perf_counter() - t0)
+        return found
 
     async def setup() -> Collector:
-        AsyncHTTPClient.configure(None, max_clients=settings.concurrency)
-        collector = Collector(static, token, settings.timeout, settings.concurrency)
+        AsyncHTTPClient.configure(None, max_clients=max(10, settings.concurrency))
+        collector = Collector(targets, token, settings.timeout, settings.concurrency)
         service = Service(settings, collector)
         app = web.Application([(settings.prefix + "metrics", MetricsHandler, {"service": service})])
         app.listen(settings.port, settings.host)
         return collector
 
     async def measure(collector: Collector) -> None:
-        await collector.collect_once()  # warm: connections, imports
+        warm = await collector.collect_once()  # warm: connections, imports
+        found = {r.target.user: r.target.url for r in warm.results}
+        assert found == expected, "discovery did not find the stand-in servers at their addresses"
+        results["discovery"].clear()
         for _ in range(args.rounds):
             cpu0 = time.thread_time()
             rnd = await collector.collect_once()
             results["cpu"].append(time.thread_time() - cpu0)
             results["round"].append(rnd.seconds)
             assert all(r.document for r in rnd.results), [r.reason for r in rnd.results][:3]
-            # baseline: the same fetches one after another
+            # baseline: the same discovery, then the same fetches one after another
             t0 = time.perf_counter()
-            for t in targets:
+            for t in await targets():
                 await collector._fetch(t.url or "")
+            results["discovery"].pop()  # only the rounds' discoveries are reported
             results["sequential"].append(time.perf_counter() - t0)
 
     collector = loop.run_until_complete(setup())
@@ -204,7 +264,12 @@ def main() -> None:
         f"(target < 1000 ms)"
     )
     print(
-        f"baseline, the same {args.servers} fetches one after another: median "
+        f"of which discovery (GET users?state=active and GET proxy from the stand-in hub API, "
+        f"{args.servers} users): median {statistics.median(results['discovery']) * 1000:.1f} ms, "
+        f"p95 {pct(results['discovery'], 0.95) * 1000:.1f} ms"
+    )
+    print(
+        f"baseline, the same discovery and {args.servers} fetches one after another: median "
         f"{med_seq * 1000:.1f} ms; concurrent/sequential = {med_round / med_seq:.2f}"
     )
     print(
