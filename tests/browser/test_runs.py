@@ -1,4 +1,5 @@
-"""Training you can leave and come back to, in a real browser (JupyterLab 4.6 and Notebook 7).
+"""Training you can leave and come back to, in a real browser (JupyterLab 4.6; Notebook 7 in
+test_runs_notebook7.py).
 
 Kernels publish their runs (``tl.progress``, the tqdm drop-in, ``tl.fit``) to the server, which
 streams them to every page. Here, with real kernels and real loops:
@@ -16,6 +17,7 @@ streams them to every page. Here, with real kernels and real loops:
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from typing import Any
@@ -164,40 +166,85 @@ def interrupt(server: Server, path: str) -> None:
     server.api("POST", f"api/kernels/{kernel['id']}/interrupt")
 
 
+#: the MIME type of an ipywidgets view in a saved cell's outputs
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: the reload cases of the notebook written with PROGRESS, FIT and TQDM: cell, label, run's desc
+RELOAD_CASES = [(0, "tl.progress", "progress"), (1, "tl.fit", "fit"), (2, "tqdm drop-in", "dropin")]
+
+
+def save_with_the_widget(page: Any, server: Server, name: str, index: int) -> None:
+    """Save the notebook (Ctrl+S); wait until the file holds cell ``index``'s widget view."""
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(ValueError):  # read while being written
+            cell = json.loads((server.root / name).read_text())["cells"][index]
+            if any(WIDGET_VIEW in out.get("data", {}) for out in cell["outputs"]):
+                return
+        assert time.monotonic() < deadline, f"{name} was not saved with cell {index}'s widget"
+        time.sleep(0.2)
+
+
+def wait_kernel_idle(server: Server, path: str, timeout: float = 60.0) -> None:
+    """Wait until the server says the kernel of ``path`` is idle."""
+    deadline = time.monotonic() + timeout
+    while not any(
+        k["path"] == path and k["execution_state"] == "idle"
+        for k in server.api("GET", "torchlab/api/metrics")["kernels"]
+    ):
+        assert time.monotonic() < deadline, f"the kernel of {path} is not idle"
+        time.sleep(0.2)
+
+
+def reload_each_display(
+    page: Any,
+    server: Server,
+    name: str,
+    cases: list[tuple[int, str, str, bool]],
+    idle: Any,
+    app: str = "",
+) -> None:
+    """For each (cell, label, desc, saved): run the cell, save it if ``saved``, reload while it
+    runs, check the display is back and counting, interrupt it, and check the final record stays
+    (and is the one display left, when saved). ``idle()`` waits for the kernel to be idle."""
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    for index, label, desc, saved in cases:
+        cell = run_cell(page, index)
+        # the page's own live widget shows it: nothing is drawn over it
+        expect(cell.locator(".jp-OutputArea-output").first).to_be_visible(timeout=60_000)
+        wait_for_running_run(server, name, desc)
+        assert cell.locator(".jp-torchlab-run-view").count() == 0, f"{label}: drawn twice"
+        if saved:
+            save_with_the_widget(page, server, name, index)
+        case = f"{app}{label}, {'saved' if saved else 'unsaved'}"
+        reload_and_check(page, index, case)
+        if saved:
+            assert_placeholder_hidden(cells.nth(index), case)
+        interrupt(server, name)
+        view = cells.nth(index).locator(".jp-torchlab-run-view")
+        # the final record stays until the cell runs again
+        expect(view).to_have_attribute("data-state", re.compile("interrupted|failed"))
+        expect(view.locator(".jp-torchlab-run-view-end").first).to_be_visible()
+        if saved:
+            # our bars close their widgets at the end: the model is gone, the record stays
+            left = one_display_after_the_end(cells.nth(index), case)
+            assert left == "the drawn final record", f"{case}: {left}"
+        idle()
+
+
 def test_lab_reload_brings_each_display_back(page: Any, lab_server: Server) -> None:
     """tl.progress, tl.fit and a tqdm drop-in loop; reloaded unsaved, then saved."""
     name = "reload_runs.ipynb"
     lab_server.write_notebook(name, PROGRESS, FIT, TQDM)
-    open_notebook_and_wait_idle(page, lab_server, name)
-    cells = page.locator(".jp-Notebook .jp-Cell")
-    for index, (label, desc) in enumerate(
-        [("tl.progress", "progress"), ("tl.fit", "fit"), ("tqdm drop-in", "dropin")]
-    ):
-        for saved in (False, True):
-            cell = run_cell(page, index)
-            # the page's own live widget shows it: nothing is drawn over it
-            expect(cell.locator(".jp-OutputArea-output").first).to_be_visible(timeout=60_000)
-            wait_for_running_run(lab_server, name, desc)
-            assert cell.locator(".jp-torchlab-run-view").count() == 0, f"{label}: drawn twice"
-            if saved:
-                page.keyboard.press("Control+s")
-                expect(current_tab(page).locator("xpath=..")).not_to_have_class(
-                    re.compile(r"jp-mod-dirty"), timeout=10_000
-                )
-            case = f"{label}, {'saved' if saved else 'unsaved'}"
-            reload_and_check(page, index, case)
-            if saved:
-                assert_placeholder_hidden(cells.nth(index), case)
-            interrupt(lab_server, name)
-            view = cells.nth(index).locator(".jp-torchlab-run-view")
-            # the final record stays until the cell runs again
-            expect(view).to_have_attribute("data-state", re.compile("interrupted|failed"))
-            expect(view.locator(".jp-torchlab-run-view-end").first).to_be_visible()
-            if saved:
-                # our bars close their widgets at the end: the model is gone, the record stays
-                left = one_display_after_the_end(cells.nth(index), case)
-                assert left == "the drawn final record", f"{case}: {left}"
-            expect(page.locator(".jp-torchlab-status")).to_contain_text("idle", timeout=30_000)
+    status = open_notebook_and_wait_idle(page, lab_server, name)
+    cases = [(i, label, desc, saved) for i, label, desc in RELOAD_CASES for saved in (False, True)]
+    reload_each_display(
+        page,
+        lab_server,
+        name,
+        cases,
+        lambda: expect(status).to_contain_text("idle", timeout=30_000),
+    )
 
 
 def test_lab_saved_reload_a_widget_that_renders_after_the_cell_shows_again(
@@ -360,51 +407,3 @@ def test_lab_a_run_that_ended_while_no_page_was_open_is_told_once_on_the_next_pa
     expect(back.locator(".jp-torchlab-status")).to_contain_text("idle", timeout=60_000)
     time.sleep(3)  # several documents: the run was told already
     expect(back.locator(".Toastify__toast", has_text="runs_away.ipynb")).to_have_count(0)
-
-
-def test_notebook7_reload_and_a_notification_on_another_notebooks_page(
-    page: Any, notebook_server: Server
-) -> None:
-    notebook_server.write_notebook("nb7_run.ipynb", "x = 0", PROGRESS.replace("600", "300"))
-    notebook_server.write_notebook("nb7_other.ipynb", "x = 1")
-    page.goto(notebook_server.page_url("notebooks/nb7_run.ipynb"))
-    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
-    deadline = time.monotonic() + 60
-    while not any(
-        k["path"] == "nb7_run.ipynb" and k["execution_state"] == "idle"
-        for k in notebook_server.api("GET", "torchlab/api/metrics")["kernels"]
-    ):
-        assert time.monotonic() < deadline, "the notebook's kernel did not start"
-        time.sleep(0.2)
-    run_cell(page, 1)
-    wait_for_running_run(notebook_server, "nb7_run.ipynb", "progress")
-    # saved with the widget view in it: its "Loading widget..." is hidden after the reload
-    page.keyboard.press("Control+s")
-    deadline = time.monotonic() + 10
-    while "widget-view+json" not in (notebook_server.root / "nb7_run.ipynb").read_text():
-        assert time.monotonic() < deadline, "Notebook 7 did not save the widget view"
-        time.sleep(0.2)
-    reload_and_check(page, 1, "Notebook 7, tl.progress, saved")
-    assert_placeholder_hidden(page.locator(".jp-Notebook .jp-Cell").nth(1), "Notebook 7")
-    other = page.context.new_page()
-    other.goto(notebook_server.page_url("notebooks/nb7_other.ipynb"))
-    expect(other.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
-    page.close()  # the run's notebook is open nowhere now
-    toast = other.locator(".Toastify__toast", has_text="nb7_run.ipynb")
-    expect(toast).to_contain_text("progress finished: 300/300 it", timeout=60_000)
-    # Notebook 7 has the panel on demand (Help > PyTorch kernel monitor): its run list has the
-    # run, and clicking it opens the notebook in a new browser tab with the run's cell selected
-    other.locator("#menu-panel").get_by_text("Help", exact=True).click()
-    other.locator(".lm-Menu-item", has_text="PyTorch kernel monitor").click()
-    panel = other.locator("#jupyter-torchlab-monitor")
-    row = panel.locator(".jp-torchlab-run-row[data-path='nb7_run.ipynb']")
-    expect(row).to_have_attribute("data-state", "finished")
-    expect(row).to_contain_text("300/300 it")
-    with other.context.expect_page() as opened:
-        row.click()
-    tab = opened.value
-    expect(tab).to_have_url(re.compile(r"/notebooks/nb7_run\.ipynb"), timeout=30_000)
-    cells = tab.locator(".jp-Notebook .jp-Cell")
-    expect(cells).to_have_count(2, timeout=60_000)
-    expect(cells.nth(1)).to_have_class(re.compile(r"\bjp-mod-active\b"), timeout=20_000)
-    expect(cells.nth(0)).not_to_have_class(re.compile(r"\bjp-mod-active\b"))
