@@ -23,7 +23,10 @@ to a kernel we do not subscribe to (a gateway), nor once heard.
 
 Until heard, jupyter_server's busy is taken only once it has lasted :data:`QUEUE_GAP`: a request's
 own busy/idle pair (that probe, a page's kernel_info or comm_info) passes in milliseconds, and
-followed, it would stay busy if our subscription were first heard in between.
+followed, it would stay busy if our subscription were first heard in between. A busy that lasts
+is taken even where our subscription was heard meanwhile, unless it has since heard an execute
+request's own status: ipykernel 7's greeting can come just after a cell's busy, which the new
+subscription then never receives (the cell would read idle to its end).
 
 Replacing a subscription that has not heard yet loses what is published during the swap, so a
 subscription is dropped only when its process is replaced (a restart, a new pid), and messages
@@ -103,6 +106,7 @@ class KernelWatch:
         self._probe: Any = None  # a timer: ask the kernel for kernel_info if still unheard
         self._probes = 0  # kernel_info requests sent to the current subscription's process
         self._request_stream: Any = None  # our control (or shell) connection for them
+        self._execute_heard_at = 0.0  # wall time of the last execute request status heard
         # until our own subscription has heard from the kernel, follow jupyter_server's state
         self._observe()
 
@@ -220,10 +224,18 @@ class KernelWatch:
         self._changed(True)
 
     def _confirm_busy(self, seen: float) -> None:
-        """jupyter_server's busy, seen QUEUE_GAP ago: take it if it lasts and nothing is heard."""
+        """jupyter_server's busy, seen QUEUE_GAP ago: take it if it lasted.
+
+        Our subscription may have been heard in the meantime (ipykernel 7's greeting can come
+        just after a cell's busy, which it then never delivers to us): unless it has since heard
+        an execute request's own status, the cell's busy stands, and the first execute idle
+        heard ends it.
+        """
         self._confirm = None
-        if self.heard or trait(self.kernel, "execution_state") != "busy":
+        if trait(self.kernel, "execution_state") != "busy" or self.executions.state == "busy":
             return
+        if self.heard and self._execute_heard_at >= seen:
+            return  # our subscription follows that cell itself
         self.follow_server("busy", since=seen)
         self._log.debug("torchlab: kernel %s: server says busy (lasted)", self.kid)
         self._changed(True)
@@ -250,11 +262,13 @@ class KernelWatch:
         self._session.send(self._request_stream, "kernel_info_request", {})
         self._log.debug("torchlab: kernel %s not heard: sent kernel_info_request", self.kid)
 
-    def _stop_probing(self) -> None:
-        for timer in (self._probe, self._confirm):
+    def _stop_probing(self, keep_confirm: bool = False) -> None:
+        for timer in (self._probe, None if keep_confirm else self._confirm):
             if timer is not None:
                 IOLoop.current().remove_timeout(timer)
-        self._probe = self._confirm = None
+        self._probe = None
+        if not keep_confirm:
+            self._confirm = None
         self._close_requests()
 
     def _close_requests(self) -> None:
@@ -269,7 +283,9 @@ class KernelWatch:
         if not self.heard:  # connected: from now on every status reaches us
             self.heard = True
             self._unobserve()
-            self._stop_probing()
+            # a busy of jupyter_server's waiting to be confirmed may be a cell's whose status
+            # came before our subscription was connected: _confirm_busy still decides it
+            self._stop_probing(keep_confirm=True)
             self._log.debug("torchlab: heard kernel %s (%s)", self.kid, self.executions.state)
         idents, fed = self._session.feed_identities(frames)
         msg = self._session.deserialize(fed, content=False)
@@ -283,6 +299,8 @@ class KernelWatch:
         parent = msg.get("parent_header") or {}
         parent_type, parent_id = parent.get("msg_type"), parent.get("msg_id")
         now = self._wall()
+        if parent_type == "execute_request":
+            self._execute_heard_at = now
         was_pending = self.executions.pending_idle
         change = self.executions.status(state, parent_type, parent_id, now)
         self._log.debug(
