@@ -44,6 +44,30 @@ GROW = (
     "    time.sleep(0.3)\n"
 )
 
+
+async def grow_until_guarded(jp_fetch: Any, ws: Any, kid: str) -> tuple[dict, dict]:
+    """Set the kernel up, grow it until the guard interrupts; return the cell and the event."""
+    setup = await run_cell(ws, "%load_ext jupyter_torchlab\nkeep = 'still here'")
+    assert setup["error"] is None, setup
+    grew = await run_cell(ws, GROW)
+    assert grew["error"] == "KeyboardInterrupt", grew
+    (event,) = await guard_events(jp_fetch, kid)
+    return grew, event
+
+
+def assert_told(event: dict, grew: dict, sentence: str) -> None:
+    """The event gives the sentence as its reason, and the cell says it under its traceback."""
+    assert event["reason"] == sentence
+    assert PREFIX + sentence in grew["stderr"]
+
+
+async def assert_variables_kept(ws: Any) -> None:
+    """The interrupted kernel still holds what earlier cells made."""
+    alive = await run_cell(ws, "print(keep, len(held))")
+    assert alive["error"] is None, alive
+    assert alive["stdout"].startswith("still here ")
+
+
 # --- no cgroup limit: the host's memory -----------------------------------------------------------
 
 #: the guard's threshold on the host: a share of the host's memory this many bytes large
@@ -78,12 +102,7 @@ async def test_without_a_cgroup_limit_the_hosts_memory_is_the_limit(
         pid = kernel_entry(doc, kid)["pid"]  # type: ignore[index]
         assert read_memory_limit(locate_memory_cgroup(pid)) is None  # no cgroup limit over it
         host = doc["host"]["memory_total"]
-        setup = await run_cell(ws, "%load_ext jupyter_torchlab\nkeep = 'still here'")
-        assert setup["error"] is None, setup
-
-        grew = await run_cell(ws, GROW)
-        assert grew["error"] == "KeyboardInterrupt", grew
-        (event,) = await guard_events(jp_fetch, kid)
+        grew, event = await grow_until_guarded(jp_fetch, ws, kid)
         # the limit is the host's physical memory, and the kernel's process tree is compared
         assert (event["memory_limit"], event["limit_source"], event["measure"]) == (
             host,
@@ -96,11 +115,8 @@ async def test_without_a_cgroup_limit_the_hosts_memory_is_the_limit(
             f"interrupted at {format_bytes(event['memory'])} of the host's {format_bytes(host)} "
             "to save this kernel; free memory, then continue"
         )
-        assert event["reason"] == sentence
-        assert PREFIX + sentence in grew["stderr"]
-        alive = await run_cell(ws, "print(keep, len(held))")
-        assert alive["error"] is None, alive
-        assert alive["stdout"].startswith("still here ")
+        assert_told(event, grew, sentence)
+        await assert_variables_kept(ws)
     finally:
         ws.close()
         await jp_fetch("api", "kernels", kid, method="DELETE")
@@ -158,12 +174,7 @@ async def test_in_a_shared_cgroup_the_kernels_process_tree_is_measured(
         members = {int(p) for p in (shared_cgroup / "cgroup.procs").read_text().split()}
         assert {pid, neighbour} <= members  # the cgroup is not the kernel's alone
         kills = oom_kills(shared_cgroup)
-        setup = await run_cell(ws, "%load_ext jupyter_torchlab\nkeep = 'still here'")
-        assert setup["error"] is None, setup
-
-        grew = await run_cell(ws, GROW)
-        assert grew["error"] == "KeyboardInterrupt", grew
-        (event,) = await guard_events(jp_fetch, kid)
+        grew, event = await grow_until_guarded(jp_fetch, ws, kid)
         # the cgroup's limit, compared with the kernel's process tree, not the cgroup's charge
         assert (event["memory_limit"], event["limit_source"], event["measure"]) == (
             SHARED_LIMIT,
@@ -176,13 +187,10 @@ async def test_in_a_shared_cgroup_the_kernels_process_tree_is_measured(
             f"interrupted at {format_bytes(event['memory'])} of a {format_bytes(SHARED_LIMIT)} "
             "limit to save this kernel; free memory, then continue"
         )
-        assert event["reason"] == sentence
-        assert PREFIX + sentence in grew["stderr"]
+        assert_told(event, grew, sentence)
         # the neighbour's memory did not count: the kernel alone holds the threshold (counted
         # with the neighbour's, it would have been stopped about 150 MiB earlier); no OOM kill
-        alive = await run_cell(ws, "print(keep, len(held))")
-        assert alive["error"] is None, alive
-        assert alive["stdout"].startswith("still here ")
+        await assert_variables_kept(ws)
         doc = await wait_metrics(lambda d: kernel_entry(d, kid)["pid"] == pid)
         assert kernel_entry(doc, kid)["memory"] >= SHARED_GUARD * SHARED_LIMIT  # type: ignore[index]
         assert oom_kills(shared_cgroup) == kills
