@@ -19,6 +19,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from jupyter_torchlab._series import COUNTERS, GAUGES
+
 from .collector import Round
 
 __all__ = ["CONTENT_TYPE", "render"]
@@ -26,94 +28,12 @@ __all__ = ["CONTENT_TYPE", "render"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _SERVER = ("user", "server")
-_KERNEL = (*_SERVER, "kernel_id", "kernel_name", "path")
-_GPU = (*_SERVER, "gpu", "name", "uuid")
-_RUN = (*_SERVER, "kernel", "path", "desc")
-
-# name -> (help, labels): the service's two, then the server's own gauges, with its help texts
+# name -> (help, labels): the service's two, then every gauge of the server's own /metrics, with
+# the server's help texts and labels after user and server
 _SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
     "torchlab_hub_server_up": ("1 if the server's snapshot was read in the last round", _SERVER),
     "torchlab_hub_server_collect_seconds": ("seconds asking the server took", _SERVER),
-    "torchlab_sample_timestamp_seconds": ("Unix time of the latest torchlab sample", _SERVER),
-    "torchlab_host_cpu_percent": ("Host CPU use, percent of the effective CPUs (0-100)", _SERVER),
-    "torchlab_host_cpus": (
-        "Effective CPUs: the cgroup CPU limit if set, else the CPU count",
-        _SERVER,
-    ),
-    "torchlab_host_memory_used_bytes": ("Host (or cgroup) memory in use", _SERVER),
-    "torchlab_host_memory_total_bytes": (
-        "Host memory, or the cgroup memory limit if lower",
-        _SERVER,
-    ),
-    "torchlab_kernels": ("Kernels this server runs", _SERVER),
-    "torchlab_kernel_busy": ("1 while the kernel is executing, else 0", _KERNEL),
-    "torchlab_kernel_busy_seconds": ("Seconds the kernel has been busy (0 when idle)", _KERNEL),
-    "torchlab_kernel_cpu_percent": (
-        "CPU use of the kernel's process tree, percent of one core",
-        _KERNEL,
-    ),
-    "torchlab_kernel_memory_bytes": (
-        "Memory of the kernel's process tree (PSS where readable, else RSS)",
-        _KERNEL,
-    ),
-    "torchlab_kernel_gpu_memory_bytes": ("GPU memory used by the kernel's process tree", _KERNEL),
-    "torchlab_kernel_gpu_utilization_percent": (
-        "Share of one GPU's SMs the kernel's processes kept busy, summed over its GPUs",
-        _KERNEL,
-    ),
-    "torchlab_kernel_idle_seconds": (
-        "Seconds since the kernel last went idle (0 while busy or starting)",
-        _KERNEL,
-    ),
-    "torchlab_kernel_idle_gpu_bytes": (
-        "GPU memory held by a kernel idle for TorchlabExtension.gpu_idle_warn or longer "
-        "(0 otherwise)",
-        _KERNEL,
-    ),
-    "torchlab_kernel_usage_age_seconds": (
-        "Age of the CPU and memory figures a non-local kernel reported through usage_request "
-        "(only kernels measured that way have this series)",
-        _KERNEL,
-    ),
-    "torchlab_run_progress_ratio": (
-        "Share done of a running progress bar or fit (0-1; a fit: of all its epochs); "
-        "only runs with a known total",
-        _RUN,
-    ),
-    "torchlab_run_eta_seconds": (
-        "Seconds a running progress bar or fit has left at its recent pace (a fit: all of it)",
-        _RUN,
-    ),
-    "torchlab_run_items_per_second": (
-        "Units a second of a running progress bar (a fit: batches a second)",
-        _RUN,
-    ),
-    "torchlab_gpu_utilization_percent": ("GPU compute utilisation", _GPU),
-    "torchlab_gpu_memory_used_bytes": ("GPU memory in use", _GPU),
-    "torchlab_gpu_memory_total_bytes": ("GPU memory size", _GPU),
-    "torchlab_gpu_temperature_celsius": ("GPU temperature", _GPU),
-    "torchlab_gpu_power_watts": ("GPU power draw", _GPU),
-}
-
-# the server's counters, exposed as torchlab_<kind>_total, from the document's "counts" (since
-# that server started: a restarted server starts again from 0, which rate() reads as a reset)
-# kind -> (help, the label its counts are keyed by)
-_COUNTERS: dict[str, tuple[str, str]] = {
-    "kernel_deaths": (
-        "Kernel processes that died, by cause: oom_killer, signal, exit, unknown",
-        "reason",
-    ),
-    "kernel_idle_gpu_actions": (
-        "Idle kernels holding GPU memory that TorchlabExtension.gpu_idle_cull warned (warned) "
-        "or shut down (culled)",
-        "action",
-    ),
-    "memory_guard_interrupts": (
-        "Kernels interrupted by TorchlabExtension.memory_guard near their memory limit, by the "
-        "memory compared: cgroup (the kernel's own cgroup's unreclaimable charge) or tree (its "
-        "process tree)",
-        "measure",
-    ),
+    **{name: (help_text, (*_SERVER, *labels)) for name, (help_text, labels) in GAUGES.items()},
 }
 
 
@@ -133,7 +53,9 @@ class _RoundCollector:
             name: GaugeMetricFamily(name, help_text, labels=list(labels))
             for name, (help_text, labels) in _SPECS.items()
         }
-        for kind, (help_text, label) in _COUNTERS.items():
+        # the server's counters, from the document's "counts" (since that server started: a
+        # restarted server starts again from 0, which rate() reads as a reset)
+        for kind, (help_text, label) in COUNTERS.items():
             name = f"torchlab_{kind}"  # the family adds _total, as the server's counter does
             families[name] = CounterMetricFamily(name, help_text, labels=[*_SERVER, label])
 
@@ -199,7 +121,7 @@ def _server_series(doc: dict[str, Any], who: tuple[str, str], put: Any) -> None:
         put("torchlab_gpu_temperature_celsius", labels, g.get("temperature"))
         put("torchlab_gpu_power_watts", labels, g.get("power_watts"))
     counts = doc.get("counts") or {}  # absent from servers older than the counts
-    for kind in _COUNTERS:
+    for kind in COUNTERS:
         for label, n in (counts.get(kind) or {}).items():
             put(f"torchlab_{kind}", (*who, str(label)), n)
 

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jupyter_torchlab._series import COUNTERS
 from jupyter_torchlab.metrics import HostSnapshot, ProcessTreeSnapshot, Snapshot
 
 from .gpu_use import Flags
@@ -47,11 +48,7 @@ _GPU_FIELDS = (
 )
 #: the document's "counts": kind -> the label its counts are keyed by (the /metrics counter is
 #: torchlab_<kind>_total with that label)
-COUNTS = {
-    "kernel_deaths": "reason",
-    "kernel_idle_gpu_actions": "action",
-    "memory_guard_interrupts": "measure",
-}
+COUNTS = {kind: label for kind, (_, label) in COUNTERS.items()}
 PROCESS_GONE = "kernel process has exited"
 GPU_OFF = "GPU sampling is off (TorchlabExtension.gpu = False)"
 USAGE_OFF = (

@@ -20,110 +20,26 @@ from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge
 
+from jupyter_torchlab._series import COUNTERS, GAUGES
+
 __all__ = ["PrometheusExporter"]
-
-# path: the notebook (or console) the kernel belongs to, "" when it has no session; bounded by
-# the number of kernels (a renamed notebook replaces its series)
-_KERNEL_LABELS = ("kernel_id", "kernel_name", "path")
-_GPU_LABELS = ("gpu", "name", "uuid")
-# a running progress bar or fit (:mod:`.runs`): its kernel, notebook and description; bounded by
-# the running runs (an ended run's series is removed)
-_RUN_LABELS = ("kernel", "path", "desc")
-
-# name -> (help, labels)
-_SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "torchlab_sample_timestamp_seconds": ("Unix time of the latest torchlab sample", ()),
-    "torchlab_host_cpu_percent": ("Host CPU use, percent of the effective CPUs (0-100)", ()),
-    "torchlab_host_cpus": ("Effective CPUs: the cgroup CPU limit if set, else the CPU count", ()),
-    "torchlab_host_memory_used_bytes": ("Host (or cgroup) memory in use", ()),
-    "torchlab_host_memory_total_bytes": ("Host memory, or the cgroup memory limit if lower", ()),
-    "torchlab_kernels": ("Kernels this server runs", ()),
-    "torchlab_kernel_busy": ("1 while the kernel is executing, else 0", _KERNEL_LABELS),
-    "torchlab_kernel_busy_seconds": (
-        "Seconds the kernel has been busy (0 when idle)",
-        _KERNEL_LABELS,
-    ),
-    "torchlab_kernel_cpu_percent": (
-        "CPU use of the kernel's process tree, percent of one core",
-        _KERNEL_LABELS,
-    ),
-    "torchlab_kernel_memory_bytes": (
-        "Memory of the kernel's process tree (PSS where readable, else RSS)",
-        _KERNEL_LABELS,
-    ),
-    "torchlab_kernel_gpu_memory_bytes": (
-        "GPU memory used by the kernel's process tree",
-        _KERNEL_LABELS,
-    ),
-    "torchlab_kernel_gpu_utilization_percent": (
-        "Share of one GPU's SMs the kernel's processes kept busy, summed over its GPUs",
-        _KERNEL_LABELS,
-    ),
-    "torchlab_kernel_idle_seconds": (
-        "Seconds since the kernel last went idle (0 while busy or starting)",
-        _KERNEL_LABELS,
-    ),
-    "torchlab_kernel_idle_gpu_bytes": (
-        "GPU memory held by a kernel idle for TorchlabExtension.gpu_idle_warn or longer "
-        "(0 otherwise)",
-        _KERNEL_LABELS,
-    ),
-    "torchlab_kernel_usage_age_seconds": (
-        "Age of the CPU and memory figures a non-local kernel reported through usage_request "
-        "(only kernels measured that way have this series)",
-        _KERNEL_LABELS,
-    ),
-    "torchlab_run_progress_ratio": (
-        "Share done of a running progress bar or fit (0-1; a fit: of all its epochs); "
-        "only runs with a known total",
-        _RUN_LABELS,
-    ),
-    "torchlab_run_eta_seconds": (
-        "Seconds a running progress bar or fit has left at its recent pace (a fit: all of it)",
-        _RUN_LABELS,
-    ),
-    "torchlab_run_items_per_second": (
-        "Units a second of a running progress bar (a fit: batches a second)",
-        _RUN_LABELS,
-    ),
-    "torchlab_gpu_utilization_percent": ("GPU compute utilisation", _GPU_LABELS),
-    "torchlab_gpu_memory_used_bytes": ("GPU memory in use", _GPU_LABELS),
-    "torchlab_gpu_memory_total_bytes": ("GPU memory size", _GPU_LABELS),
-    "torchlab_gpu_temperature_celsius": ("GPU temperature", _GPU_LABELS),
-    "torchlab_gpu_power_watts": ("GPU power draw", _GPU_LABELS),
-}
 
 _lock = threading.Lock()
 _gauges: dict[str, Gauge] = {}
-_DEATHS = "torchlab_kernel_deaths"  # exposed as torchlab_kernel_deaths_total
-_IDLE_ACTIONS = "torchlab_kernel_idle_gpu_actions"  # exposed with _total
-_GUARD = "torchlab_memory_guard_interrupts"  # exposed with _total
-_COUNTERS = {
-    _DEATHS: ("Kernel processes that died, by cause: oom_killer, signal, exit, unknown", "reason"),
-    _IDLE_ACTIONS: (
-        "Idle kernels holding GPU memory that TorchlabExtension.gpu_idle_cull warned (warned) "
-        "or shut down (culled)",
-        "action",
-    ),
-    # by measure, not by kernel: kernel ids are new with every kernel, so a per-kernel counter
-    # would grow without bound; the events (GET torchlab/api/events) name each kernel
-    _GUARD: (
-        "Kernels interrupted by TorchlabExtension.memory_guard near their memory limit, by the "
-        "memory compared: cgroup (the kernel's own cgroup's unreclaimable charge) or tree (its "
-        "process tree)",
-        "measure",
-    ),
-}
+_DEATHS = "kernel_deaths"  # exposed as torchlab_kernel_deaths_total
+_IDLE_ACTIONS = "kernel_idle_gpu_actions"  # exposed with _total
+_GUARD = "memory_guard_interrupts"  # exposed with _total
 _counters: dict[str, Counter] = {}
 
 
-def _counter(name: str) -> Counter:
-    """Create a counter once per process (reusing a registered one)."""
+def _counter(kind: str) -> Counter:
+    """Create the counter of a kind once per process (reusing a registered one)."""
+    name = f"torchlab_{kind}"
     with _lock:
         if name not in _counters:
             existing = getattr(REGISTRY, "_names_to_collectors", {})
             found = existing.get(name) or existing.get(name + "_total")
-            help_text, label = _COUNTERS[name]
+            help_text, label = COUNTERS[kind]
             _counters[name] = (
                 found if isinstance(found, Counter) else Counter(name, help_text, (label,))
             )
@@ -136,7 +52,7 @@ def _shared_gauges() -> dict[str, Gauge]:
         if not _gauges:
             # private, but the only way to find a collector registered by an earlier import
             existing = getattr(REGISTRY, "_names_to_collectors", {})
-            for name, (help_text, labels) in _SPECS.items():
+            for name, (help_text, labels) in GAUGES.items():
                 found = existing.get(name)
                 if isinstance(found, Gauge):
                     _gauges[name] = found
@@ -153,11 +69,11 @@ class PrometheusExporter:
         self._deaths = _counter(_DEATHS)
         self._idle_actions = _counter(_IDLE_ACTIONS)
         self._guard = _counter(_GUARD)
-        self._labels: dict[str, set[tuple[str, ...]]] = {name: set() for name in _SPECS}
+        self._labels: dict[str, set[tuple[str, ...]]] = {name: set() for name in GAUGES}
 
     def update(self, doc: Mapping[str, Any]) -> None:
         """Set every gauge from one snapshot document (the JSON of GET torchlab/api/metrics)."""
-        seen: dict[str, set[tuple[str, ...]]] = {name: set() for name in _SPECS}
+        seen: dict[str, set[tuple[str, ...]]] = {name: set() for name in GAUGES}
 
         def put(name: str, value: Any, labels: tuple[str, ...] = ()) -> None:
             if value is None:
@@ -239,8 +155,8 @@ class PrometheusExporter:
         for name, labelsets in self._labels.items():
             for labels in labelsets:
                 self._remove(name, labels)
-        self._labels = {name: set() for name in _SPECS}
-        for name, (_, labels) in _SPECS.items():
+        self._labels = {name: set() for name in GAUGES}
+        for name, (_, labels) in GAUGES.items():
             if not labels:
                 self._gauges[name].set(math.nan)
 
