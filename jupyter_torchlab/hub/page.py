@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from html import escape
 
 from jupyter_torchlab._format import MISSING, format_bytes, format_duration, format_span
@@ -25,7 +26,10 @@ tr.holder td{background:#fff3e0} .busy{color:#1565c0;font-weight:600}
 def render_page(view: HubView, *, refresh: float, user: str, now: float | None = None) -> str:
     """Return the page for ``view`` (it reloads every ``refresh`` seconds)."""
     now = time.time() if now is None else now
-    when = MISSING if view.time is None else f"{format_span(now - view.time)} ago"
+    when = MISSING
+    if view.time is not None:  # the round's start, machine-readable: how fresh every row is
+        stamp = datetime.fromtimestamp(view.time, timezone.utc).isoformat(timespec="milliseconds")
+        when = f'<time id="collected" datetime="{stamp}">{format_span(now - view.time)} ago</time>'
     took = MISSING if view.round_seconds is None else f"{view.round_seconds * 1000:.0f} ms"
     error = f'<p class="error" id="error">{escape(view.error)}</p>' if view.error else ""
     holders = sum(k.idle_gpu_holder for k in view.kernels)

@@ -8,6 +8,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -19,6 +20,10 @@ from .hubenv import ADMIN, PASSWORD, Hub
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 IDLE_FROM: dict[str, float] = {}
+# wall time the fixture's kernels, cells and freeze were all done; a round that begins a second
+# later reads samples taken after it (each server samples every 0.5 s, an idle settles in 0.2 s)
+SET_UP: dict[str, float] = {}
+FRESH_AFTER = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +37,7 @@ def hub(make_hub: Any) -> Hub:
     carol = hub.server_pid("carol")
     os.kill(carol, signal.SIGSTOP)  # frozen: the hub still lists it, it answers nobody
     hub.stopped_pids.append(carol)
+    SET_UP["at"] = time.time()
     return hub
 
 
@@ -61,6 +67,11 @@ def signed_in(browser: Any, hub: Hub, user: str) -> Any:
     return page
 
 
+def round_began(collected: Any) -> float:
+    """The unix time the page's round began, from its ``<time datetime>``."""
+    return datetime.fromisoformat(collected.get_attribute("datetime")).timestamp()
+
+
 def test_the_admin_page_shows_every_users_kernels_and_a_frozen_server(
     browser: Any, hub: Hub
 ) -> None:
@@ -72,16 +83,19 @@ def test_the_admin_page_shows_every_users_kernels_and_a_frozen_server(
         alice = page.locator('#kernels tr[data-user="alice"]')
         bob = page.locator('#kernels tr[data-user="bob"]')
         carol = page.locator('#servers tr[data-user="carol"]')
-        # the page reloads itself every few seconds; wait for a round that has all three
+        collected = page.locator("time#collected")
+        # the page reloads itself every few seconds; wait for a round that began once the
+        # fixture was done (an earlier one may have asked alice before her cell started, and
+        # carol just before she froze): the page says when its round began
         for _ in range(60):
-            if (
-                alice.count()
-                and bob.count()
-                and carol.get_attribute("data-status") == "unreachable"
-            ):
+            if collected.count() and round_began(collected) > SET_UP["at"] + FRESH_AFTER:
                 break
             page.wait_for_timeout(1000)
             page.reload()
+        assert round_began(collected) > SET_UP["at"] + FRESH_AFTER, page.content()[:3000]
+        assert alice.count() == 1, page.content()[:3000]
+        assert bob.count() == 1, page.content()[:3000]
+        assert carol.get_attribute("data-status") == "unreachable"
         assert alice.get_attribute("data-state") == "busy"
         assert "busy" in alice.inner_text()
         assert bob.get_attribute("data-state") == "idle"

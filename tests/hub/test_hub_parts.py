@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,12 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import HTTPClientError
 
+from jupyter_torchlab._format import format_span
 from jupyter_torchlab.hub.collector import Round, ServerResult, explain_failure
 from jupyter_torchlab.hub.config import ConfigError, is_local, parse
 from jupyter_torchlab.hub.discovery import Target, join_targets
 from jupyter_torchlab.hub.exposition import render
+from jupyter_torchlab.hub.page import render_page
 from jupyter_torchlab.hub.view import build_view
 
 from .hubenv import free_port, http_get
@@ -100,6 +103,15 @@ def test_the_page_lists_idle_gpu_holders_first_and_every_gpu_once() -> None:
         "unreachable",
         "no answer",
     )
+
+
+def test_the_page_says_when_its_round_began_to_the_second_and_in_words() -> None:
+    rnd = a_round()
+    page = render_page(build_view(rnd), refresh=5, user="admin", now=rnd.time + 75)
+    found = re.search(r'<time id="collected" datetime="([^"]+)">([^<]+)</time>', page)
+    assert found, page
+    assert datetime.fromisoformat(found.group(1)).timestamp() == pytest.approx(rnd.time)
+    assert found.group(2) == f"{format_span(75)} ago"
 
 
 def test_every_series_carries_user_and_server() -> None:
