@@ -384,14 +384,15 @@ class ServerMonitor:
         return usage, error
 
     def _publish(self, doc: Mapping[str, Any], data: bytes) -> None:
-        with self._lock:
-            self._latest = data
-            self._history.append((doc["time"], data))
+        # the gauges first: whoever has read a snapshot finds /metrics at least as new
         if self._exporter is not None:
             try:
                 self._exporter.update(doc)
             except Exception as e:  # noqa: BLE001 - the REST and WS outputs must go on
                 self._warn_once("prometheus", "cannot update the Prometheus gauges: %s", e)
+        with self._lock:
+            self._latest = data
+            self._history.append((doc["time"], data))
         # RuntimeError: the loop is closed because the server is shutting down
         with contextlib.suppress(RuntimeError):
             self._loop.add_callback(self._broadcast, data)

@@ -54,7 +54,7 @@ async def test_a_cell_stays_busy_through_subshell_and_control_requests_then_goes
 ) -> None:
     kid, ws = await open_notebook("train.ipynb")
 
-    await ws.write_message(execute_request("import time; time.sleep(5)"))
+    await ws.write_message(execute_request("import time; time.sleep(8)"))
     # busy read from the cell's own execute request: on ipykernel 6 (no iopub_welcome) our
     # subscription is first heard at this very status, which jupyter_server's stream may take
     # a callback earlier, so the first busy reading can still name the server as its source
@@ -70,9 +70,10 @@ async def test_a_cell_stays_busy_through_subshell_and_control_requests_then_goes
         await ws.write_message(kernel_message(msg_type, content, channel))
     await asyncio.sleep(0.5)  # their busy/idle pairs have come and gone
 
-    # every reader says busy, with the same start, for the rest of the cell
+    # every reader says busy, with the same start, for the rest of the cell (3 s, ending well
+    # before the cell does however long the busy took to be seen)
     seen = 0
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + min(3.0, busy_since + 7.0 - time.time())
     while time.monotonic() < deadline:
         doc = await get_metrics()
         entry = kernel_entry(doc, kid)
@@ -90,8 +91,8 @@ async def test_a_cell_stays_busy_through_subshell_and_control_requests_then_goes
     doc = await wait_metrics(lambda d: kernel_entry(d, kid)["execution_state"] == "idle")
     entry = kernel_entry(doc, kid)
     ended = entry["idle_since"]
-    assert busy_since + 4.5 <= ended <= busy_since + 8
-    assert doc["time"] - ended <= INTERVAL + 0.2 + 2 * INTERVAL  # + the loop's own latency
+    assert busy_since + 7.5 <= ended <= busy_since + 11
+    assert doc["time"] - ended <= INTERVAL + 0.2 + 1.0  # + the loop's own latency
     assert entry["busy_since"] is None
     assert await busy_line(jp_fetch, kid) == 0.0
     ws.close()
@@ -218,6 +219,17 @@ async def wait_heard(monitor: Any, kid: str, old_pid: int | None = None) -> Any:
         await asyncio.sleep(0.05)
 
 
+async def server_reads_idle(jp_fetch: Any, kid: str, timeout: float = 10) -> None:
+    """jupyter_server's own execution_state comes to "idle" (its IOPub stream is its own)."""
+    deadline, state = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        state = json.loads((await jp_fetch("api", "kernels", kid)).body)["execution_state"]
+        if state == "idle":
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"jupyter_server reads the kernel {state!r}, not idle")
+
+
 async def test_a_kernel_is_heard_before_its_first_cell_and_the_server_reads_it_idle(
     jp_fetch: Any, open_notebook: Any, monitor: Any
 ) -> None:
@@ -226,9 +238,7 @@ async def test_a_kernel_is_heard_before_its_first_cell_and_the_server_reads_it_i
     kid, ws = await open_notebook()
     info = await wait_heard(monitor, kid)
     assert info.execution_state == "idle"
-    await asyncio.sleep(0.5)  # the reply's busy/idle pair has passed jupyter_server too
-    model = json.loads((await jp_fetch("api", "kernels", kid)).body)
-    assert model["execution_state"] == "idle"
+    await server_reads_idle(jp_fetch, kid)  # the reply's busy/idle pair passes it too
     ws.close()
 
 
@@ -241,9 +251,7 @@ async def test_a_restarted_kernel_is_heard_with_no_request_from_a_page(
     await jp_fetch("api", "kernels", kid, "restart", method="POST", body="")
     info = await wait_heard(monitor, kid, old.pid)
     assert info.execution_state == "idle"
-    await asyncio.sleep(0.5)
-    model = json.loads((await jp_fetch("api", "kernels", kid)).body)
-    assert model["execution_state"] == "idle"
+    await server_reads_idle(jp_fetch, kid)
 
 
 async def test_nothing_is_sent_to_a_kernel_no_client_has_connected_to(
