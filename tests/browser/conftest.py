@@ -280,8 +280,13 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    from playwright.sync_api import expect
+
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(30_000)
+    # expect()'s own default (5 s) is not the context's: what the page shows after a user's
+    # action may take longer on a loaded 2-core runner; a test that times something says so
+    expect.set_options(timeout=15_000)
     page = context.new_page()
     try:
         yield page

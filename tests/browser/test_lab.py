@@ -378,7 +378,7 @@ def test_a_long_cell_that_ends_out_of_view_says_so_and_goes_to_the_cell(
     set_torchlab_settings(lab_server, longCellSeconds=1)
     try:
         lab_server.write_notebook(
-            "long.ipynb", "import time\ntime.sleep(2.5)", "time.sleep(0.5)  # short"
+            "long.ipynb", "import time\ntime.sleep(2.5)", "time.sleep(0.1)  # short"
         )
         open_notebook_and_wait_idle(page, lab_server, "long.ipynb")
         run_first_cell(page)  # runs cell 1 and selects cell 2

@@ -57,7 +57,7 @@ def test_monitor_panel_opens_in_the_notebook_view(page: Any, notebook_server: Se
     panel = page.locator("#jupyter-torchlab-monitor")
     expect(panel).to_be_visible()
     row = panel.locator(".jp-torchlab-kernel-row", has=page.locator("[title='nb7.ipynb']"))
-    expect(row).to_have_attribute("data-state", "idle")
+    expect(row).to_have_attribute("data-state", "idle", timeout=60_000)  # the kernel starts
 
 
 HIDE_PAGE = """() => {
@@ -85,7 +85,7 @@ def test_a_long_cell_that_ends_while_another_tab_is_in_front_says_so(
         {"raw": json.dumps({"longCellSeconds": 1})},
     )
     try:
-        notebook_server.write_notebook("long7.ipynb", "import time\ntime.sleep(3)")
+        notebook_server.write_notebook("long7.ipynb", "import time\ntime.sleep(2.5)")
         page.goto(notebook_server.page_url("notebooks/long7.ipynb"))
         cell = page.locator(".jp-Notebook .jp-Cell").first
         expect(cell).to_be_visible(timeout=60_000)

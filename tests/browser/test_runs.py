@@ -34,6 +34,42 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 #: the issue's promise: the display is back this soon after the notebook shows
 BACK_WITHIN = 2.0
 
+#: the page's own record of when each cell, and each cell's run view, first showed (checked
+#: every frame, on the page's clock): the bound is timed in the page, not by Playwright's polling,
+#: which on a loaded machine can notice an element a second or more after it showed
+FIRST_SHOWN = """(() => {
+  if (window.__torchlabShown) return;
+  const seen = (window.__torchlabShown = {cells: {}, views: {}, anyView: null});
+  const shows = (els) => Array.from(els).some((el) => el.getClientRects().length > 0);
+  const look = () => {
+    const now = performance.now();
+    document.querySelectorAll('.jp-Notebook .jp-Cell').forEach((cell, i) => {
+      if (!(i in seen.cells) && shows([cell])) seen.cells[i] = now;
+      if (!(i in seen.views) && shows(cell.querySelectorAll('.jp-torchlab-run-view'))) {
+        seen.views[i] = now;
+      }
+    });
+    if (seen.anyView === null && shows(document.querySelectorAll('.jp-torchlab-run-view'))) {
+      seen.anyView = now;
+    }
+    requestAnimationFrame(look);
+  };
+  requestAnimationFrame(look);
+})()"""
+
+
+def reload_timed(page: Any) -> None:
+    """Reload the page with :data:`FIRST_SHOWN` recording from its first frame."""
+    if not page.evaluate("() => Boolean(window.__torchlabShown)"):
+        page.add_init_script(FIRST_SHOWN)  # runs at every later load of this page
+    page.reload()
+
+
+def first_shown(page: Any) -> dict[str, Any]:
+    """The page's record: ms on its clock when each cell and run view first showed."""
+    return page.evaluate("() => window.__torchlabShown")
+
+
 PROGRESS = (
     "import time\nimport jupyter_torchlab as tl\n"
     "for _ in tl.progress(range(600), desc='progress'):\n    time.sleep(0.1)"
@@ -93,14 +129,14 @@ def reload_and_check(page: Any, cell_index: int, label: str) -> float:
     """Reload the page: the cell shows the run within BACK_WITHIN s of the notebook showing, and
     its count moves. Returns the seconds it took."""
     reloaded = time.monotonic()
-    page.reload()
+    reload_timed(page)
     cell = page.locator(".jp-Notebook .jp-Cell").nth(cell_index)
     expect(cell).to_be_visible(timeout=60_000)
-    shown = time.monotonic()
     view = cell.locator(".jp-torchlab-run-view")
     expect(view).to_be_visible(timeout=20_000)
     back = time.monotonic()
-    took = back - shown
+    seen = first_shown(page)
+    took = (seen["views"][str(cell_index)] - seen["cells"][str(cell_index)]) / 1000
     assert took <= BACK_WITHIN, f"{label}: the display came back after {took:.2f} s"
     expect(view).to_have_attribute("data-state", "running")
     bar = view.locator(".jp-torchlab-run-view-bar").first
@@ -297,12 +333,12 @@ def test_lab_a_run_in_a_cell_that_was_never_saved_comes_back_above_the_notebook(
     run_cell(page, 1)
     wait_for_running_run(lab_server, name, "new")
     reloaded = time.monotonic()
-    page.reload()
+    reload_timed(page)
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
-    shown = time.monotonic()
     view = page.locator(".jp-torchlab-run-view-header .jp-torchlab-run-view")
     expect(view).to_be_visible(timeout=20_000)
-    took = time.monotonic() - shown
+    seen = first_shown(page)
+    took = (seen["anyView"] - seen["cells"]["0"]) / 1000
     assert took <= BACK_WITHIN, f"the display came back after {took:.2f} s"
     expect(view).to_contain_text("new:")
     assert page.locator(".jp-Notebook .jp-Cell").count() == 1  # the file's one cell
