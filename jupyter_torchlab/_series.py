@@ -2,13 +2,14 @@
 
 The single-user server exposes them on its ``/metrics`` (:mod:`.server.prometheus`); the hub
 service exposes the same series for every server, with ``user`` and ``server`` put first in the
-labels (:mod:`.hub.exposition`), so a query written for one server works hub-wide. Imports
-nothing (the hub service may not import the server).
+labels (:mod:`.hub.exposition`), so a query written for one server works hub-wide. Both number a
+kernel's running runs alike (:func:`run_label`). Imports nothing (the hub service may not import
+the server).
 """
 
 from __future__ import annotations
 
-__all__ = ["COUNTERS", "GAUGES", "GPU_LABELS", "KERNEL_LABELS", "RUN_LABELS"]
+__all__ = ["COUNTERS", "GAUGES", "GPU_LABELS", "KERNEL_LABELS", "RUN_LABELS", "run_label"]
 
 # path: the notebook (or console) the kernel belongs to, "" when it has no session; bounded by
 # the number of kernels (a renamed notebook replaces its series)
@@ -102,3 +103,17 @@ COUNTERS: dict[str, tuple[str, str]] = {
         "measure",
     ),
 }
+
+
+def run_label(desc: str, named: set[str]) -> str:
+    """Return a running run's ``desc`` label, numbered (``"train #2"``) if the kernel has it twice.
+
+    ``named`` holds the labels given so far to that kernel's running runs. Both endpoints
+    number a kernel's runs this way, so a run's labels are the same on each.
+    """
+    label, n = desc, 1
+    while label in named:
+        n += 1
+        label = f"{desc} #{n}"
+    named.add(label)
+    return label

@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from jupyter_torchlab._series import COUNTERS, GAUGES
+from jupyter_torchlab._series import COUNTERS, GAUGES, run_label
 
 from .collector import Round
 
@@ -108,7 +108,7 @@ def _server_series(doc: dict[str, Any], who: tuple[str, str], put: Any) -> None:
         for run in k.get("runs") or []:
             if run.get("state") != "running":
                 continue
-            desc = _unique(str(run.get("desc") or ""), named)
+            desc = run_label(str(run.get("desc") or ""), named)
             rlabels = (*who, str(k.get("id")), str(k.get("path") or ""), desc)
             put("torchlab_run_progress_ratio", rlabels, run.get("fraction"))
             put("torchlab_run_eta_seconds", rlabels, run.get("eta"))
@@ -124,19 +124,6 @@ def _server_series(doc: dict[str, Any], who: tuple[str, str], put: Any) -> None:
     for kind in COUNTERS:
         for label, n in (counts.get(kind) or {}).items():
             put(f"torchlab_{kind}", (*who, str(label)), n)
-
-
-def _unique(desc: str, named: set[str]) -> str:
-    """Return ``desc``, numbered (``"train #2"``) if a running run of the kernel already has it.
-
-    As the server numbers them, so a run's labels are the same on both endpoints.
-    """
-    label, n = desc, 1
-    while label in named:
-        n += 1
-        label = f"{desc} #{n}"
-    named.add(label)
-    return label
 
 
 def _nan_if_none(value: Any) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge
 
-from jupyter_torchlab._series import COUNTERS, GAUGES
+from jupyter_torchlab._series import COUNTERS, GAUGES, run_label
 
 __all__ = ["PrometheusExporter"]
 
@@ -119,7 +119,7 @@ class PrometheusExporter:
             for run in k.get("runs") or []:
                 if run.get("state") != "running":
                     continue
-                desc = _unique(str(run.get("desc") or ""), named)
+                desc = run_label(str(run.get("desc") or ""), named)
                 rlabels = (str(k["id"]), str(k.get("path") or ""), desc)
                 put("torchlab_run_progress_ratio", run.get("fraction"), rlabels)
                 put("torchlab_run_eta_seconds", run.get("eta"), rlabels)
@@ -164,16 +164,6 @@ class PrometheusExporter:
         # KeyError: already gone (another exporter in this process removed it)
         with contextlib.suppress(KeyError):
             self._gauges[name].remove(*labels)
-
-
-def _unique(desc: str, named: set[str]) -> str:
-    """Return ``desc``, numbered (``"train #2"``) if a running run of the kernel already has it."""
-    label, n = desc, 1
-    while label in named:
-        n += 1
-        label = f"{desc} #{n}"
-    named.add(label)
-    return label
 
 
 def _nan_if_none(value: Any) -> float:
