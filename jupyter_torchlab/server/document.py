@@ -22,7 +22,6 @@ from .kernels import NOT_LOCAL, KernelInfo
 from .usage import KernelUsage
 
 __all__ = [
-    "COUNTS",
     "GPU_OFF",
     "PROCESS_GONE",
     "USAGE_OFF",
@@ -46,9 +45,6 @@ _GPU_FIELDS = (
     "power_limit_watts",
     "source",
 )
-#: the document's "counts": kind -> the label its counts are keyed by (the /metrics counter is
-#: torchlab_<kind>_total with that label)
-COUNTS = {kind: label for kind, (_, label) in COUNTERS.items()}
 PROCESS_GONE = "kernel process has exited"
 GPU_OFF = "GPU sampling is off (TorchlabExtension.gpu = False)"
 USAGE_OFF = (
@@ -87,7 +83,7 @@ def build_document(
     ``gpu_actions``: recent warnings and shutdowns of idle GPU holders, oldest first.
     ``runs``: each kernel's runs (:mod:`.runs`), running first.
     ``memory_guard``: recent interrupts by the memory guard (:mod:`.memory_guard`), oldest first.
-    ``counts``: events since the server started, by kind and label (:data:`COUNTS`).
+    ``counts``: events since the server started, by kind (those of ``_series.COUNTERS``) and label.
     """
     flags = flags or {}
     host = snap.host
@@ -118,7 +114,7 @@ def build_document(
         "memory_guard": list(memory_guard or []),
         # since the server started: the totals of /metrics' torchlab_<kind>_total counters, so a
         # reader of this document alone (the hub service) can serve them too
-        "counts": {kind: dict((counts or {}).get(kind) or {}) for kind in COUNTS},
+        "counts": {kind: dict((counts or {}).get(kind) or {}) for kind in COUNTERS},
     }
 
 

@@ -169,6 +169,7 @@ class KernelWatch:
         """Stop following the kernel (it left the server)."""
         self._unobserve()
         self._stop_probing()
+        self._cancel_confirm()
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 self._stream.close()
@@ -203,6 +204,7 @@ class KernelWatch:
                 self._stream.close()
         self._stream, self._narrowed, self.heard = None, False, False
         self._stop_probing()  # the next subscription (the new process) probes afresh
+        self._cancel_confirm()  # a busy of the old process's
         self._log.debug("torchlab: dropped kernel %s's IOPub subscription", self.kid)
         self._observe()
 
@@ -262,14 +264,18 @@ class KernelWatch:
         self._session.send(self._request_stream, "kernel_info_request", {})
         self._log.debug("torchlab: kernel %s not heard: sent kernel_info_request", self.kid)
 
-    def _stop_probing(self, keep_confirm: bool = False) -> None:
-        for timer in (self._probe, None if keep_confirm else self._confirm):
-            if timer is not None:
-                IOLoop.current().remove_timeout(timer)
-        self._probe = None
-        if not keep_confirm:
-            self._confirm = None
+    def _stop_probing(self) -> None:
+        """Send no more kernel_info requests to this subscription's process."""
+        if self._probe is not None:
+            IOLoop.current().remove_timeout(self._probe)
+            self._probe = None
         self._close_requests()
+
+    def _cancel_confirm(self) -> None:
+        """Drop a busy of jupyter_server's that waits to be confirmed."""
+        if self._confirm is not None:
+            IOLoop.current().remove_timeout(self._confirm)
+            self._confirm = None
 
     def _close_requests(self) -> None:
         if self._request_stream is not None:
@@ -285,7 +291,7 @@ class KernelWatch:
             self._unobserve()
             # a busy of jupyter_server's waiting to be confirmed may be a cell's whose status
             # came before our subscription was connected: _confirm_busy still decides it
-            self._stop_probing(keep_confirm=True)
+            self._stop_probing()
             self._log.debug("torchlab: heard kernel %s (%s)", self.kid, self.executions.state)
         idents, fed = self._session.feed_identities(frames)
         msg = self._session.deserialize(fed, content=False)

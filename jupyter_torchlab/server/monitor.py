@@ -25,11 +25,12 @@ from typing import Any, Protocol
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from jupyter_torchlab._runtime_files import KERNELS_FILE
+from jupyter_torchlab._series import COUNTERS
 from jupyter_torchlab.metrics import Sampler, Ticker
 
 from .cells import CellCosts
 from .deaths import DeathWatch, KernelDeath
-from .document import COUNTS, build_document, encode
+from .document import build_document, encode
 from .gpu_use import GpuUse, IdleCuller
 from .kernels import KernelInfo, KernelRegistry, KernelsFile
 from .memory_guard import MemoryGuard
@@ -155,7 +156,7 @@ class ServerMonitor:
         self._registry_error: str | None = None
         self._warned: set[str] = set()
         # the document's "counts" (event loop adds, under _lock; the sampler thread copies)
-        self._counts: dict[str, dict[str, int]] = {kind: {} for kind in COUNTS}
+        self._counts: dict[str, dict[str, int]] = {kind: {} for kind in COUNTERS}
         # kernels without a local pid answer usage_request; None: not asked (usage_interval 0)
         self.usage: UsagePoller | None = None
         if usage_interval > 0:
@@ -339,7 +340,7 @@ class ServerMonitor:
                 memory_guard=(
                     [] if self.guard is None else self.guard.events(snap.time - EVENT_WINDOW)
                 ),
-                counts=self._count(),
+                counts=self._counts_now(),
             )
             data = encode(doc)
         except Exception as e:  # noqa: BLE001 - a bad snapshot must not stop the sampler
@@ -426,12 +427,15 @@ class ServerMonitor:
             except Exception as e:  # noqa: BLE001 - the action itself is logged already
                 self._warn_once("prometheus-idle", "cannot count an idle-GPU action: %s", e)
 
-    def _count(self, kind: str | None = None, label: str = "") -> dict[str, dict[str, int]]:
-        """Add one to ``counts[kind][label]`` (if a kind is given); return a copy of the counts."""
+    def _count(self, kind: str, label: str) -> None:
+        """Add one to the document's ``counts[kind][label]``."""
         with self._lock:
-            if kind is not None:
-                self._counts[kind][label] = self._counts[kind].get(label, 0) + 1
-            return {k: dict(v) for k, v in self._counts.items()}
+            self._counts[kind][label] = self._counts[kind].get(label, 0) + 1
+
+    def _counts_now(self) -> dict[str, dict[str, int]]:
+        """Return a copy of the counts, for one tick's document."""
+        with self._lock:
+            return {kind: dict(by_label) for kind, by_label in self._counts.items()}
 
     def _warn_once(self, key: str, msg: str, *args: object) -> None:
         if key not in self._warned:
