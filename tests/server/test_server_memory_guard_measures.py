@@ -127,6 +127,7 @@ async def test_without_a_cgroup_limit_the_hosts_memory_is_the_limit(
 #: the shared cgroup's limit and the guard's share: the threshold is 300 MiB of the kernel's tree
 SHARED_LIMIT = 600 * MiB
 SHARED_GUARD = 0.5
+CHUNK = 50 * MiB  # what GROW allocates at a time
 #: what the neighbour holds in the same cgroup: with it counted (the cgroup's charge), the guard
 #: would fire 150 MiB earlier, two or three chunks into GROW
 NEIGHBOUR = 150 * MiB
@@ -189,10 +190,13 @@ async def test_in_a_shared_cgroup_the_kernels_process_tree_is_measured(
         )
         assert_told(event, grew, sentence)
         # the neighbour's memory did not count: the kernel alone holds the threshold (counted
-        # with the neighbour's, it would have been stopped about 150 MiB earlier); no OOM kill
+        # with the neighbour's, it would have been stopped about 150 MiB earlier), less at most
+        # the chunk the interrupt cut short (allocated and counted, then freed as the
+        # KeyboardInterrupt unwound: the CI once read the threshold less 2 MiB); no OOM kill
         await assert_variables_kept(ws)
         doc = await wait_metrics(lambda d: kernel_entry(d, kid)["pid"] == pid)
-        assert kernel_entry(doc, kid)["memory"] >= SHARED_GUARD * SHARED_LIMIT  # type: ignore[index]
+        held = kernel_entry(doc, kid)["memory"]  # type: ignore[index]
+        assert held >= SHARED_GUARD * SHARED_LIMIT - CHUNK, held
         assert oom_kills(shared_cgroup) == kills
     finally:
         ws.close()
